@@ -1,0 +1,126 @@
+"""A split checkpoint: the teacher plus trained bottlenecks (and tails) at several split points.
+
+File layout (a dict written by ``torch.save``; read with ``weights_only=True``)::
+
+    {"format": "splitnet-checkpoint", "version": 1,
+     "model_name": "resnet56_cifar", "teacher": state_dict,
+     "splits": {node: {"config": BottleneckConfig dict, "bottleneck": state_dict,
+                       "tail": state_dict of the fine-tuned tail, or absent}},
+     "meta": {...}}   # training commands, figures, data provenance
+
+The file's SHA-256 identifies the weights on the wire: client and server must agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import fx, nn
+
+from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
+from splitnet.errors import CheckpointError, UnknownSplitPointError
+from splitnet.models import create_model, file_sha256, load_weights, model_spec, read_checkpoint
+from splitnet.models.registry import ModelSpec
+from splitnet.splitting import split_model
+
+FORMAT = "splitnet-checkpoint"
+VERSION = 1
+SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "resnet56_cifar_split.pt"
+DEMO_DATA = Path(__file__).parent / "assets" / "demo_val.npz"
+
+
+@dataclass
+class SplitPoint:
+    """One split point of a checkpoint: its bottleneck and, if fine-tuned, its own tail."""
+
+    node: str
+    bottleneck: SlimmableBottleneck
+    tail_state: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class SplitCheckpoint:
+    """Teacher and bottlenecks loaded from (or to be saved to) one checkpoint file."""
+
+    model_name: str
+    teacher: nn.Module
+    splits: dict[str, SplitPoint] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    sha256: str = ""
+    path: str = ""
+
+    @property
+    def spec(self) -> ModelSpec:
+        return model_spec(self.model_name)
+
+    def split(self, node: str) -> SplitPoint:
+        try:
+            return self.splits[node]
+        except KeyError:
+            raise UnknownSplitPointError(
+                f"checkpoint has no bottleneck at {node!r}; it has {', '.join(self.splits) or 'none'}"
+            ) from None
+
+    def teacher_split(self, node: str) -> tuple[fx.GraphModule, fx.GraphModule]:
+        """Head and tail of the (unchanged) teacher at ``node``."""
+        return split_model(self.teacher, node)
+
+    def bottleneck_tail(self, node: str) -> fx.GraphModule:
+        """The tail that follows the bottleneck at ``node``: fine-tuned if the checkpoint has one."""
+        point = self.split(node)
+        if point.tail_state is None:
+            return split_model(self.teacher, node)[1]
+        model = create_model(self.model_name)
+        model.load_state_dict(self.teacher.state_dict())
+        _, tail = split_model(model, node)
+        missing = tail.load_state_dict(point.tail_state, strict=False)
+        if missing.unexpected_keys:
+            raise CheckpointError(f"tail at {node!r} has unexpected keys {missing.unexpected_keys[:5]}")
+        return tail.eval()
+
+    def save(self, path: str | Path) -> str:
+        """Write the checkpoint; returns its SHA-256."""
+        obj = {
+            "format": FORMAT,
+            "version": VERSION,
+            "model_name": self.model_name,
+            "teacher": self.teacher.state_dict(),
+            "splits": {
+                node: {"config": p.bottleneck.config.to_dict(), "bottleneck": p.bottleneck.state_dict(),
+                       **({"tail": p.tail_state} if p.tail_state is not None else {})}
+                for node, p in self.splits.items()
+            },
+            "meta": self.meta,
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(obj, path)
+        self.sha256, self.path = file_sha256(path), str(path)
+        return self.sha256
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> SplitCheckpoint:
+        """Load a checkpoint (the shipped one when ``path`` is None); bottlenecks in eval mode."""
+        path = Path(path) if path is not None else SHIPPED_CHECKPOINT
+        obj = read_checkpoint(path)
+        if obj.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a splitnet checkpoint (format {obj.get('format')!r})")
+        if obj.get("version") != VERSION:
+            raise CheckpointError(f"{path}: checkpoint version {obj.get('version')} not supported")
+        name = obj["model_name"]
+        teacher = create_model(name)
+        load_weights(teacher, obj["teacher"])
+        splits = {}
+        for node, entry in obj.get("splits", {}).items():
+            bottleneck = SlimmableBottleneck(BottleneckConfig.from_dict(entry["config"]))
+            bottleneck.load_state_dict(entry["bottleneck"])
+            splits[node] = SplitPoint(node, bottleneck.eval(), entry.get("tail"))
+        return cls(name, teacher.eval(), splits, dict(obj.get("meta", {})), file_sha256(path), str(path))
+
+    @classmethod
+    def from_teacher(cls, model_name: str, weights: str | Path) -> SplitCheckpoint:
+        """A checkpoint with only a teacher (no bottlenecks), e.g. to evaluate third-party weights."""
+        teacher = create_model(model_name, weights=weights)
+        return cls(model_name, teacher, {}, {"weights": str(weights)}, file_sha256(weights), str(weights))

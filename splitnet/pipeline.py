@@ -1,0 +1,268 @@
+"""The in-process data path: device side (head + encoder) and server side (decoder + tail).
+
+The gRPC runtime puts a network between :class:`DeviceSide` and :class:`ServerSide`;
+here they run in one process, which is also the reference the runtime must match.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from splitnet.checkpoint import SplitCheckpoint
+from splitnet.codecs import FEATURE_CODECS, IMAGE_CODECS, BottleneckCodec, Codec, create_codec
+from splitnet.data import to_tensor
+from splitnet.errors import (
+    PayloadError,
+    ShapeError,
+    SplitnetError,
+    UnknownCodecError,
+    UnknownModelError,
+    UnknownSplitPointError,
+)
+from splitnet.payload import Payload
+
+
+class WeightsMismatchError(SplitnetError):
+    """The payload was produced with other weights than the receiver holds."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the device does with one frame.
+
+    ``kind`` is ``"local"`` (whole model on the device), ``"bottleneck"`` (split at
+    ``split``, learned codec at ``width``), ``"features"`` (split at ``split``,
+    ``codec`` on the raw features) or ``"input"`` (the image, coded with ``codec``
+    at ``quality``, whole model on the server).
+    """
+
+    kind: str
+    split: str = ""
+    width: float = 1.0
+    codec: str = ""
+    quality: int | None = None
+
+    @property
+    def name(self) -> str:
+        """Short name used in reports and on the command line: ``layer1/w0.5``, ``webp/q75``, ``local``."""
+        if self.kind == "local":
+            return "local"
+        if self.kind == "bottleneck":
+            return f"{self.split}/w{self.width:g}"
+        if self.kind == "features":
+            return f"{self.split}/{self.codec}"
+        return f"{self.codec}/q{self.quality}" if self.quality is not None else self.codec
+
+    @classmethod
+    def parse(cls, name: str) -> Action:
+        """Inverse of :attr:`name`."""
+        if name == "local":
+            return cls("local")
+        m = re.fullmatch(r"(jpeg|webp)/q(\d+)", name)
+        if m:
+            return cls("input", codec=m.group(1), quality=int(m.group(2)))
+        if name == "png":
+            return cls("input", codec="png")
+        m = re.fullmatch(r"(.+)/w([0-9.]+)", name)
+        if m:
+            return cls("bottleneck", split=m.group(1), width=float(m.group(2)))
+        m = re.fullmatch(r"(.+)/(fp32|fp16|int8\+zstd|int4\+zstd)", name)
+        if m:
+            return cls("features", split=m.group(1), codec=m.group(2))
+        raise SplitnetError(f"cannot parse action {name!r} (e.g. local, layer1/w0.5, layer2/int8+zstd, webp/q75)")
+
+
+@dataclass
+class Timing:
+    """Milliseconds spent in each stage of one batch of frames."""
+
+    head_ms: float = 0.0
+    encode_ms: float = 0.0
+    decode_ms: float = 0.0
+    tail_ms: float = 0.0
+
+
+def _ms_since(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+class DeviceSide:
+    """Runs on the device: the model's head and the encoder, or the whole model locally."""
+
+    def __init__(self, checkpoint: SplitCheckpoint) -> None:
+        self.checkpoint = checkpoint
+        self.spec = checkpoint.spec
+        self.model = checkpoint.teacher
+        self._heads: dict[str, nn.Module] = {}
+
+    def head(self, node: str) -> nn.Module:
+        if node not in self._heads:
+            self._heads[node] = self.checkpoint.teacher_split(node)[0]
+        return self._heads[node]
+
+    def actions(self, feature_codecs: Sequence[str] = ("int8+zstd",),
+                image_qualities: Sequence[int] = (75,)) -> list[Action]:
+        """Every action this checkpoint supports: local, split x width, features, images."""
+        acts = [Action("local")]
+        for node, point in self.checkpoint.splits.items():
+            acts += [Action("bottleneck", node, w, point.bottleneck.config.prior) for w in point.bottleneck.widths]
+            acts += [Action("features", node, codec=c) for c in feature_codecs]
+        acts += [Action("input", codec="webp", quality=q) for q in image_qualities]
+        return acts
+
+    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 ``[N, H, W, 3]`` frames to the model's normalized input."""
+        return to_tensor(frames, self.spec)
+
+    @torch.no_grad()
+    def run_local(self, frames: np.ndarray) -> torch.Tensor:
+        """Logits of the whole model on the device (the fallback path)."""
+        return self.model(self.preprocess(frames))
+
+    def codec(self, action: Action) -> Codec:
+        if action.kind == "bottleneck":
+            bottleneck = self.checkpoint.split(action.split).bottleneck
+            bottleneck.set_width(action.width)
+            return BottleneckCodec(bottleneck)
+        return create_codec(action.codec, quality=action.quality or 75)
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray, action: Action, seq: int = 0,
+               timing: Timing | None = None) -> list[Payload]:
+        """Payloads (one per frame) for a batch of uint8 frames ``[N, H, W, 3]``."""
+        timing = timing if timing is not None else Timing()
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if action.kind == "local":
+            raise SplitnetError("a local action sends nothing; call run_local")
+        codec = self.codec(action)
+        if action.kind == "input":
+            t0 = time.perf_counter()
+            blobs = [codec.encode(f) for f in frames]
+            timing.encode_ms += _ms_since(t0)
+            shape = tuple(frames.shape[1:])
+        else:
+            t0 = time.perf_counter()
+            features = self.head(action.split)(self.preprocess(frames))
+            timing.head_ms += _ms_since(t0)
+            t0 = time.perf_counter()
+            blobs = codec.encode_batch(features)
+            timing.encode_ms += _ms_since(t0)
+            shape = tuple(features.shape[1:])
+        sent = time.time_ns() // 1000
+        return [Payload(self.checkpoint.model_name, self.checkpoint.sha256, action.split,
+                        action.width if action.kind == "bottleneck" else 1.0, codec.codec_id,
+                        shape, codec.dtype, blob, seq + i, sent) for i, blob in enumerate(blobs)]
+
+
+@dataclass
+class _Route:
+    """What the server runs for one (split, codec family): a decoder and a tail."""
+
+    tail: nn.Module
+    bottleneck: object | None = None
+    expected_shape: tuple[int, ...] = ()
+
+
+@dataclass
+class ServerSide:
+    """Runs on the edge server: decoders and tails for every split point of a checkpoint."""
+
+    checkpoint: SplitCheckpoint
+    _routes: dict[tuple[str, str], _Route] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ckpt = self.checkpoint
+        h, w = ckpt.spec.input_size
+        self._routes[("", "input")] = _Route(ckpt.teacher, None, (h, w, 3))
+        for node, point in ckpt.splits.items():
+            head, teacher_tail = ckpt.teacher_split(node)
+            with torch.no_grad():
+                shape = tuple(head(torch.zeros(1, 3, h, w)).shape[1:])
+            self._routes[(node, "bottleneck")] = _Route(ckpt.bottleneck_tail(node), point.bottleneck, shape)
+            self._routes[(node, "features")] = _Route(teacher_tail, None, shape)
+
+    @property
+    def model_name(self) -> str:
+        return self.checkpoint.model_name
+
+    def validate(self, p: Payload) -> tuple[str, str]:
+        """Check a payload against what this server holds; return its route key."""
+        if p.model != self.checkpoint.model_name:
+            raise UnknownModelError(f"server holds model {self.checkpoint.model_name!r}, payload is for {p.model!r}")
+        if p.weights_sha256 != self.checkpoint.sha256:
+            raise WeightsMismatchError(
+                f"payload weights {p.weights_sha256[:12]}… differ from the server's {self.checkpoint.sha256[:12]}…"
+            )
+        if p.codec in IMAGE_CODECS:
+            family = "input"
+            if p.split:
+                raise PayloadError(f"image codec {p.codec!r} needs an empty split, got {p.split!r}")
+        elif p.codec in FEATURE_CODECS:
+            family = "features"
+        elif p.codec in ("factorized", "hyperprior"):
+            family = "bottleneck"
+        else:
+            raise UnknownCodecError(f"unknown codec {p.codec!r}")
+        key = (p.split if family != "input" else "", family)
+        route = self._routes.get(key)
+        if route is None:
+            raise UnknownSplitPointError(
+                f"no split point {p.split!r} on this server; it has {', '.join(self.checkpoint.splits)}"
+            )
+        if family == "bottleneck":
+            bottleneck = route.bottleneck
+            if p.codec != bottleneck.config.prior:
+                raise UnknownCodecError(f"split {p.split!r} codes with {bottleneck.config.prior!r}, not {p.codec!r}")
+            bottleneck.width_index(p.width)  # raises UnknownWidthError
+        if tuple(p.shape) != route.expected_shape:
+            raise ShapeError(f"shape {tuple(p.shape)} does not match {route.expected_shape} at {key[0] or 'input'!r}")
+        return key
+
+    def batch_key(self, p: Payload) -> tuple[str, str, float, str]:
+        """Payloads with the same key can be decoded and run as one batch."""
+        split, family = self.validate(p)
+        return (split, family, p.width, p.codec)
+
+    @torch.no_grad()
+    def decode(self, payloads: Sequence[Payload], timing: Timing | None = None) -> torch.Tensor:
+        """Decode payloads that share one batch key into the tail's input batch."""
+        timing = timing if timing is not None else Timing()
+        split, family, width, codec_id = self.batch_key(payloads[0])
+        route = self._routes[(split, family)]
+        t0 = time.perf_counter()
+        if family == "bottleneck":
+            route.bottleneck.set_width(width)
+            x = BottleneckCodec(route.bottleneck).decode_batch([p.data for p in payloads], payloads[0].shape)
+        else:
+            codec = create_codec(codec_id)
+            x = torch.stack([codec.decode(p.data, p.shape) for p in payloads])
+            if family == "input":
+                x = to_tensor(x, self.checkpoint.spec)
+        timing.decode_ms += _ms_since(t0)
+        return x
+
+    @torch.no_grad()
+    def run_tail(self, key: tuple[str, str, float, str], x: torch.Tensor,
+                 timing: Timing | None = None) -> torch.Tensor:
+        """The tail (or the whole model, for images) on a decoded batch; returns logits."""
+        timing = timing if timing is not None else Timing()
+        t0 = time.perf_counter()
+        logits = self._routes[(key[0], key[1])].tail(x)
+        timing.tail_ms += _ms_since(t0)
+        return logits
+
+    def infer(self, payloads: Sequence[Payload], timing: Timing | None = None) -> torch.Tensor:
+        """Logits for payloads that share one batch key."""
+        keys = {self.batch_key(p) for p in payloads}
+        if len(keys) != 1:
+            raise PayloadError(f"payloads of one batch must share split, width and codec; got {sorted(keys)}")
+        return self.run_tail(keys.pop(), self.decode(payloads, timing), timing)

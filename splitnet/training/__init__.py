@@ -1,0 +1,1 @@
+"""Training loops: teachers and slimmable bottlenecks."""

@@ -1,0 +1,257 @@
+"""Training a slimmable bottleneck at a split point by distillation from a frozen teacher.
+
+Stage 1 (head distillation): the encoder/decoder learn to reproduce the teacher's
+features at the split through the quantized latent, ``MSE(x_hat, f) + lambda * bits``,
+summed over every width in each step. Stage 2 (optional): the decoder and a copy of
+the tail (and, unless frozen, the encoder) are fine-tuned with a KD loss on the
+teacher's logits, plus cross-entropy and the same rate term.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
+from splitnet.checkpoint import SplitCheckpoint, SplitPoint
+from splitnet.codecs import BottleneckCodec
+from splitnet.data import ImageSet, augment, batches, load_npz, to_tensor
+from splitnet.errors import CheckpointError
+from splitnet.models import create_model, model_spec, read_checkpoint
+from splitnet.splitting import split_model
+from splitnet.training.common import save_atomic, seed_everything, split_holdout
+
+
+@dataclass
+class BottleneckTrainConfig:
+    """Hyper-parameters of one bottleneck run; stored in the checkpoint's metadata."""
+
+    teacher: str = "resnet56_cifar"
+    weights: str = ""  # teacher weights: a teacher file, third-party weights or a split checkpoint
+    split: str = "layer2"
+    data: str = "../shared/data/cifar10/train.npz"
+    latent_channels: int = 32
+    hidden_channels: int = 64
+    downsample: int = 1
+    prior: str = "factorized"
+    widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    stage1_lmbda: float = 1e-3  # weight of the rate in stage 1, per bit per image
+    lmbda: float = 2e-3  # weight of the rate in stage 2
+    epochs: int = 3  # stage 1
+    finetune_epochs: int = 12  # stage 2; 0 skips it
+    finetune_encoder: bool = True
+    batch_size: int = 128
+    lr: float = 2e-3
+    finetune_lr: float = 5e-4
+    kd_temperature: float = 1.0
+    ce_weight: float = 0.5
+    holdout: int = 1000
+    seed: int = 0
+    limit: int | None = None
+    width_rate_scale: tuple[float, ...] = field(default_factory=tuple)  # optional per-width lambda factors
+
+
+def _load_teacher(cfg: BottleneckTrainConfig) -> tuple[nn.Module, SplitCheckpoint | None]:
+    """The teacher model, and the split checkpoint the weights came from (if they did)."""
+    obj = read_checkpoint(cfg.weights)
+    if obj.get("format") == "splitnet-checkpoint":
+        ckpt = SplitCheckpoint.load(cfg.weights)
+        if ckpt.model_name != cfg.teacher:
+            raise CheckpointError(f"{cfg.weights} holds {ckpt.model_name}, not {cfg.teacher}")
+        return ckpt.teacher, ckpt
+    return create_model(cfg.teacher, weights=cfg.weights), None
+
+
+def _rate_bits(likelihoods: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """Bits per image the entropy models assign to the latent(s)."""
+    return sum(torch.log(lik).sum() for lik in likelihoods.values()) / (-math.log(2) * n)
+
+
+def _kd_loss(student: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
+    return F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean") * t * t
+
+
+def _cosine(step: int, total: int, base: float) -> float:
+    return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
+
+
+def _split_params(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    main = [p for n, p in module.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
+    aux = [p for n, p in module.named_parameters() if n.endswith("quantiles")]
+    return main, aux
+
+
+@torch.no_grad()
+def evaluate_bottleneck(head: nn.Module, bottleneck: SlimmableBottleneck, tail: nn.Module,
+                        data: ImageSet, spec, batch_size: int = 250) -> list[dict]:
+    """Top-1 and real coded bytes per image for every width (bottleneck must be updated)."""
+    bottleneck.eval()
+    tail.eval()
+    feats = [head(to_tensor(data.images[s], spec)) for s in batches(len(data), batch_size)]
+    rows = []
+    for w in bottleneck.widths:
+        bottleneck.set_width(w)
+        codec = BottleneckCodec(bottleneck)
+        correct, sizes = 0, []
+        for s, f in zip(batches(len(data), batch_size), feats):
+            blobs = codec.encode_batch(f)
+            sizes += [len(b) for b in blobs]
+            logits = tail(codec.decode_batch(blobs, f.shape[1:]))
+            correct += int((logits.argmax(1).numpy() == data.labels[s]).sum())
+        rows.append({"width": w, "top1": correct / len(data), "bytes_mean": float(np.mean(sizes))})
+    return rows
+
+
+def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str | Path | None = None,
+                     command: str = "") -> dict:
+    """Train a bottleneck at ``cfg.split`` and add it to the split checkpoint ``out``.
+
+    If ``out`` exists it must hold the same teacher; the split is added or replaced.
+    Progress is checkpointed to ``work_dir`` after every epoch and resumed from there.
+    """
+    out = Path(out)
+    work = Path(work_dir) if work_dir else out.parent / f"{out.stem}.{cfg.split}.work"
+    last = work / "last.pt"
+    spec = model_spec(cfg.teacher)
+    gen = seed_everything(cfg.seed)
+    teacher, source_ckpt = _load_teacher(cfg)
+    teacher.eval().requires_grad_(False)
+    head, teacher_tail = split_model(teacher, cfg.split)
+    data = load_npz(cfg.data, limit=cfg.limit)
+    train, held = split_holdout(data, min(cfg.holdout, len(data) // 10), cfg.seed)
+
+    with torch.no_grad():
+        f0 = head(to_tensor(train.images[:2], spec))
+    bcfg = BottleneckConfig(in_channels=f0.shape[1], latent_channels=cfg.latent_channels,
+                            hidden_channels=cfg.hidden_channels, downsample=cfg.downsample,
+                            widths=tuple(cfg.widths), prior=cfg.prior)
+    bottleneck = SlimmableBottleneck(bcfg)
+    student_model = copy.deepcopy(teacher)
+    _, tail = split_model(student_model, cfg.split)
+    tail.requires_grad_(False)
+    rate_scale = tuple(cfg.width_rate_scale) or (1.0,) * len(bcfg.widths)
+    if len(rate_scale) != len(bcfg.widths):
+        raise CheckpointError(f"width_rate_scale needs one factor per width {list(bcfg.widths)}, got {rate_scale}")
+
+    images = to_tensor(train.images, spec)
+    labels = torch.as_tensor(train.labels)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_epochs = cfg.epochs + cfg.finetune_epochs
+    history: list[dict] = []
+    start_epoch = 0
+
+    def optimizers(stage: int) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        if stage == 2:
+            bottleneck.g_a.requires_grad_(cfg.finetune_encoder)
+            tail.requires_grad_(True)
+        main, aux = _split_params(bottleneck)
+        if stage == 2:
+            main += list(tail.parameters())
+        lr = cfg.lr if stage == 1 else cfg.finetune_lr
+        return torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=1e-3)
+
+    stage = 1 if cfg.epochs > 0 else 2
+    opt, aux_opt = optimizers(stage)
+    if last.is_file():
+        state = read_checkpoint(last)
+        if state.get("config") != _config_dict(cfg):
+            raise CheckpointError(f"{last} was written by a run with other settings; "
+                                  f"remove {work} or pass another --work-dir")
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        stage = 1 if start_epoch < cfg.epochs else 2
+        opt, aux_opt = optimizers(stage)
+        bottleneck.load_state_dict(state["bottleneck"])
+        tail.load_state_dict(state["tail"])
+        opt.load_state_dict(state["optimizer"])
+        aux_opt.load_state_dict(state["aux_optimizer"])
+        gen.set_state(state["generator"])
+
+    for epoch in range(start_epoch, total_epochs):
+        if epoch == cfg.epochs and stage == 1:
+            stage = 2
+            opt, aux_opt = optimizers(2)
+        stage_epoch = epoch if stage == 1 else epoch - cfg.epochs
+        stage_epochs = cfg.epochs if stage == 1 else cfg.finetune_epochs
+        base_lr = cfg.lr if stage == 1 else cfg.finetune_lr
+        bottleneck.train()
+        tail.eval()  # the tail's BatchNorm statistics stay the teacher's
+        order = torch.randperm(len(train), generator=gen)
+        bar = tqdm(range(steps_per_epoch), desc=f"stage {stage} epoch {epoch + 1}/{total_epochs}", leave=False)
+        sums = {"loss": 0.0, "bits": 0.0}
+        for i in bar:
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            for g in opt.param_groups:
+                g["lr"] = _cosine(stage_epoch * steps_per_epoch + i, stage_epochs * steps_per_epoch, base_lr)
+            x = augment(images[idx], gen)
+            with torch.no_grad():
+                feats = head(x)
+                t_logits = teacher_tail(feats) if stage == 2 else None
+            loss = torch.zeros(())
+            bits_total = 0.0
+            for w, scale in zip(bcfg.widths, rate_scale):
+                bottleneck.set_width(w)
+                res = bottleneck(feats, decoder_input="noise" if stage == 1 else "ste")
+                bits = _rate_bits(res["likelihoods"], len(idx))
+                if stage == 1:
+                    task = F.mse_loss(res["x_hat"], feats)
+                else:
+                    s_logits = tail(res["x_hat"])
+                    task = _kd_loss(s_logits, t_logits, cfg.kd_temperature) + cfg.ce_weight * F.cross_entropy(
+                        s_logits, labels[idx])
+                loss = loss + task + (cfg.stage1_lmbda if stage == 1 else cfg.lmbda) * scale * bits
+                bits_total += bits.item()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            aux_opt.zero_grad(set_to_none=True)
+            bottleneck.aux_loss().backward()
+            aux_opt.step()
+            sums["loss"] += loss.item()
+            sums["bits"] += bits_total / len(bcfg.widths)
+            bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}", bits=f"{sums['bits'] / (i + 1):.0f}")
+        bottleneck.update(force=True)
+        rows = evaluate_bottleneck(head, bottleneck, tail, held, spec)
+        history.append({"epoch": epoch + 1, "stage": stage, "loss": sums["loss"] / steps_per_epoch,
+                        "bits_mean": sums["bits"] / steps_per_epoch, "holdout": rows})
+        tqdm.write(f"epoch {epoch + 1}/{total_epochs} (stage {stage}): loss {sums['loss'] / steps_per_epoch:.4f}; "
+                   + "; ".join(f"w{r['width']:g}: top-1 {r['top1']:.4f} @ {r['bytes_mean']:.1f} B" for r in rows))
+        save_atomic({"bottleneck": bottleneck.state_dict(), "tail": tail.state_dict(), "optimizer": opt.state_dict(),
+                     "aux_optimizer": aux_opt.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1,
+                     "history": history, "config": _config_dict(cfg)}, last)
+
+    bottleneck.update(force=True)
+    bottleneck.eval()
+    if out.is_file():
+        ckpt = SplitCheckpoint.load(out)
+        if ckpt.model_name != cfg.teacher or not _same_weights(ckpt.teacher, teacher):
+            raise CheckpointError(f"{out} holds another teacher; write to a new file")
+    elif source_ckpt is not None:
+        ckpt = source_ckpt
+    else:
+        ckpt = SplitCheckpoint(cfg.teacher, teacher)
+    ckpt.splits[cfg.split] = SplitPoint(cfg.split, bottleneck,
+                                        tail.state_dict() if cfg.finetune_epochs > 0 else None)
+    ckpt.meta.setdefault("bottlenecks", {})[cfg.split] = {"config": _config_dict(cfg), "command": command,
+                                                          "history": history}
+    sha = ckpt.save(out)
+    return {"split": cfg.split, "sha256": sha, "holdout": history[-1]["holdout"] if history else []}
+
+
+def _config_dict(cfg: BottleneckTrainConfig) -> dict:
+    d = asdict(cfg)
+    d["widths"] = list(cfg.widths)
+    d["width_rate_scale"] = list(cfg.width_rate_scale)
+    return d
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

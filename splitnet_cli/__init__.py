@@ -1,0 +1,1 @@
+"""The ``splitnet`` console command: parses arguments and calls into the packages."""

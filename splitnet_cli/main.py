@@ -1,0 +1,214 @@
+"""``splitnet`` with subcommands. Each subcommand's body lives in its own package;
+this module only parses arguments, joins the packages and prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from splitnet.errors import SplitnetError
+
+
+def _write_json(obj: dict, path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+def _command_line() -> str:
+    return "splitnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# ------------------------------------------------------------------ models
+def cmd_models(args: argparse.Namespace) -> int:
+    from splitnet import create_model, list_models, model_spec
+    from splitnet.splitting import list_split_points
+
+    names = [args.model] if args.model else list_models()
+    for name in names:
+        spec = model_spec(name)
+        line = f"{name:<22} input {spec.input_size[0]}x{spec.input_size[1]}, {spec.num_classes} classes"
+        if args.split_points:
+            line += "\n    split points: " + ", ".join(list_split_points(create_model(name), depth=args.depth))
+        print(line)
+    return 0
+
+
+# ------------------------------------------------------------------- train
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from splitnet.training.teacher import TeacherConfig, train_teacher
+
+    cfg = TeacherConfig(model=args.model, data=args.data, init_weights=args.init_weights, epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+                        holdout=args.holdout, seed=args.seed, limit=args.limit)
+    summary = train_teacher(cfg, args.out, args.work_dir)
+    print(f"teacher written to {args.out}; holdout top-1 {summary['holdout_top1']:.4f}")
+    return 0
+
+
+def cmd_train_bottleneck(args: argparse.Namespace) -> int:
+    from splitnet.training.bottleneck import BottleneckTrainConfig, train_bottleneck
+
+    cfg = BottleneckTrainConfig(
+        teacher=args.teacher, weights=args.weights, split=args.split, data=args.data,
+        latent_channels=args.latent_channels, hidden_channels=args.hidden_channels, downsample=args.downsample,
+        prior=args.prior, widths=tuple(args.widths), stage1_lmbda=args.stage1_lmbda, lmbda=args.lmbda,
+        width_rate_scale=tuple(args.width_rate_scale or ()), epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs, finetune_encoder=not args.freeze_encoder,
+        batch_size=args.batch_size, lr=args.lr, finetune_lr=args.finetune_lr,
+        kd_temperature=args.kd_temperature, ce_weight=args.ce_weight, holdout=args.holdout,
+        seed=args.seed, limit=args.limit)
+    result = train_bottleneck(cfg, args.out, args.work_dir, command=_command_line())
+    print(f"bottleneck at {args.split} added to {args.out} (sha256 {result['sha256']})")
+    for row in result["holdout"]:
+        print(f"  w{row['width']:g}: holdout top-1 {row['top1']:.4f} at {row['bytes_mean']:.1f} bytes")
+    return 0
+
+
+# -------------------------------------------------------------------- eval
+def _load_checkpoint(args: argparse.Namespace):
+    from splitnet.checkpoint import SplitCheckpoint
+
+    if args.model or args.weights:
+        if not (args.model and args.weights):
+            raise SplitnetError("--model and --weights go together")
+        return SplitCheckpoint.from_teacher(args.model, args.weights)
+    return SplitCheckpoint.load(args.checkpoint)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from splitnet.checkpoint import DEMO_DATA
+    from splitnet.data import load_npz
+    from splitnet.evaluation import EvalOptions, evaluate, format_table, plot_rate_accuracy
+
+    ckpt = _load_checkpoint(args)
+    data = load_npz(args.data or DEMO_DATA, limit=args.limit)
+    opts = EvalOptions(jpeg_qualities=args.qualities, webp_qualities=args.qualities, png=not args.no_png,
+                       timing_frames=args.timing_frames, batch_size=args.batch_size)
+    report = evaluate(ckpt, data, opts)
+    print(format_table(report))
+    _write_json(report, args.json)
+    plot = args.plot or (str(Path(args.json).with_suffix(".png")) if args.json else None)
+    if plot:
+        plot_rate_accuracy(report, plot)
+        print(f"wrote {plot}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """In-process pipeline on the shipped checkpoint and demo sample: the rate–accuracy table."""
+    ns = argparse.Namespace(checkpoint=None, model=None, weights=None, data=None, limit=args.limit,
+                            qualities=[10, 30, 50, 75, 90], no_png=False, timing_frames=20, batch_size=250,
+                            json=args.json, plot=None)
+    return cmd_eval(ns)
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    from splitnet import __version__
+    from splitnet.evaluation import DEFAULT_QUALITIES
+
+    parser = argparse.ArgumentParser(prog="splitnet", description="Split computing for edge devices.")
+    parser.add_argument("--version", action="version", version=f"splitnet {__version__}")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list registered models (and their split points)")
+    p.add_argument("model", nargs="?", help="one model name")
+    p.add_argument("--split-points", action="store_true", help="also list valid split points")
+    p.add_argument("--depth", type=int, default=2, help="deepest node-name level listed")
+    p.set_defaults(func=cmd_models)
+
+    train = sub.add_parser("train", help="train a teacher or a bottleneck").add_subparsers(dest="what", required=True)
+    t = train.add_parser("teacher", help="train or fine-tune a CIFAR teacher on an npz training set")
+    t.add_argument("--model", default="resnet56_cifar")
+    t.add_argument("--data", default="../shared/data/cifar10/train.npz")
+    t.add_argument("--init-weights", default=None, help="fine-tune from these weights (default: from scratch)")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=0.1)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--warmup-epochs", type=float, default=0.0)
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--holdout", type=int, default=1000, help="training images held out to monitor progress")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    t.add_argument("--out", required=True)
+    t.add_argument("--work-dir", default=None, help="resumable state (default: beside --out)")
+    t.set_defaults(func=cmd_train_teacher)
+
+    b = train.add_parser("bottleneck", help="train a slimmable bottleneck at a split point by distillation")
+    b.add_argument("--teacher", default="resnet56_cifar", help="registered model name of the teacher")
+    b.add_argument("--weights", required=True, help="teacher weights (teacher file, third-party, or checkpoint)")
+    b.add_argument("--split", default="layer2", help="split node name, e.g. layer1")
+    b.add_argument("--data", default="../shared/data/cifar10/train.npz")
+    b.add_argument("--latent-channels", type=int, default=32)
+    b.add_argument("--hidden-channels", type=int, default=64)
+    b.add_argument("--downsample", type=int, default=1, help="stride-2 stages in the encoder")
+    b.add_argument("--prior", choices=("factorized", "hyperprior"), default="factorized")
+    b.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    b.add_argument("--stage1-lmbda", type=float, default=1e-3, help="stage-1 rate weight per bit per image")
+    b.add_argument("--lmbda", type=float, default=2e-3, help="stage-2 rate weight per bit per image")
+    b.add_argument("--width-rate-scale", type=float, nargs="+", default=None,
+                   help="per-width factors on the rate weight (one per width)")
+    b.add_argument("--epochs", type=int, default=3, help="stage 1 (feature distillation) epochs")
+    b.add_argument("--finetune-epochs", type=int, default=12, help="stage 2 (KD fine-tuning) epochs; 0 skips")
+    b.add_argument("--freeze-encoder", action="store_true", help="stage 2 trains only the decoder and tail")
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--lr", type=float, default=2e-3)
+    b.add_argument("--finetune-lr", type=float, default=5e-4)
+    b.add_argument("--kd-temperature", type=float, default=1.0)
+    b.add_argument("--ce-weight", type=float, default=0.5)
+    b.add_argument("--holdout", type=int, default=1000)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--limit", type=int, default=None)
+    b.add_argument("--out", required=True, help="split checkpoint to create or add this split to")
+    b.add_argument("--work-dir", default=None)
+    b.set_defaults(func=cmd_train_bottleneck)
+
+    e = sub.add_parser("eval", help="rate–accuracy evaluation on an npz data set")
+    e.add_argument("--checkpoint", default=None, help="split checkpoint (default: the shipped one)")
+    e.add_argument("--model", default=None, help="evaluate a bare model instead (with --weights)")
+    e.add_argument("--weights", default=None)
+    e.add_argument("--data", default=None, help="npz data set (default: the shipped demo sample)")
+    e.add_argument("--limit", type=int, default=None, help="first N images only")
+    e.add_argument("--qualities", type=int, nargs="+", default=list(DEFAULT_QUALITIES),
+                   help="JPEG and WebP qualities")
+    e.add_argument("--no-png", action="store_true")
+    e.add_argument("--timing-frames", type=int, default=50)
+    e.add_argument("--batch-size", type=int, default=250)
+    e.add_argument("--json", default=None, help="write the report here")
+    e.add_argument("--plot", default=None, help="rate–accuracy PNG (default: beside --json)")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("demo", help="run the shipped model on the shipped demo sample")
+    d.add_argument("--limit", type=int, default=None)
+    d.add_argument("--json", default="out/demo_eval.json")
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return int(args.func(args) or 0)
+    except SplitnetError as exc:
+        print(f"splitnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

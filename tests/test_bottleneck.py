@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
+from splitnet.codecs import BottleneckCodec
+from splitnet.errors import DecodeError, ShapeError, SplitnetError, UnknownWidthError
+from tests.conftest import make_bottleneck
+
+
+@pytest.fixture(params=["factorized", "hyperprior"])
+def bottleneck(request: pytest.FixtureRequest) -> SlimmableBottleneck:
+    return make_bottleneck(16, request.param)
+
+
+def test_forward_contract(bottleneck: SlimmableBottleneck) -> None:
+    x = torch.relu(torch.randn(3, 16, 16, 16))
+    bottleneck.train()
+    out = bottleneck(x)
+    bottleneck.eval()
+    assert set(out) == {"x_hat", "likelihoods"}
+    assert out["x_hat"].shape == x.shape
+    expected = {"y"} if bottleneck.config.prior == "factorized" else {"y", "z"}
+    assert set(out["likelihoods"]) == expected
+    assert all(((lik > 0) & (lik <= 1)).all() for lik in out["likelihoods"].values())
+
+
+def test_decompress_of_compress_equals_forward_in_eval(bottleneck: SlimmableBottleneck) -> None:
+    x = torch.relu(torch.randn(4, 16, 16, 16))
+    for w in bottleneck.widths:
+        bottleneck.set_width(w)
+        with torch.no_grad():
+            reference = bottleneck(x)["x_hat"]
+        coded = bottleneck.compress(x)
+        assert all(isinstance(s, bytes) for group in coded["strings"] for s in group)
+        restored = bottleneck.decompress(coded["strings"], coded["shape"])["x_hat"]
+        assert torch.allclose(restored, reference, atol=1e-5)
+
+
+def test_latent_round_trip_is_exact_rounding() -> None:
+    """The CompressAI contract: decompress(compress(y)) == round(y) around the medians."""
+    b = make_bottleneck(16, "factorized")
+    eb = b.entropy.current
+    y = torch.randn(2, b.latent_per_width[-1], 4, 4) * 3
+    strings = b._encode_factorized(eb, y)
+    y_hat = b._decode_factorized(eb, strings, tuple(y.shape[1:]))
+    medians = eb.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+    assert torch.equal(y_hat, torch.round(y - medians) + medians)
+
+
+def test_widths_change_latent_channels_and_bytes() -> None:
+    b = make_bottleneck(16, "factorized", latent=16)
+    x = torch.relu(torch.randn(8, 16, 16, 16))
+    channels, sizes = [], []
+    for w in b.widths:
+        b.set_width(w)
+        coded = b.compress(x)
+        channels.append(coded["shape"][0])
+        sizes.append(sum(len(s) for s in coded["strings"][0]))
+    assert channels == [4, 8, 12, 16]
+    assert sizes == sorted(sizes)
+
+
+def test_set_width_reloads_and_allocates_nothing(bottleneck: SlimmableBottleneck) -> None:
+    before = {n: p.data_ptr() for n, p in bottleneck.named_parameters()}
+    modules = list(bottleneck.modules())
+    for w in (0.25, 1.0, 0.5, 0.75):
+        bottleneck.set_width(w)
+        assert bottleneck.width == w
+    assert {n: p.data_ptr() for n, p in bottleneck.named_parameters()} == before
+    assert list(bottleneck.modules()) == modules
+
+
+def test_unknown_width_and_wrong_shapes(bottleneck: SlimmableBottleneck) -> None:
+    with pytest.raises(UnknownWidthError, match="width 0.3 not available"):
+        bottleneck.set_width(0.3)
+    with pytest.raises(ShapeError):
+        bottleneck.compress(torch.randn(1, 15, 16, 16))
+    bottleneck.set_width(1.0)
+    with pytest.raises(ShapeError):
+        bottleneck.decompress([[b"\x00" * 8]] * 2, (3, 4, 4))
+
+
+def test_compress_before_update_is_a_clear_error() -> None:
+    b = SlimmableBottleneck(BottleneckConfig(in_channels=16, latent_channels=8, hidden_channels=8)).eval()
+    with pytest.raises(SplitnetError, match="call update"):
+        b.compress(torch.randn(1, 16, 8, 8))
+
+
+def test_invalid_config() -> None:
+    with pytest.raises(SplitnetError):
+        BottleneckConfig(in_channels=16, widths=(0.5, 1.5))
+    with pytest.raises(SplitnetError):
+        BottleneckConfig(in_channels=16, prior="laplace")
+
+
+@pytest.mark.parametrize("prior", ["factorized", "hyperprior"])
+def test_corrupted_streams_raise_or_decode_bounded(prior: str) -> None:
+    b = make_bottleneck(16, prior)
+    codec = BottleneckCodec(b)
+    x = torch.relu(torch.randn(1, 16, 16, 16))
+    data = codec.encode(x[0])
+    for bad in (b"", data[:1], data[: len(data) // 2], bytes(reversed(data)), b"\xff" * 200, b"\x80" * 7):
+        try:
+            out = codec.decode(bad, (16, 16, 16))
+        except DecodeError:
+            continue
+        assert out.shape == (16, 16, 16) and torch.isfinite(out).all()
+
+
+_CHILD = r"""
+import sys, json, torch
+sys.path.insert(0, {root!r})
+from tests.conftest import make_bottleneck
+from splitnet.codecs import BottleneckCodec
+b = make_bottleneck(16, {prior!r})
+b.set_width(0.5)
+codec = BottleneckCodec(b)
+if sys.argv[1] == "encode":
+    torch.manual_seed(123)
+    x = torch.relu(torch.randn(3, 16, 16, 16))
+    blobs = codec.encode_batch(x)
+    out = codec.decode_batch(blobs, (16, 16, 16))
+    print(json.dumps({{"blobs": [b.hex() for b in blobs], "out": out.flatten().tolist()}}))
+else:
+    blobs = [bytes.fromhex(h) for h in json.loads(sys.stdin.read())["blobs"]]
+    print(json.dumps({{"out": codec.decode_batch(blobs, (16, 16, 16)).flatten().tolist()}}))
+"""
+
+
+@pytest.mark.parametrize("prior", ["factorized", "hyperprior"])
+def test_bytes_from_one_process_decode_identically_in_another(prior: str) -> None:
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    code = _CHILD.format(root=root, prior=prior)
+    enc = subprocess.run([sys.executable, "-c", code, "encode"], capture_output=True, text=True, check=True)
+    encoded = json.loads(enc.stdout)
+    enc2 = json.loads(subprocess.run([sys.executable, "-c", code, "encode"], capture_output=True, text=True,
+                                     check=True).stdout)
+    assert enc2["blobs"] == encoded["blobs"]  # same input, same bytes
+    dec = subprocess.run([sys.executable, "-c", code, "decode"], input=enc.stdout, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(dec.stdout)["out"] == encoded["out"]  # bit-identical

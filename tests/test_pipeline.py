@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from splitnet.checkpoint import SplitCheckpoint
+from splitnet.errors import (
+    PayloadError,
+    ShapeError,
+    SplitnetError,
+    UnknownCodecError,
+    UnknownModelError,
+    UnknownSplitPointError,
+    UnknownWidthError,
+)
+from splitnet.payload import pack, unpack
+from splitnet.pipeline import Action, DeviceSide, ServerSide, WeightsMismatchError
+
+
+@pytest.fixture(scope="module")
+def sides(tiny_checkpoint: SplitCheckpoint) -> tuple[DeviceSide, ServerSide]:
+    return DeviceSide(tiny_checkpoint), ServerSide(tiny_checkpoint)
+
+
+def _reference(ckpt: SplitCheckpoint, frames: np.ndarray, action: Action) -> torch.Tensor:
+    """The same computation without payloads: head -> bottleneck forward (eval) -> tail."""
+    device = DeviceSide(ckpt)
+    x = device.preprocess(frames)
+    with torch.no_grad():
+        if action.kind == "local":
+            return ckpt.teacher(x)
+        head, _ = ckpt.teacher_split(action.split)
+        b = ckpt.split(action.split).bottleneck
+        b.set_width(action.width)
+        return ckpt.bottleneck_tail(action.split)(b(head(x))["x_hat"])
+
+
+def test_actions_cover_local_splits_widths_features_and_images(sides: tuple[DeviceSide, ServerSide]) -> None:
+    names = [a.name for a in sides[0].actions()]
+    assert names[0] == "local"
+    assert {"layer1/w0.25", "layer1/w1", "layer2/w0.5", "layer1/int8+zstd", "webp/q75"} <= set(names)
+    for name in names:
+        assert Action.parse(name).name == name
+
+
+@pytest.mark.parametrize("name", ["layer1/w0.25", "layer1/w1", "layer2/w0.5", "layer2/w0.75"])
+def test_split_inference_matches_in_process_reference(sides, tiny_checkpoint, frames, name: str) -> None:
+    device, server = sides
+    action = Action.parse(name)
+    payloads = [unpack(pack(p)) for p in device.encode(frames, action, seq=10)]
+    assert [p.seq for p in payloads] == list(range(10, 10 + len(frames)))
+    logits = server.infer(payloads)
+    assert torch.allclose(logits, _reference(tiny_checkpoint, frames, action), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["layer1/int8+zstd", "layer2/fp32", "png", "webp/q90"])
+def test_feature_and_image_offload(sides, tiny_checkpoint, frames, name: str) -> None:
+    device, server = sides
+    payloads = device.encode(frames, Action.parse(name))
+    logits = server.infer(payloads)
+    local = device.run_local(frames)
+    assert logits.shape == local.shape
+    if name in ("layer2/fp32", "png"):  # lossless paths give the local result exactly
+        assert torch.allclose(logits, local, atol=1e-5)
+
+
+def test_server_rejects_bad_payloads(sides, frames) -> None:
+    device, server = sides
+    good = device.encode(frames[:1], Action.parse("layer1/w0.5"))[0]
+    cases = [
+        (dict(model="resnet18"), UnknownModelError),
+        (dict(weights_sha256="00" * 32), WeightsMismatchError),
+        (dict(split="layer3"), UnknownSplitPointError),
+        (dict(codec="h265"), UnknownCodecError),
+        (dict(codec="hyperprior"), UnknownCodecError),
+        (dict(width=0.3), UnknownWidthError),
+        (dict(shape=(16, 32, 31)), ShapeError),
+        (dict(data=good.data[:-2]), PayloadError),
+        (dict(data=b""), PayloadError),
+    ]
+    for change, error in cases:
+        bad = dataclasses.replace(good, **change)
+        with pytest.raises(error):
+            server.infer([bad])
+    assert server.infer([good]).shape == (1, 10)  # still serving
+
+
+def test_mixed_batches_are_refused(sides, frames) -> None:
+    device, server = sides
+    a = device.encode(frames[:1], Action.parse("layer1/w0.5"))
+    b = device.encode(frames[:1], Action.parse("layer1/w1"))
+    with pytest.raises(PayloadError, match="share"):
+        server.infer(a + b)
+
+
+def test_action_parse_errors() -> None:
+    with pytest.raises(SplitnetError, match="cannot parse action"):
+        Action.parse("teleport")
