@@ -194,6 +194,13 @@ class ServerSide:
     def model_name(self) -> str:
         return self.checkpoint.model_name
 
+    def feature_shape(self, node: str) -> tuple[int, ...]:
+        """Shape (no batch dimension) of the tensor crossing the cut at ``node``."""
+        route = self._routes.get((node, "bottleneck"))
+        if route is None:
+            raise UnknownSplitPointError(f"no split point {node!r} on this server")
+        return route.expected_shape
+
     def validate(self, p: Payload) -> tuple[str, str]:
         """Check a payload against what this server holds; return its route key."""
         if p.model != self.checkpoint.model_name:

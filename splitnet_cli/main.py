@@ -109,6 +109,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_eval(ns)
 
 
+# ------------------------------------------------------------ runtime
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from edge_server import ServerOptions, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = args.token
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    opts = ServerOptions(address=args.address, checkpoint=args.checkpoint, max_batch=args.max_batch,
+                         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, workers=args.workers,
+                         max_message_bytes=args.max_message_bytes, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                         client_ca=args.client_ca, token=token, torch_threads=args.threads, grace_s=args.grace_s)
+    return serve(opts, port_file=args.port_file, on_ready=lambda msg: print(msg, flush=True))
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from device_client import SplitClient, TlsOptions
+    from device_client.report import client_report, format_report
+    from splitnet.checkpoint import DEMO_DATA
+    from splitnet.data import load_npz
+
+    data = load_npz(args.data or DEMO_DATA, limit=args.limit)
+    token = args.token
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    tls = TlsOptions(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) if (
+        args.tls_ca or args.tls_cert or args.tls) else None
+    results = []
+    with SplitClient(args.server, checkpoint=args.checkpoint, policy=args.policy, deadline_ms=args.deadline_ms,
+                     tls=tls, token=token, max_in_flight=args.max_in_flight) as client:
+        if args.wait_ready:
+            client.wait_until_ready(args.wait_ready)
+        frames = iter(data.images)
+        run = client.stream(frames) if args.mode == "stream" else (client.infer(f) for f in frames)
+        for r in tqdm(run, total=len(data), desc="frames", unit="frame", disable=args.quiet):
+            results.append(r)
+    report = client_report(results, data.labels, len(data))
+    report.update({"server": args.server, "policy": args.policy, "mode": args.mode, "data": data.path,
+                   "deadline_ms": args.deadline_ms})
+    print(format_report(report))
+    _write_json(report, args.json)
+    return 0 if report["frames_lost"] == 0 else 1
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     from splitnet import __version__
@@ -186,6 +234,45 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", default=None, help="write the report here")
     e.add_argument("--plot", default=None, help="rate–accuracy PNG (default: beside --json)")
     e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("serve", help="run the edge server (decoders + tails) over gRPC")
+    s.add_argument("--address", default="127.0.0.1:50051", help="HOST:PORT to listen on (port 0: any free port)")
+    s.add_argument("--checkpoint", default=None, help="split checkpoint (default: the shipped one)")
+    s.add_argument("--max-batch", type=int, default=32, help="largest micro-batch for the tail")
+    s.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait to fill a micro-batch")
+    s.add_argument("--max-queue", type=int, default=512, help="queued frames before RESOURCE_EXHAUSTED")
+    s.add_argument("--workers", type=int, default=64, help="concurrent RPCs (gRPC handler threads)")
+    s.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
+    s.add_argument("--tls-cert", default=None, help="PEM server certificate (enables TLS)")
+    s.add_argument("--tls-key", default=None, help="PEM server private key")
+    s.add_argument("--client-ca", default=None, help="PEM CA for client certificates (mutual TLS)")
+    s.add_argument("--token", default=None, help="require this bearer token")
+    s.add_argument("--token-file", default=None, help="read the bearer token from a file")
+    s.add_argument("--port-file", default=None, help="write the bound port here once listening")
+    s.add_argument("--grace-s", type=float, default=5.0, help="seconds in-flight frames get at shutdown")
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("client", help="run the device client on an npz data set against a server")
+    c.add_argument("--server", required=True, help="HOST:PORT, or several separated by commas (round robin)")
+    c.add_argument("--data", default=None, help="npz data set (default: the shipped demo sample)")
+    c.add_argument("--limit", type=int, default=None)
+    c.add_argument("--checkpoint", default=None, help="split checkpoint (default: the shipped one)")
+    c.add_argument("--policy", default="layer2/w0.5",
+                   help="action name to use for every frame (local, layer1/w0.5, layer2/int8+zstd, webp/q75, ...)")
+    c.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline; late frames run locally")
+    c.add_argument("--mode", choices=("stream", "unary"), default="stream")
+    c.add_argument("--max-in-flight", type=int, default=8)
+    c.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
+    c.add_argument("--tls-ca", default=None, help="PEM CA that signed the server certificate")
+    c.add_argument("--tls-cert", default=None, help="PEM client certificate (mutual TLS)")
+    c.add_argument("--tls-key", default=None, help="PEM client key (mutual TLS)")
+    c.add_argument("--tls-server-name", default=None, help="name to check in the server certificate")
+    c.add_argument("--token", default=None)
+    c.add_argument("--token-file", default=None)
+    c.add_argument("--wait-ready", type=float, default=0.0, help="seconds to wait for the server first")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--json", default=None)
+    c.set_defaults(func=cmd_client)
 
     d = sub.add_parser("demo", help="run the shipped model on the shipped demo sample")
     d.add_argument("--limit", type=int, default=None)

@@ -1,0 +1,319 @@
+"""``SplitClient``: runs head + encoder on the device, offloads over gRPC, never loses a frame.
+
+Every frame gets a result. A frame runs fully on the device when the policy says
+``local``, when the server is marked down (after a failure, with exponential
+backoff before the next try), when the predicted latency would miss the deadline,
+or when its RPC fails or answers too late.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from device_client.channel import TlsOptions, open_channel
+from device_client.estimator import LinkEstimator, LinkSample
+from device_client.stream import StreamBroken, StreamSession
+from policies.base import FixedPolicy, Observation, Policy
+from splitnet.checkpoint import SplitCheckpoint
+from splitnet.errors import SplitnetError
+from splitnet.pipeline import Action, DeviceSide, Timing
+from splitnet.rpc import convert
+from splitnet.rpc.v1 import splitnet_pb2 as pb
+from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
+              grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+              grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED}
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+@dataclass
+class FrameResult:
+    """The result of one frame and where its time went (all times in ms)."""
+
+    seq: int
+    class_ids: list[int]
+    scores: list[float]
+    action: str  # the action that produced the result ("local" after a fallback)
+    chosen: str  # the action the policy chose
+    offloaded: bool  # answered by the server
+    fallback: str = ""  # why an offload action ended up local: "", "server_down", "deadline", "rpc:CODE", "late"
+    latency_ms: float = 0.0  # from the call to the result
+    head_ms: float = 0.0
+    encode_ms: float = 0.0
+    local_ms: float = 0.0  # the whole model on the device
+    network_ms: float = 0.0  # round trip minus the server's time
+    queue_ms: float = 0.0
+    decode_ms: float = 0.0
+    tail_ms: float = 0.0
+    payload_bytes: int = 0
+
+    @property
+    def top1(self) -> int:
+        return self.class_ids[0]
+
+
+class _Backoff:
+    """Marks the server down after a failure; the next try waits initial, 2x, 4x ... up to maximum."""
+
+    def __init__(self, initial_ms: float, maximum_ms: float) -> None:
+        self.initial, self.maximum = initial_ms / 1e3, maximum_ms / 1e3
+        self.delay = self.initial
+        self.down_until = 0.0
+        self._lock = threading.Lock()
+
+    def available(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def failure(self) -> None:
+        with self._lock:
+            self.down_until = time.monotonic() + self.delay
+            self.delay = min(self.delay * 2, self.maximum)
+
+    def success(self) -> None:
+        with self._lock:
+            self.delay = self.initial
+            self.down_until = 0.0
+
+
+@dataclass
+class _ActionStats:
+    """Smoothed costs of one action, to predict whether a frame would meet its deadline."""
+
+    device_ms: float = 0.0
+    payload_bytes: float = 0.0
+    server_ms: float = 0.0
+
+    def update(self, device_ms: float, payload_bytes: int, server_ms: float | None, a: float = 0.2) -> None:
+        first = self.device_ms == 0.0
+        self.device_ms = device_ms if first else (1 - a) * self.device_ms + a * device_ms
+        self.payload_bytes = payload_bytes if first else (1 - a) * self.payload_bytes + a * payload_bytes
+        if server_ms is not None:
+            self.server_ms = server_ms if self.server_ms == 0.0 else (1 - a) * self.server_ms + a * server_ms
+
+
+@dataclass
+class _Pending:
+    seq: int
+    frame: np.ndarray
+    t0: float
+    chosen: str
+    result: FrameResult | None = None  # set when the frame already ran locally
+    session: StreamSession | None = None
+    sent: float = 0.0
+    timing: Timing = field(default_factory=Timing)
+    payload_bytes: int = 0
+
+
+class SplitClient:
+    """Device-side client. Use as a context manager::
+
+        with SplitClient("127.0.0.1:50051", policy="layer2/w0.5") as client:
+            result = client.infer(frame)            # one uint8 [H, W, 3] frame
+            for r in client.stream(frames): ...     # pipelined, results in order
+    """
+
+    def __init__(self, servers: str | Sequence[str] | None, checkpoint: str | Path | SplitCheckpoint | None = None,
+                 policy: Policy | str | None = None, deadline_ms: float | None = None,
+                 tls: TlsOptions | None = None, token: str | None = None, top_k: int = 5,
+                 rpc_timeout_ms: float = 2000.0, backoff_ms: tuple[float, float] = (100.0, 5000.0),
+                 max_in_flight: int = 8) -> None:
+        ckpt = checkpoint if isinstance(checkpoint, SplitCheckpoint) else SplitCheckpoint.load(checkpoint)
+        self.device = DeviceSide(ckpt)
+        if policy is None:
+            policy = self.device.actions()[1].name if ckpt.splits else "local"
+        self.policy: Policy = FixedPolicy(policy) if isinstance(policy, str) else policy
+        self.deadline_ms = deadline_ms
+        self.top_k = top_k
+        self.rpc_timeout_s = rpc_timeout_ms / 1e3
+        self.max_in_flight = max(1, max_in_flight)
+        self.estimator = LinkEstimator()
+        self._backoff = _Backoff(*backoff_ms)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        if isinstance(servers, str):
+            servers = [s for s in servers.split(",") if s]
+        self.servers = list(servers or [])
+        self._channel = open_channel(self.servers, tls) if self.servers else None
+        self._stub = pb_grpc.SplitInferenceStub(self._channel) if self._channel else None
+        self._seq = itertools.count()
+        self._action_stats: dict[str, _ActionStats] = {}
+        self._previous = "local"
+        self._session: StreamSession | None = None
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------- lifecycle
+    def __enter__(self) -> SplitClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._channel is not None:
+            self._channel.close()
+
+    def server_info(self, timeout_s: float = 5.0) -> pb.GetModelInfoResponse:
+        """What the server holds (raises ``grpc.RpcError`` when unreachable)."""
+        if self._stub is None:
+            raise SplitnetError("no server configured")
+        return self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout_s, metadata=self._metadata)
+
+    def wait_until_ready(self, timeout_s: float = 30.0) -> None:
+        """Block until the channel is connected (raises ``grpc.FutureTimeoutError``)."""
+        if self._channel is not None:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+
+    # ------------------------------------------------------------ helpers
+    def observation(self, queue_frames: int = 0) -> Observation:
+        return Observation(self.estimator.throughput_mbps, self.estimator.rtt_ms, self.deadline_ms or 0.0,
+                           self._previous, queue_frames, self._stub is not None and self._backoff.available())
+
+    def _choose(self, queue_frames: int) -> str:
+        name = self.policy.act(self.observation(queue_frames))
+        return name if isinstance(name, str) else name.name
+
+    def _would_miss(self, action: str) -> bool:
+        stats = self._action_stats.get(action)
+        if not self.deadline_ms or stats is None:
+            return False
+        predicted = stats.device_ms + self.estimator.transfer_ms(int(stats.payload_bytes)) + stats.server_ms
+        return predicted > self.deadline_ms
+
+    def _local(self, seq: int, frame: np.ndarray, t0: float, chosen: str, reason: str,
+               timing: Timing | None = None, payload_bytes: int = 0) -> FrameResult:
+        t = time.perf_counter()
+        pred = convert.predictions_from_logits(self.device.run_local(frame), self.top_k)[0]
+        local_ms = (time.perf_counter() - t) * 1e3
+        timing = timing or Timing()
+        return FrameResult(seq, pred.class_ids, pred.scores, "local", chosen, False, reason,
+                           (time.perf_counter() - t0) * 1e3, timing.head_ms, timing.encode_ms, local_ms,
+                           payload_bytes=payload_bytes)
+
+    def _answered(self, seq: int, resp: pb.InferResponse, t0: float, sent: float, chosen: str,
+                  timing: Timing, payload_bytes: int) -> FrameResult:
+        now = time.perf_counter()
+        st = convert.timing_from_response(resp)
+        server_ms = st.queue_ms + st.decode_ms + st.tail_ms
+        network_ms = max(0.0, (now - sent) * 1e3 - server_ms)
+        self.estimator.add(LinkSample(payload_bytes, network_ms))
+        self._action_stats.setdefault(chosen, _ActionStats()).update(
+            timing.head_ms + timing.encode_ms, payload_bytes, server_ms)
+        self._backoff.success()
+        pred = convert.prediction_from_response(resp)
+        return FrameResult(seq, pred.class_ids, pred.scores, chosen, chosen, True, "", (now - t0) * 1e3,
+                           timing.head_ms, timing.encode_ms, 0.0, network_ms, st.queue_ms, st.decode_ms,
+                           st.tail_ms, payload_bytes)
+
+    def _prepare(self, frame: np.ndarray, queue_frames: int) -> tuple[_Pending, pb.InferRequest | None]:
+        """Choose the action; run locally right away or encode the request."""
+        frame = np.asarray(frame)
+        seq, t0 = next(self._seq), time.perf_counter()
+        chosen = self._choose(queue_frames)
+        self._previous = chosen
+        pending = _Pending(seq, frame, t0, chosen)
+        if chosen == "local":
+            pending.result = self._local(seq, frame, t0, chosen, "")
+            return pending, None
+        if self._stub is None or not self._backoff.available():
+            pending.result = self._local(seq, frame, t0, chosen, "server_down")
+            return pending, None
+        if self._would_miss(chosen):
+            pending.result = self._local(seq, frame, t0, chosen, "deadline")
+            return pending, None
+        payload = self.device.encode(frame, Action.parse(chosen), seq=seq, timing=pending.timing)[0]
+        pending.payload_bytes = len(payload.data)
+        budget = self._budget_ms(t0)
+        return pending, convert.request(payload, self.top_k, budget or 0.0)
+
+    def _budget_ms(self, t0: float) -> float | None:
+        if not self.deadline_ms:
+            return None
+        return max(0.1, self.deadline_ms - (time.perf_counter() - t0) * 1e3)
+
+    def _timeout_s(self, t0: float) -> float:
+        budget = self._budget_ms(t0)
+        return self.rpc_timeout_s if budget is None else budget / 1e3
+
+    # ------------------------------------------------------------- unary
+    def infer(self, frame: np.ndarray) -> FrameResult:
+        """One uint8 ``[H, W, 3]`` frame; blocks until its result (remote or local)."""
+        with self._lock:
+            pending, request = self._prepare(frame, 0)
+            if request is None:
+                return pending.result  # type: ignore[return-value]
+            pending.sent = time.perf_counter()
+            try:
+                resp = self._stub.Infer(request, timeout=self._timeout_s(pending.t0), metadata=self._metadata)
+            except grpc.RpcError as exc:
+                return self._failed(pending, exc.code())
+            return self._answered(pending.seq, resp, pending.t0, pending.sent, pending.chosen, pending.timing,
+                                  pending.payload_bytes)
+
+    def _failed(self, p: _Pending, code: grpc.StatusCode | None) -> FrameResult:
+        if code is None or code in _RETRYABLE:
+            self._backoff.failure()
+        reason = "late" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"rpc:{code.name if code else 'BROKEN'}"
+        return self._local(p.seq, p.frame, p.t0, p.chosen, reason, p.timing, p.payload_bytes)
+
+    # ------------------------------------------------------------ stream
+    def _open_session(self) -> StreamSession | None:
+        if self._session is not None and not self._session.broken:
+            return self._session
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._stub is None or not self._backoff.available():
+            return None
+        self._session = StreamSession(self._stub, self._metadata)
+        return self._session
+
+    def _finish(self, p: _Pending) -> FrameResult:
+        if p.result is not None:
+            return p.result
+        assert p.session is not None
+        try:
+            resp = p.session.wait(p.seq, self._timeout_s(p.t0))
+        except TimeoutError:
+            p.session.discard(p.seq)
+            return self._failed(p, grpc.StatusCode.DEADLINE_EXCEEDED)
+        except StreamBroken as exc:
+            return self._failed(p, exc.code)
+        if resp.status_code != 0:
+            return self._failed(p, _CODES.get(resp.status_code))
+        return self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes)
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
+        """Results for ``frames``, in order, with up to ``max_in_flight`` frames at the server at once."""
+        with self._lock:
+            window: deque[_Pending] = deque()
+            for frame in frames:
+                pending, request = self._prepare(frame, len(window))
+                if request is not None:
+                    session = self._open_session()
+                    if session is None:
+                        pending.result = self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
+                                                     "server_down", pending.timing, pending.payload_bytes)
+                    else:
+                        pending.session, pending.sent = session, time.perf_counter()
+                        try:
+                            session.send(request)
+                        except StreamBroken as exc:
+                            pending.result = self._failed(pending, exc.code)
+                window.append(pending)
+                while window and (len(window) >= self.max_in_flight or window[0].result is not None):
+                    yield self._finish(window.popleft())
+            while window:
+                yield self._finish(window.popleft())

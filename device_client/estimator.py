@@ -1,0 +1,64 @@
+"""Uplink throughput and RTT estimated from the client's own transfers."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass
+class LinkSample:
+    """One answered frame: what was sent and how long the network part took."""
+
+    payload_bytes: int
+    network_ms: float  # round trip minus the server's own time
+
+
+class LinkEstimator:
+    """RTT: recent minimum (base) and smoothed value. Throughput: harmonic mean of recent samples.
+
+    A sample informs the throughput estimate only when its transfer time stands out of
+    the base RTT (large payloads or a slow link); tiny frames on a fast link would
+    otherwise read as noise.
+    """
+
+    def __init__(self, window: int = 20, alpha: float = 0.2) -> None:
+        self._lock = threading.Lock()
+        self._rtts: deque[float] = deque(maxlen=window)
+        self._tputs: deque[float] = deque(maxlen=window)
+        self._alpha = alpha
+        self._srtt = 0.0
+
+    def add(self, sample: LinkSample) -> None:
+        with self._lock:
+            ms = max(sample.network_ms, 0.01)
+            self._rtts.append(ms)
+            self._srtt = ms if self._srtt == 0 else (1 - self._alpha) * self._srtt + self._alpha * ms
+            transfer_ms = ms - min(self._rtts)
+            if transfer_ms > 0.5 and transfer_ms > 0.2 * min(self._rtts):
+                self._tputs.append(sample.payload_bytes * 8 / (transfer_ms * 1e3))  # Mbit/s
+
+    @property
+    def rtt_ms(self) -> float:
+        """Smoothed round-trip time of the network part (ms), 0 before any sample."""
+        with self._lock:
+            return self._srtt
+
+    @property
+    def base_rtt_ms(self) -> float:
+        with self._lock:
+            return min(self._rtts) if self._rtts else 0.0
+
+    @property
+    def throughput_mbps(self) -> float:
+        """Harmonic mean of recent throughput samples (Mbit/s); 0 when unknown (link not a bottleneck)."""
+        with self._lock:
+            if not self._tputs:
+                return 0.0
+            return len(self._tputs) / sum(1.0 / t for t in self._tputs)
+
+    def transfer_ms(self, payload_bytes: int) -> float:
+        """Predicted network time for a payload: RTT plus serialization at the estimated rate."""
+        tput = self.throughput_mbps
+        return self.rtt_ms + (payload_bytes * 8 / (tput * 1e3) if tput > 0 else 0.0)

@@ -1,0 +1,1 @@
+"""Wire protocol: generated protobuf/gRPC code (``v1``) and its conversion to splitnet types."""

@@ -1,0 +1,90 @@
+"""The one module that converts between splitnet's dataclasses/tensors and protobuf messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from splitnet.errors import PayloadError
+from splitnet.payload import MAX_DATA_BYTES, Payload
+from splitnet.rpc.v1 import splitnet_pb2 as pb
+
+DEFAULT_TOP_K = 5
+
+
+def payload_to_proto(p: Payload) -> pb.TensorPayload:
+    return pb.TensorPayload(model=p.model, weights_sha256=p.weights_sha256, split=p.split, width=p.width,
+                            codec=p.codec, shape=list(p.shape), dtype=p.dtype, data=bytes(p.data))
+
+
+def payload_from_proto(msg: pb.TensorPayload, seq: int = 0, sent_us: int = 0,
+                       max_data_bytes: int = MAX_DATA_BYTES) -> Payload:
+    """Validate and convert; raises :class:`PayloadError` for anything malformed."""
+    if len(msg.data) > max_data_bytes:
+        raise PayloadError(f"payload data of {len(msg.data)} bytes exceeds the limit of {max_data_bytes} bytes")
+    return Payload(model=msg.model, weights_sha256=msg.weights_sha256, split=msg.split, width=float(msg.width),
+                   codec=msg.codec, shape=tuple(int(d) for d in msg.shape), dtype=msg.dtype, data=msg.data,
+                   seq=seq, sent_us=sent_us)
+
+
+def request(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 0.0) -> pb.InferRequest:
+    return pb.InferRequest(seq=p.seq, sent_us=p.sent_us, payload=payload_to_proto(p), top_k=top_k,
+                           budget_ms=budget_ms)
+
+
+def request_payload(req: pb.InferRequest, max_data_bytes: int = MAX_DATA_BYTES) -> Payload:
+    if not req.HasField("payload"):
+        raise PayloadError("request carries no payload")
+    return payload_from_proto(req.payload, req.seq, req.sent_us, max_data_bytes)
+
+
+@dataclass
+class ServerTiming:
+    """Milliseconds the server spent on one frame."""
+
+    queue_ms: float = 0.0
+    decode_ms: float = 0.0
+    tail_ms: float = 0.0
+    batch_size: int = 1
+
+
+@dataclass
+class Prediction:
+    """Top-k classes of one frame, best first, with softmax scores."""
+
+    class_ids: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def top1(self) -> int:
+        return self.class_ids[0]
+
+
+def predictions_from_logits(logits: torch.Tensor, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+    """Top-k of each row of a logits batch."""
+    k = max(1, min(top_k or DEFAULT_TOP_K, logits.shape[1]))
+    probs = torch.softmax(logits.float(), dim=1)
+    scores, ids = probs.topk(k, dim=1)
+    return [Prediction(i.tolist(), s.tolist()) for i, s in zip(ids, scores)]
+
+
+def response(seq: int, prediction: Prediction | None, timing: ServerTiming | None = None,
+             status_code: int = 0, status_message: str = "") -> pb.InferResponse:
+    msg = pb.InferResponse(seq=seq, status_code=status_code, status_message=status_message)
+    if prediction is not None:
+        msg.classification.class_ids.extend(prediction.class_ids)
+        msg.classification.scores.extend(prediction.scores)
+    if timing is not None:
+        msg.timings.CopyFrom(pb.ServerTimings(queue_ms=timing.queue_ms, decode_ms=timing.decode_ms,
+                                              tail_ms=timing.tail_ms, batch_size=timing.batch_size))
+    return msg
+
+
+def prediction_from_response(msg: pb.InferResponse) -> Prediction:
+    return Prediction(list(msg.classification.class_ids), list(msg.classification.scores))
+
+
+def timing_from_response(msg: pb.InferResponse) -> ServerTiming:
+    t = msg.timings
+    return ServerTiming(t.queue_ms, t.decode_ms, t.tail_ms, t.batch_size)

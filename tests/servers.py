@@ -1,0 +1,124 @@
+"""Helpers that run ``splitnet serve`` as a real subprocess on 127.0.0.1 and make TLS certificates."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def start_server(workdir: Path, checkpoint: str, *extra: str, port: int = 0, timeout: float = 90) -> ServerProcess:
+    """Start a server and wait until it listens (its port file appears)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port_file = workdir / f"port-{time.monotonic_ns()}"
+    log = workdir / f"server-{time.monotonic_ns()}.log"
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", "serve", "--address", f"127.0.0.1:{port}",
+           "--checkpoint", checkpoint, "--port-file", str(port_file), *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    end = time.monotonic() + timeout
+    while not port_file.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        if time.monotonic() > end:
+            proc.kill()
+            raise TimeoutError(f"server did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return ServerProcess(proc, int(port_file.read_text()), log)
+
+
+def health_status(channel: grpc.Channel, service: str = "", timeout: float = 5) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+    def issue(cn: str, key, issuer_name, issuer_key, ca: bool, san=None, usage=None) -> x509.Certificate:
+        b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(issuer_name)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        if usage:
+            b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    paths = {}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("splitnet test CA", ca_key, name("splitnet test CA"), ca_key, True)
+    for who, san, usage in (
+        ("server", [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+         [ExtendedKeyUsageOID.SERVER_AUTH]),
+        ("client", [x509.DNSName("device-1")], [ExtendedKeyUsageOID.CLIENT_AUTH]),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = issue(who, key, ca.subject, ca_key, False, san, usage)
+        paths[f"{who}_cert"] = directory / f"{who}.pem"
+        paths[f"{who}_key"] = directory / f"{who}.key"
+        paths[f"{who}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(key, paths[f"{who}_key"])
+    paths["ca"] = directory / "ca.pem"
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    # A second, unrelated CA: certificates it signs must be refused.
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = issue("other CA", other_key, name("other CA"), other_key, True)
+    rogue_key = ec.generate_private_key(ec.SECP256R1())
+    rogue = issue("rogue", rogue_key, other.subject, other_key, False, [x509.DNSName("device-2")],
+                  [ExtendedKeyUsageOID.CLIENT_AUTH])
+    paths["rogue_cert"], paths["rogue_key"] = directory / "rogue.pem", directory / "rogue.key"
+    paths["rogue_cert"].write_bytes(rogue.public_bytes(serialization.Encoding.PEM))
+    write_key(rogue_key, paths["rogue_key"])
+    return paths

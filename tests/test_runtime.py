@@ -1,0 +1,306 @@
+"""End to end: ``splitnet serve`` as a separate process, clients over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from device_client import SplitClient, TlsOptions
+from device_client.channel import open_channel
+from splitnet.checkpoint import SplitCheckpoint
+from splitnet.pipeline import Action, DeviceSide, ServerSide
+from splitnet.rpc import convert
+from splitnet.rpc.v1 import splitnet_pb2 as pb
+from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
+from tests.servers import ROOT, health_status, make_certificates, start_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint: SplitCheckpoint, tmp_path_factory: pytest.TempPathFactory):
+    proc = start_server(tmp_path_factory.mktemp("srv"), tiny_checkpoint.path, "--max-wait-ms", "1")
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture(scope="module")
+def stub(server) -> pb_grpc.SplitInferenceStub:
+    channel = grpc.insecure_channel(server.address)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    return pb_grpc.SplitInferenceStub(channel)
+
+
+def _frames(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_results_match_the_in_process_pipeline(server, tiny_checkpoint) -> None:
+    frames = _frames(12)
+    reference_side = ServerSide(tiny_checkpoint)
+    device = DeviceSide(tiny_checkpoint)
+    with SplitClient(server.address, checkpoint=tiny_checkpoint) as client:
+        for name in ("layer1/w0.25", "layer2/w1", "layer2/int8+zstd", "webp/q75"):
+            client.policy.action = name
+            remote = list(client.stream(frames))
+            unary = [client.infer(f) for f in frames]
+            logits = reference_side.infer(device.encode(frames, Action.parse(name)))
+            expected = convert.predictions_from_logits(logits)
+            for r, u, e in zip(remote, unary, expected):
+                assert r.offloaded and u.offloaded and r.action == name
+                assert r.class_ids == e.class_ids == u.class_ids
+                assert np.allclose(r.scores, e.scores, atol=1e-6)
+
+
+def test_model_info_health_reflection_and_stats(server, stub) -> None:
+    info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+    model = info.models[0]
+    assert model.name == "resnet20_cifar" and len(model.weights_sha256) == 64
+    assert {p.node for p in model.split_points} == {"layer1", "layer2"}
+    assert list(model.split_points[0].widths) == [0.25, 0.5, 0.75, 1.0]
+    assert "int8+zstd" in model.feature_codecs and "webp" in model.image_codecs
+    channel = grpc.insecure_channel(server.address)
+    assert health_status(channel) == 1 and health_status(channel, "splitnet.rpc.v1.SplitInference") == 1
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    reply = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    services = {s.name for s in reply.list_services_response.service}
+    assert {"splitnet.rpc.v1.SplitInference", "grpc.health.v1.Health"} <= services
+    stats = stub.GetStats(pb.GetStatsRequest(), timeout=10)
+    assert stats.uptime_s > 0 and "queue_depth" in stats.counters
+
+
+def _request(tiny_checkpoint: SplitCheckpoint, name: str = "layer1/w0.5", **change) -> pb.InferRequest:
+    payload = DeviceSide(tiny_checkpoint).encode(_frames(1), Action.parse(name))[0]
+    req = convert.request(payload)
+    for key, value in change.items():
+        if key == "shape":
+            del req.payload.shape[:]
+            req.payload.shape.extend(value)
+        else:
+            setattr(req.payload, key, value)
+    return req
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    (dict(data=b"\x00\x01"), grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(shape=[16, 32, 31]), grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(shape=[]), grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(codec="h265"), grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(width=0.3), grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(dtype="object"), grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(model="resnet9000"), grpc.StatusCode.NOT_FOUND),
+    (dict(split="layer3"), grpc.StatusCode.NOT_FOUND),
+    (dict(weights_sha256="0" * 64), grpc.StatusCode.FAILED_PRECONDITION),
+])
+def test_bad_input_gets_the_right_status_and_the_server_keeps_serving(stub, tiny_checkpoint, change, code) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Infer(_request(tiny_checkpoint, **change), timeout=10)
+    assert err.value.code() == code, err.value.details()
+    assert err.value.details()
+    assert stub.Infer(_request(tiny_checkpoint), timeout=10).classification.class_ids  # still serving
+
+
+def test_empty_request_and_oversized_message(stub) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Infer(pb.InferRequest(seq=1), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    huge = pb.InferRequest(payload=pb.TensorPayload(data=b"x" * (5 << 20)))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Infer(huge, timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # over the explicit message size limit
+
+
+def test_bad_frames_in_a_stream_get_statuses_and_the_stream_goes_on(stub, tiny_checkpoint) -> None:
+    good = _request(tiny_checkpoint)
+    bad = _request(tiny_checkpoint, data=b"\x00\x01")
+    unknown = _request(tiny_checkpoint, split="layer3")
+    reqs = []
+    for i, r in enumerate([good, bad, good, unknown, good]):
+        r = pb.InferRequest.FromString(r.SerializeToString())
+        r.seq = i
+        reqs.append(r)
+    responses = list(stub.InferStream(iter(reqs), timeout=30))
+    assert [r.seq for r in responses] == [0, 1, 2, 3, 4]
+    assert [r.status_code for r in responses] == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], 0,
+                                                  grpc.StatusCode.NOT_FOUND.value[0], 0]
+    assert responses[1].status_message and responses[4].classification.class_ids
+
+
+def test_deadline_is_honoured(server, tiny_checkpoint) -> None:
+    stub = pb_grpc.SplitInferenceStub(grpc.insecure_channel(server.address))
+    req = _request(tiny_checkpoint)
+    req.budget_ms = 1e-4  # expires before it can run
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Infer(req, timeout=10)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_client_keeps_every_frame_when_no_server_listens(tiny_checkpoint) -> None:
+    with SplitClient("127.0.0.1:9", checkpoint=tiny_checkpoint, rpc_timeout_ms=500) as client:
+        results = list(client.stream(_frames(20)))
+    assert len(results) == 20 and not any(r.offloaded for r in results)
+    assert {r.fallback for r in results} <= {"rpc:UNAVAILABLE", "server_down"}
+    local = DeviceSide(tiny_checkpoint).run_local(_frames(20)).argmax(1).tolist()
+    assert [r.top1 for r in results] == local
+
+
+def test_kill_mid_stream_then_restart(tiny_checkpoint, tmp_path: Path) -> None:
+    srv = start_server(tmp_path, tiny_checkpoint.path)
+    port = srv.port
+    frames = _frames(500, seed=3)
+    results = []
+    restarted: list = []
+    with SplitClient(srv.address, checkpoint=tiny_checkpoint, backoff_ms=(50, 400), rpc_timeout_ms=3000) as client:
+        client.wait_until_ready(30)
+        for i, r in enumerate(client.stream(frames)):
+            results.append(r)
+            if i == 150:
+                srv.kill()
+        assert len(results) == 500  # every frame has a result
+        assert sum(r.offloaded for r in results[:140]) == 140
+        assert sum(not r.offloaded for r in results[150:]) > 0
+        restarted.append(start_server(tmp_path, tiny_checkpoint.path, port=port))
+        deadline = time.monotonic() + 60
+        again = []
+        while time.monotonic() < deadline:
+            again = list(client.stream(frames[:50]))
+            if sum(r.offloaded for r in again) >= 40:
+                break
+            time.sleep(0.2)
+        assert sum(r.offloaded for r in again) >= 40  # offloading again after the restart
+    for proc in restarted:
+        proc.kill()
+    local = DeviceSide(tiny_checkpoint).run_local(frames).argmax(1).tolist()
+    assert all(r.top1 == local[i] for i, r in enumerate(results) if not r.offloaded)  # fallbacks are the model's
+
+
+def test_sigterm_shuts_down_gracefully(tiny_checkpoint, tmp_path: Path) -> None:
+    srv = start_server(tmp_path, tiny_checkpoint.path, "--grace-s", "3")
+    frames = _frames(200)
+    with SplitClient(srv.address, checkpoint=tiny_checkpoint) as client:
+        client.wait_until_ready(30)
+        results = []
+        for i, r in enumerate(client.stream(frames)):
+            results.append(r)
+            if i == 20:
+                threading.Thread(target=srv.terminate, daemon=True).start()
+    assert srv.proc.wait(30) == 0
+    assert len(results) == 200
+    out = srv.output()
+    assert "shutting down" in out and "stopped" in out
+
+
+def test_overload_answers_resource_exhausted_and_loses_nothing(tiny_checkpoint, tmp_path: Path) -> None:
+    srv = start_server(tmp_path, tiny_checkpoint.path, "--max-queue", "1", "--max-batch", "1",
+                       "--max-wait-ms", "0")
+    stub = pb_grpc.SplitInferenceStub(grpc.insecure_channel(srv.address))
+    req = _request(tiny_checkpoint, "layer1/w1")
+    codes: Counter = Counter()
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        for _ in range(15):
+            try:
+                stub.Infer(req, timeout=30)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                code = exc.code()
+            with lock:
+                codes[code] += 1
+
+    threads = [threading.Thread(target=hammer) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] > 0 and codes[grpc.StatusCode.OK] > 0
+    with SplitClient(srv.address, checkpoint=tiny_checkpoint) as client:
+        assert len(list(client.stream(_frames(30)))) == 30
+    srv.kill()
+
+
+def test_tls_mutual_tls_and_token(tiny_checkpoint, tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    srv = start_server(tmp_path, tiny_checkpoint.path, "--tls-cert", str(certs["server_cert"]), "--tls-key",
+                       str(certs["server_key"]), "--client-ca", str(certs["ca"]), "--token", "s3cret")
+    req = _request(tiny_checkpoint)
+    good_tls = TlsOptions(str(certs["ca"]), str(certs["client_cert"]), str(certs["client_key"]))
+
+    def call(tls: TlsOptions | None, token: str | None) -> grpc.StatusCode:
+        channel = open_channel([srv.address], tls)
+        meta = (("authorization", f"Bearer {token}"),) if token else ()
+        try:
+            pb_grpc.SplitInferenceStub(channel).Infer(req, timeout=10, metadata=meta)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            return exc.code()
+        finally:
+            channel.close()
+
+    assert call(good_tls, "s3cret") == grpc.StatusCode.OK
+    assert call(good_tls, "wrong") == grpc.StatusCode.UNAUTHENTICATED
+    assert call(good_tls, None) == grpc.StatusCode.UNAUTHENTICATED
+    assert call(None, "s3cret") == grpc.StatusCode.UNAVAILABLE  # plaintext to a TLS port
+    assert call(TlsOptions(str(certs["ca"])), "s3cret") == grpc.StatusCode.UNAVAILABLE  # no client cert
+    rogue = TlsOptions(str(certs["ca"]), str(certs["rogue_cert"]), str(certs["rogue_key"]))
+    assert call(rogue, "s3cret") == grpc.StatusCode.UNAVAILABLE  # client cert from another CA
+    with SplitClient(srv.address, checkpoint=tiny_checkpoint, tls=good_tls, token="s3cret") as client:
+        assert all(r.offloaded for r in client.stream(_frames(5)))
+    with SplitClient(srv.address, checkpoint=tiny_checkpoint, tls=good_tls, token="nope") as client:
+        results = list(client.stream(_frames(5)))
+        assert len(results) == 5 and not any(r.offloaded for r in results)  # refused, handled locally
+    srv.kill()
+
+
+def test_round_robin_across_two_servers(tiny_checkpoint, tmp_path: Path) -> None:
+    a = start_server(tmp_path, tiny_checkpoint.path)
+    b = start_server(tmp_path, tiny_checkpoint.path)
+    with SplitClient([a.address, b.address], checkpoint=tiny_checkpoint) as client:
+        client.wait_until_ready(30)
+        results = [client.infer(f) for f in _frames(40)]
+    assert all(r.offloaded for r in results)
+    served = []
+    for srv in (a, b):
+        stats = pb_grpc.SplitInferenceStub(grpc.insecure_channel(srv.address)).GetStats(pb.GetStatsRequest(),
+                                                                                          timeout=10)
+        served.append(stats.counters["frames_ok"])
+        srv.kill()
+    assert sum(served) == 40 and min(served) >= 10
+
+
+def test_cli_client_report(server, tiny_checkpoint, tmp_path: Path) -> None:
+    data = tmp_path / "frames.npz"
+    np.savez(data, x=_frames(30), y=np.arange(30) % 10)
+    out = tmp_path / "client.json"
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", "client", "--server", server.address,
+           "--checkpoint", tiny_checkpoint.path, "--data", str(data), "--policy", "layer2/w0.5", "--quiet",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    for key in ("frames_sent", "frames_answered", "frames_lost", "fallback_local", "top1", "latency_ms",
+                "bytes_mean", "actions"):
+        assert key in report
+    assert report["frames_sent"] == report["frames_answered"] == 30 and report["frames_lost"] == 0
+    assert set(report["latency_ms"]) == {"p50", "p95", "p99", "mean"}
+    assert report["actions"] == {"layer2/w0.5": 30}
+
+
+def test_no_torch_on_the_server_side_of_the_wire() -> None:
+    """The generated protocol has bytes and scalars only: nothing a peer could make us execute."""
+    for msg in pb.DESCRIPTOR.message_types_by_name.values():
+        for f in msg.fields:
+            assert f.type != f.TYPE_GROUP
+    assert torch.__version__  # torch stays on either end, never on the wire
