@@ -50,7 +50,7 @@ class _Job:
 class MicroBatcher:
     """Queue + worker thread running ``ServerSide`` on batches of compatible payloads."""
 
-    def __init__(self, server_side: ServerSide, max_batch: int = 32, max_wait_ms: float = 2.0,
+    def __init__(self, server_side: ServerSide, max_batch: int = 32, max_wait_ms: float = 0.0,
                  max_queue: int = 512, stats: ServerStats | None = None) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")

@@ -34,7 +34,7 @@ class ServerOptions:
     address: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
     checkpoint: str | None = None  # None: the shipped checkpoint
     max_batch: int = 32
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0  # 0: batch what queued up while the worker was busy, never wait
     max_queue: int = 512  # queued frames before RESOURCE_EXHAUSTED
     workers: int = 64  # gRPC handler threads (concurrent calls)
     max_message_bytes: int = 4 * 1024 * 1024

@@ -102,11 +102,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """In-process pipeline on the shipped checkpoint and demo sample: the rate–accuracy table."""
-    ns = argparse.Namespace(checkpoint=None, model=None, weights=None, data=None, limit=args.limit,
-                            qualities=[10, 30, 50, 75, 90], no_png=False, timing_frames=20, batch_size=250,
-                            json=args.json, plot=None)
-    return cmd_eval(ns)
+    """Shipped checkpoint and demo sample: rate–accuracy table, then server + client over gRPC."""
+    from splitnet_cli.demo import run_demo
+
+    return run_demo(args.policy, args.limit, args.json, not args.skip_eval)
 
 
 # ------------------------------------------------------------ runtime
@@ -239,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default="127.0.0.1:50051", help="HOST:PORT to listen on (port 0: any free port)")
     s.add_argument("--checkpoint", default=None, help="split checkpoint (default: the shipped one)")
     s.add_argument("--max-batch", type=int, default=32, help="largest micro-batch for the tail")
-    s.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait to fill a micro-batch")
+    s.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="longest wait to fill a micro-batch (0: batch only what is already queued)")
     s.add_argument("--max-queue", type=int, default=512, help="queued frames before RESOURCE_EXHAUSTED")
     s.add_argument("--workers", type=int, default=64, help="concurrent RPCs (gRPC handler threads)")
     s.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
@@ -274,9 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", default=None)
     c.set_defaults(func=cmd_client)
 
-    d = sub.add_parser("demo", help="run the shipped model on the shipped demo sample")
+    d = sub.add_parser("demo", help="the shipped model on the shipped demo sample, in process and over gRPC")
     d.add_argument("--limit", type=int, default=None)
-    d.add_argument("--json", default="out/demo_eval.json")
+    d.add_argument("--policy", default="layer2/w0.5", help="action the demo client uses")
+    d.add_argument("--skip-eval", action="store_true", help="skip the in-process rate–accuracy table")
+    d.add_argument("--json", default="out/demo_client.json")
     d.set_defaults(func=cmd_demo)
     return parser
 

@@ -4,63 +4,19 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from edge_server.process import ServerProcess, spawn_server
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass
-class ServerProcess:
-    proc: subprocess.Popen
-    port: int
-    log: Path
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
-def start_server(workdir: Path, checkpoint: str, *extra: str, port: int = 0, timeout: float = 90) -> ServerProcess:
-    """Start a server and wait until it listens (its port file appears)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port_file = workdir / f"port-{time.monotonic_ns()}"
-    log = workdir / f"server-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", "serve", "--address", f"127.0.0.1:{port}",
-           "--checkpoint", checkpoint, "--port-file", str(port_file), *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    end = time.monotonic() + timeout
-    while not port_file.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        if time.monotonic() > end:
-            proc.kill()
-            raise TimeoutError(f"server did not start:\n{log.read_text()}")
-        time.sleep(0.05)
-    return ServerProcess(proc, int(port_file.read_text()), log)
+def start_server(workdir: Path, checkpoint: str, *extra: str, port: int = 0) -> ServerProcess:
+    """``splitnet serve --checkpoint checkpoint ...`` as a child process, listening."""
+    return spawn_server("--checkpoint", checkpoint, *extra, port=port, workdir=workdir)
 
 
 def health_status(channel: grpc.Channel, service: str = "", timeout: float = 5) -> int:

@@ -1,0 +1,105 @@
+"""Server throughput with micro-batching against batch 1, under many concurrent streams.
+
+The frames are encoded once beforehand, so the clients cost little and the server is
+the bottleneck. The same ``--streams`` streams of ``--frames`` frames go to a server
+started with ``--max-batch 1`` and then to one with ``--max-batch 32``.
+
+    python -m benchmarks.batching_gain [--streams 32] [--frames 200] [--policy layer1/w0.5] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import grpc
+import numpy as np
+import torch
+
+from benchmarks.common import write_json
+from edge_server.process import spawn_server, wait_serving
+from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.data import load_npz
+from splitnet.pipeline import Action, DeviceSide
+from splitnet.rpc import convert
+from splitnet.rpc.v1 import splitnet_pb2 as pb
+from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
+
+
+def run_load(address: str, requests: list[pb.InferRequest], streams: int, frames: int) -> dict:
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    start = threading.Barrier(streams + 1)
+
+    def one_stream(k: int) -> None:
+        channel = grpc.insecure_channel(address)
+        stub = pb_grpc.SplitInferenceStub(channel)
+        reqs = [requests[(k * frames + i) % len(requests)] for i in range(frames)]
+        sent: dict[int, float] = {}
+
+        def gen():
+            for i, r in enumerate(reqs):
+                msg = pb.InferRequest(seq=i, payload=r.payload, top_k=1)
+                sent[i] = time.perf_counter()
+                yield msg
+
+        start.wait()
+        local = []
+        bad = 0
+        for resp in stub.InferStream(gen(), timeout=600):
+            local.append((time.perf_counter() - sent[resp.seq]) * 1e3)
+            bad += resp.status_code != 0
+        with lock:
+            latencies.extend(local)
+            errors[0] += bad + frames - len(local)
+        channel.close()
+
+    threads = [threading.Thread(target=one_stream, args=(k,)) for k in range(streams)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    lat = np.asarray(latencies)
+    return {"frames": streams * frames, "seconds": elapsed, "fps": streams * frames / elapsed, "errors": errors[0],
+            "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--policy", default="layer1/w0.5")
+    ap.add_argument("--streams", type=int, default=32)
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    frames = load_npz(DEMO_DATA).images
+    payloads = DeviceSide(ckpt).encode(frames, Action.parse(args.policy))
+    requests = [convert.request(p) for p in payloads]
+    results = {}
+    for max_batch in (1, 32):
+        extra = ["--max-batch", str(max_batch), "--max-queue", str(args.streams * 64)]
+        server = spawn_server(*extra, *(["--checkpoint", args.checkpoint] if args.checkpoint else []))
+        try:
+            wait_serving(server.address)
+            run_load(server.address, requests[:64], 4, 20)  # warm up
+            results[f"max_batch_{max_batch}"] = run_load(server.address, requests, args.streams, args.frames)
+        finally:
+            server.terminate()
+        r = results[f"max_batch_{max_batch}"]
+        print(f"max batch {max_batch:>2}: {r['fps']:.0f} frames/s, p50 {r['latency_ms']['p50']:.1f} ms, "
+              f"p99 {r['latency_ms']['p99']:.1f} ms, errors {r['errors']}")
+    gain = results["max_batch_32"]["fps"] / results["max_batch_1"]["fps"]
+    print(f"micro-batching gain: {gain:.2f}x")
+    write_json("batching_gain", {"checkpoint_sha256": ckpt.sha256, "policy": args.policy, "streams": args.streams,
+                                 "frames_per_stream": args.frames, **results, "gain": gain}, args.json)
+
+
+if __name__ == "__main__":
+    main()

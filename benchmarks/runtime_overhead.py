@@ -1,0 +1,98 @@
+"""Framework overhead and streaming gain of the gRPC runtime on loopback.
+
+One run, side by side, client and server one torch thread each (they share this
+machine's cores):
+
+* in process, batch 1: head, encode, decode and tail ms of every frame;
+* ``splitnet serve --max-batch 1`` as a separate process, unary ``Infer`` per frame:
+  end-to-end latency; overhead = latency - (head + encode + decode + tail);
+* the same frames through ``InferStream`` (8 in flight): frames per second against unary.
+
+    python -m benchmarks.runtime_overhead [--policy layer2/w0.5] [--frames 300] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.common import write_json
+from device_client import SplitClient
+from edge_server.process import spawn_server, wait_serving
+from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.data import load_npz
+from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
+
+
+def in_process(ckpt: SplitCheckpoint, frames: np.ndarray, action: Action) -> list[float]:
+    device, server = DeviceSide(ckpt), ServerSide(ckpt)
+    sums = []
+    for i, frame in enumerate(frames):
+        t = Timing()
+        payloads = device.encode(frame, action, seq=i, timing=t)
+        server.infer(payloads, t)
+        sums.append(t.head_ms + t.encode_ms + t.decode_ms + t.tail_ms)
+    return sums
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--policy", default="layer2/w0.5")
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    frames = load_npz(DEMO_DATA).images
+    frames = np.concatenate([frames] * (args.frames // len(frames) + 1))[: args.frames]
+    action = Action.parse(args.policy)
+    in_process(ckpt, frames[:30], action)  # warm up
+    compute = in_process(ckpt, frames, action)
+
+    extra = ["--max-batch", "1"] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+    server = spawn_server(*extra)
+    try:
+        wait_serving(server.address)
+        with SplitClient(server.address, checkpoint=ckpt, policy=args.policy) as client:
+            for f in frames[:30]:
+                client.infer(f)
+            t0 = time.perf_counter()
+            unary = [client.infer(f) for f in frames]
+            unary_s = time.perf_counter() - t0
+            list(client.stream(frames[:30]))
+            t0 = time.perf_counter()
+            streamed = list(client.stream(frames))
+            stream_s = time.perf_counter() - t0
+    finally:
+        server.terminate()
+    assert all(r.offloaded for r in unary + streamed), "some frames fell back: the comparison would be unfair"
+    e2e = [r.latency_ms for r in unary]
+    compute_median = statistics.median(compute)
+    overhead = [r.latency_ms - (r.head_ms + r.encode_ms + r.decode_ms + r.tail_ms) for r in unary]
+    result = {
+        "policy": args.policy,
+        "frames": len(frames),
+        "in_process_compute_ms": {"median": compute_median, "mean": statistics.fmean(compute)},
+        "unary_latency_ms": {"median": statistics.median(e2e), "p95": float(np.percentile(e2e, 95))},
+        "overhead_ms_median": statistics.median(e2e) - compute_median,
+        "overhead_ms_per_frame_median": statistics.median(overhead),
+        "unary_fps": len(frames) / unary_s,
+        "stream_fps": len(frames) / stream_s,
+        "stream_over_unary": unary_s / stream_s,
+    }
+    print(f"in-process compute (head+encode+decode+tail) median {compute_median:.2f} ms")
+    print(f"unary end-to-end median {result['unary_latency_ms']['median']:.2f} ms -> framework overhead "
+          f"{result['overhead_ms_median']:.2f} ms "
+          f"(per frame, from its own breakdown: {result['overhead_ms_per_frame_median']:.2f} ms)")
+    print(f"throughput: unary {result['unary_fps']:.1f} fps, stream {result['stream_fps']:.1f} fps "
+          f"-> {result['stream_over_unary']:.2f}x")
+    write_json("runtime_overhead", {"checkpoint_sha256": ckpt.sha256, **result}, args.json)
+
+
+if __name__ == "__main__":
+    main()

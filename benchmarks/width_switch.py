@@ -1,0 +1,60 @@
+"""Switching the slimmable bottleneck's width versus reloading the model from its checkpoint.
+
+Measured side by side in one run: ``set_width`` on a loaded bottleneck, against
+``SplitCheckpoint.load`` of the checkpoint file (what a device without slimmable
+layers would do to change its bitrate), and against rebuilding only the one
+bottleneck from the checkpoint's state dict.
+
+    python benchmarks/width_switch.py [--checkpoint C] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+
+from benchmarks.common import summary, time_ms, write_json
+from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
+from splitnet.checkpoint import SplitCheckpoint
+from splitnet.models import read_checkpoint
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    node, point = next(iter(ckpt.splits.items()))
+    b = point.bottleneck
+    cycle = itertools.cycle(b.widths)
+    switch = summary(time_ms(lambda: b.set_width(next(cycle)), 5000, warmup=50))
+    reload_all = summary(time_ms(lambda: SplitCheckpoint.load(ckpt.path), 10, warmup=1))
+    raw = read_checkpoint(ckpt.path)["splits"][node]
+
+    def rebuild() -> None:
+        nb = SlimmableBottleneck(BottleneckConfig.from_dict(raw["config"]))
+        nb.load_state_dict(raw["bottleneck"])
+
+    rebuild_one = summary(time_ms(rebuild, 30, warmup=2))
+    result = {
+        "split": node,
+        "set_width_ms": switch,
+        "reload_checkpoint_ms": reload_all,
+        "rebuild_bottleneck_ms": rebuild_one,
+        "speedup_vs_reload": reload_all["median"] / switch["median"],
+        "speedup_vs_rebuild_bottleneck": rebuild_one["median"] / switch["median"],
+    }
+    print(f"set_width median {switch['median'] * 1e3:.1f} us (p95 {switch['p95'] * 1e3:.1f} us)")
+    print(f"reload checkpoint median {reload_all['median']:.1f} ms -> {result['speedup_vs_reload']:.0f}x slower")
+    print(f"rebuild one bottleneck median {rebuild_one['median']:.2f} ms -> "
+          f"{result['speedup_vs_rebuild_bottleneck']:.0f}x slower")
+    write_json("width_switch", {"checkpoint_sha256": ckpt.sha256, **result}, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Running ``splitnet serve`` as a child process (demo, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+@dataclass
+class ServerProcess:
+    """A ``splitnet serve`` child process listening on 127.0.0.1."""
+
+    proc: subprocess.Popen
+    port: int
+    log: Path
+    _tmp: object = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: no grace, as if the machine died."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM and wait: returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def spawn_server(*args: str, port: int = 0, threads: int = 1, workdir: str | Path | None = None,
+                 timeout_s: float = 120.0) -> ServerProcess:
+    """Start ``splitnet serve`` with ``args`` on 127.0.0.1:``port`` (0: any) and wait until it listens."""
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="splitnet-server-")
+        workdir = tmp.name
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stamp = time.monotonic_ns()
+    port_file, log = workdir / f"port-{stamp}", workdir / f"server-{stamp}.log"
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", str(threads), "serve", "--address",
+           f"127.0.0.1:{port}", "--port-file", str(port_file), *args]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    end = time.monotonic() + timeout_s
+    while not port_file.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        if time.monotonic() > end:
+            proc.kill()
+            raise TimeoutError(f"server did not start within {timeout_s:.0f} s:\n{log.read_text()}")
+        time.sleep(0.05)
+    return ServerProcess(proc, int(port_file.read_text()), log, tmp)
+
+
+def wait_serving(address: str, timeout_s: float = 120.0, service: str = "") -> None:
+    """Block until the health service at ``address`` answers SERVING."""
+    end = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > end:
+                raise TimeoutError(f"server at {address} not SERVING after {timeout_s:.0f} s")
+            time.sleep(0.1)

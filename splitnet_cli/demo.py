@@ -1,0 +1,56 @@
+"""``splitnet demo``: the shipped model end to end on this machine.
+
+1. The rate–accuracy table of the shipped checkpoint on the shipped demo sample (in process).
+2. ``splitnet serve`` started as a separate process on a free local port; once its
+   health service says SERVING, the device client streams the demo sample to it,
+   then the server is stopped with SIGTERM and must exit cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def run_demo(policy: str, limit: int | None, json_path: str | None, eval_first: bool) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from device_client import SplitClient
+    from device_client.report import client_report, format_report
+    from edge_server.process import spawn_server, wait_serving
+    from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+    from splitnet.data import load_npz
+    from splitnet.evaluation import EvalOptions, evaluate, format_table
+
+    torch.set_num_threads(1)  # the server runs beside us on the same cores
+
+    ckpt = SplitCheckpoint.load()
+    data = load_npz(DEMO_DATA, limit=limit)
+    print(f"splitnet demo: {ckpt.model_name}, checkpoint {ckpt.sha256[:12]}…, {len(data)} demo images\n")
+    if eval_first:
+        report = evaluate(ckpt, data, EvalOptions(jpeg_qualities=(50, 90), webp_qualities=(50, 90), png=False,
+                                                  feature_codecs=("int8+zstd",), timing_frames=20))
+        print("== rate–accuracy, in process ==")
+        print(format_table(report), "\n")
+
+    print("== edge server and device client, two processes over gRPC ==")
+    server = spawn_server()
+    try:
+        wait_serving(server.address)
+        print(f"server pid {server.proc.pid} SERVING at {server.address}")
+        results = []
+        with SplitClient(server.address, checkpoint=ckpt, policy=policy) as client:
+            for r in tqdm(client.stream(iter(data.images)), total=len(data), desc=f"frames ({policy})", unit="frame"):
+                results.append(r)
+        report = client_report(results, data.labels, len(data))
+        report.update({"server": server.address, "policy": policy, "mode": "stream", "data": data.path})
+        print(format_report(report))
+        if json_path:
+            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+            print(f"wrote {json_path}")
+    finally:
+        code = server.terminate()
+        print(f"server stopped with SIGTERM (exit code {code})")
+    return 0 if code == 0 and report["frames_lost"] == 0 else 1
