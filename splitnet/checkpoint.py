@@ -119,6 +119,17 @@ class SplitCheckpoint:
             splits[node] = SplitPoint(node, bottleneck.eval(), entry.get("tail"))
         return cls(name, teacher.eval(), splits, dict(obj.get("meta", {})), file_sha256(path), str(path))
 
+    def merge(self, other: SplitCheckpoint) -> None:
+        """Add ``other``'s split points (trained separately on the same teacher) to this checkpoint."""
+        mine, theirs = self.teacher.state_dict(), other.teacher.state_dict()
+        if other.model_name != self.model_name or mine.keys() != theirs.keys() or not all(
+                torch.equal(mine[k], theirs[k]) for k in mine):
+            raise CheckpointError(f"{other.path or 'checkpoint'} was trained on another teacher; cannot merge")
+        for node, point in other.splits.items():
+            self.splits[node] = point
+        for key, value in other.meta.get("bottlenecks", {}).items():
+            self.meta.setdefault("bottlenecks", {})[key] = value
+
     @classmethod
     def from_teacher(cls, model_name: str, weights: str | Path) -> SplitCheckpoint:
         """A checkpoint with only a teacher (no bottlenecks), e.g. to evaluate third-party weights."""

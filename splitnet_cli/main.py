@@ -47,7 +47,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                         holdout=args.holdout, seed=args.seed, limit=args.limit)
-    summary = train_teacher(cfg, args.out, args.work_dir)
+    summary = train_teacher(cfg, args.out, args.work_dir, command=_command_line())
     print(f"teacher written to {args.out}; holdout top-1 {summary['holdout_top1']:.4f}")
     return 0
 
@@ -68,6 +68,36 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
     print(f"bottleneck at {args.split} added to {args.out} (sha256 {result['sha256']})")
     for row in result["holdout"]:
         print(f"  w{row['width']:g}: holdout top-1 {row['top1']:.4f} at {row['bytes_mean']:.1f} bytes")
+    return 0
+
+
+def cmd_checkpoint_merge(args: argparse.Namespace) -> int:
+    from splitnet.checkpoint import SplitCheckpoint
+
+    merged = SplitCheckpoint.load(args.inputs[0])
+    for path in args.inputs[1:]:
+        merged.merge(SplitCheckpoint.load(path))
+    merged.meta["merge_command"] = _command_line()
+    sha = merged.save(args.out)
+    print(f"{args.out}: splits {', '.join(merged.splits)}; sha256 {sha}")
+    return 0
+
+
+def cmd_checkpoint_info(args: argparse.Namespace) -> int:
+    from splitnet.checkpoint import SplitCheckpoint
+
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    print(f"{ckpt.path}\n  model {ckpt.model_name}, sha256 {ckpt.sha256}")
+    for node, point in ckpt.splits.items():
+        c = point.bottleneck.config
+        print(f"  {node}: {c.prior}, latent {c.latent_channels} x 1/{2 ** c.downsample} res, widths "
+              f"{list(c.widths)}, tail {'fine-tuned' if point.tail_state is not None else 'teacher'}")
+        cmd = ckpt.meta.get("bottlenecks", {}).get(node, {}).get("command")
+        if cmd:
+            print(f"    trained with: {cmd}")
+    for key in ("teacher_command", "merge_command"):
+        if key in ckpt.meta:
+            print(f"  {key.replace('_', ' ')}: {ckpt.meta[key]}")
     return 0
 
 
@@ -218,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="split checkpoint to create or add this split to")
     b.add_argument("--work-dir", default=None)
     b.set_defaults(func=cmd_train_bottleneck)
+
+    ck = sub.add_parser("checkpoint", help="inspect or merge split checkpoints").add_subparsers(
+        dest="action", required=True)
+    m = ck.add_parser("merge", help="combine split points trained separately on the same teacher")
+    m.add_argument("inputs", nargs="+", help="split checkpoints; later ones win on a shared split")
+    m.add_argument("--out", required=True)
+    m.set_defaults(func=cmd_checkpoint_merge)
+    i = ck.add_parser("info", help="what a split checkpoint holds and how it was made")
+    i.add_argument("checkpoint", nargs="?", default=None, help="default: the shipped one")
+    i.set_defaults(func=cmd_checkpoint_info)
 
     e = sub.add_parser("eval", help="rate–accuracy evaluation on an npz data set")
     e.add_argument("--checkpoint", default=None, help="split checkpoint (default: the shipped one)")

@@ -25,7 +25,7 @@ from splitnet.checkpoint import SplitCheckpoint, SplitPoint
 from splitnet.codecs import BottleneckCodec
 from splitnet.data import ImageSet, augment, batches, load_npz, to_tensor
 from splitnet.errors import CheckpointError
-from splitnet.models import create_model, model_spec, read_checkpoint
+from splitnet.models import create_model, file_sha256, model_spec, read_checkpoint
 from splitnet.splitting import split_model
 from splitnet.training.common import save_atomic, seed_everything, split_holdout
 
@@ -59,15 +59,17 @@ class BottleneckTrainConfig:
     width_rate_scale: tuple[float, ...] = field(default_factory=tuple)  # optional per-width lambda factors
 
 
-def _load_teacher(cfg: BottleneckTrainConfig) -> tuple[nn.Module, SplitCheckpoint | None]:
-    """The teacher model, and the split checkpoint the weights came from (if they did)."""
+def _load_teacher(cfg: BottleneckTrainConfig) -> tuple[nn.Module, SplitCheckpoint | None, dict]:
+    """The teacher model, the split checkpoint the weights came from (if they did), and what is known of it."""
     obj = read_checkpoint(cfg.weights)
     if obj.get("format") == "splitnet-checkpoint":
         ckpt = SplitCheckpoint.load(cfg.weights)
         if ckpt.model_name != cfg.teacher:
             raise CheckpointError(f"{cfg.weights} holds {ckpt.model_name}, not {cfg.teacher}")
-        return ckpt.teacher, ckpt
-    return create_model(cfg.teacher, weights=cfg.weights), None
+        return ckpt.teacher, ckpt, dict(ckpt.meta.get("teacher", {}))
+    info = {"weights": str(cfg.weights), "weights_sha256": file_sha256(cfg.weights)}
+    info.update({k: obj[k] for k in ("config", "command", "holdout_top1") if k in obj})
+    return create_model(cfg.teacher, weights=cfg.weights), None, info
 
 
 def _rate_bits(likelihoods: dict[str, torch.Tensor], n: int) -> torch.Tensor:
@@ -122,7 +124,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     last = work / "last.pt"
     spec = model_spec(cfg.teacher)
     gen = seed_everything(cfg.seed)
-    teacher, source_ckpt = _load_teacher(cfg)
+    teacher, source_ckpt, teacher_info = _load_teacher(cfg)
     teacher.eval().requires_grad_(False)
     head, teacher_tail = split_model(teacher, cfg.split)
     data = load_npz(cfg.data, limit=cfg.limit)
@@ -236,7 +238,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     elif source_ckpt is not None:
         ckpt = source_ckpt
     else:
-        ckpt = SplitCheckpoint(cfg.teacher, teacher)
+        ckpt = SplitCheckpoint(cfg.teacher, teacher, meta={"teacher": teacher_info})
     ckpt.splits[cfg.split] = SplitPoint(cfg.split, bottleneck,
                                         tail.state_dict() if cfg.finetune_epochs > 0 else None)
     ckpt.meta.setdefault("bottlenecks", {})[cfg.split] = {"config": _config_dict(cfg), "command": command,

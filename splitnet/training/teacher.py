@@ -44,7 +44,8 @@ def _lr_at(cfg: TeacherConfig, step: int, steps_per_epoch: int) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * progress))
 
 
-def train_teacher(cfg: TeacherConfig, out: str | Path, work_dir: str | Path | None = None) -> dict:
+def train_teacher(cfg: TeacherConfig, out: str | Path, work_dir: str | Path | None = None,
+                  command: str = "") -> dict:
     """Train a teacher; resumes from ``work_dir/last.pt`` if present. Returns a summary dict.
 
     Writes ``out`` as ``{"model_name", "state_dict", "config", "holdout_top1"}``.
@@ -94,7 +95,7 @@ def train_teacher(cfg: TeacherConfig, out: str | Path, work_dir: str | Path | No
         save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                      "epoch": epoch + 1, "history": history, "config": asdict(cfg)}, last)
     model.eval()
-    summary = {"model_name": cfg.model, "config": asdict(cfg), "history": history,
+    summary = {"model_name": cfg.model, "config": asdict(cfg), "history": history, "command": command,
                "holdout_top1": history[-1]["holdout_top1"] if history else float("nan")}
     save_atomic({**summary, "state_dict": model.state_dict()}, out)
     return summary
