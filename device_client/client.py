@@ -178,8 +178,10 @@ class SplitClient:
 
     # ------------------------------------------------------------ helpers
     def observation(self, queue_frames: int = 0) -> Observation:
-        return Observation(self.estimator.throughput_mbps, self.estimator.rtt_ms, self.deadline_ms or 0.0,
-                           self._previous, queue_frames, self._stub is not None and self._backoff.available())
+        est = self.estimator
+        return Observation(est.throughput_mbps, est.rtt_ms, self.deadline_ms or 0.0, self._previous, queue_frames,
+                           self._stub is not None and self._backoff.available(), est.recent_throughputs(),
+                           est.throughput_age_s, 0)
 
     def _choose(self, queue_frames: int) -> str:
         name = self.policy.act(self.observation(queue_frames))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class LinkEstimator:
         self._tputs: deque[float] = deque(maxlen=window)
         self._alpha = alpha
         self._srtt = 0.0
+        self._last_tput_at = 0.0
 
     def add(self, sample: LinkSample) -> None:
         with self._lock:
@@ -38,6 +40,7 @@ class LinkEstimator:
             transfer_ms = ms - min(self._rtts)
             if transfer_ms > 0.5 and transfer_ms > 0.2 * min(self._rtts):
                 self._tputs.append(sample.payload_bytes * 8 / (transfer_ms * 1e3))  # Mbit/s
+                self._last_tput_at = time.monotonic()
 
     @property
     def rtt_ms(self) -> float:
@@ -57,6 +60,17 @@ class LinkEstimator:
             if not self._tputs:
                 return 0.0
             return len(self._tputs) / sum(1.0 / t for t in self._tputs)
+
+    def recent_throughputs(self) -> tuple[float, ...]:
+        """Recent throughput samples (Mbit/s), oldest first."""
+        with self._lock:
+            return tuple(self._tputs)
+
+    @property
+    def throughput_age_s(self) -> float:
+        """Seconds since the newest throughput sample (10 when there is none)."""
+        with self._lock:
+            return min(time.monotonic() - self._last_tput_at, 10.0) if self._tputs else 10.0
 
     def transfer_ms(self, payload_bytes: int) -> float:
         """Predicted network time for a payload: RTT plus serialization at the estimated rate."""

@@ -1,24 +1,62 @@
-"""The policy interface: ``act(observation) -> action name``, and the fixed policy."""
+"""The policy interface, ``act(observation) -> action name``, and the observation it sees."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 
 @dataclass(frozen=True)
 class Observation:
     """What the device knows when it picks the action for one frame.
 
-    Estimates come from the device's own past transfers, never from the future.
+    Estimates come from the device's own past transfers, never from the future. Only
+    the simulator fills ``lookahead`` (the true reward of an action for this frame),
+    for the oracle, which is a bound and not deployable.
     """
 
-    throughput_mbps: float  # estimated uplink throughput (Mbit/s); 0 when unknown
+    throughput_mbps: float  # current estimate (harmonic mean of recent samples); 0 when unknown
     rtt_ms: float  # estimated round-trip time (ms); 0 when unknown
     deadline_ms: float  # per-frame deadline (ms); 0 for none
     previous_action: str = "local"
-    queue_frames: int = 0  # frames waiting or in flight on the device
+    queue_frames: int = 0  # frames waiting for the device
     server_available: bool = True
+    throughputs_mbps: tuple[float, ...] = ()  # recent samples, oldest first
+    throughput_age_s: float = 10.0  # age of the newest sample
+    inflight_bytes: int = 0  # sent but not yet acknowledged
+    lookahead: Callable[[str], float] | None = field(default=None, compare=False, repr=False)
+
+
+HISTORY = 5
+N_SCALARS = HISTORY + 5
+# Upper bounds of the scalar features: log2(Mbit/s + 1) x5, sample age (s), RTT (100 ms), deadline (100 ms),
+# queued frames (10s), bytes in flight (kB).
+SCALAR_HIGH = np.array([20.0] * HISTORY + [10.0, 100.0, 100.0, 10.0, 1100.0], dtype=np.float32)
+
+
+def observation_vector(obs: Observation, action_names: list[str]) -> np.ndarray:
+    """The fixed-size float32 vector learned policies see (same in the simulator and on the device)."""
+    vec = np.zeros(N_SCALARS + len(action_names), dtype=np.float32)
+    tputs = list(obs.throughputs_mbps)[-HISTORY:]
+    if tputs:
+        vec[HISTORY - len(tputs) : HISTORY] = np.log2(np.asarray(tputs, dtype=np.float64) + 1.0)
+    vec[HISTORY] = min(obs.throughput_age_s, 10.0)
+    vec[HISTORY + 1] = obs.rtt_ms / 100.0
+    vec[HISTORY + 2] = obs.deadline_ms / 100.0
+    vec[HISTORY + 3] = min(obs.queue_frames, 100) / 10.0
+    vec[HISTORY + 4] = min(obs.inflight_bytes, 1 << 20) / 1e3
+    np.minimum(vec[:N_SCALARS], SCALAR_HIGH, out=vec[:N_SCALARS])
+    if obs.previous_action in action_names:
+        vec[N_SCALARS + action_names.index(obs.previous_action)] = 1.0
+    return vec
+
+
+def harmonic_mean(values: tuple[float, ...] | list[float]) -> float:
+    vals = [v for v in values if v > 0]
+    return len(vals) / sum(1.0 / v for v in vals) if vals else 0.0
 
 
 @runtime_checkable

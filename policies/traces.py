@@ -91,8 +91,8 @@ def _mahimahi_trace(path: Path, lines: list[str], bin_ms: int = 1000) -> Trace:
         raise TraceFormatError(f"{path}: Mahimahi traces hold one integer millisecond per line") from None
     if len(stamps) < 2 or np.any(np.diff(stamps) < 0) or stamps[0] < 0:
         raise TraceFormatError(f"{path}: Mahimahi timestamps must be non-negative and non-decreasing")
-    period = max(int(stamps[-1]), 1)
-    bins = np.bincount(np.minimum(stamps // bin_ms, (period - 1) // bin_ms), minlength=(period - 1) // bin_ms + 1)
+    period = max(int(stamps[-1]), 1)  # the trace repeats with this period (ms)
+    bins = np.bincount((stamps % period) // bin_ms, minlength=(period - 1) // bin_ms + 1)
     mbps = bins * MAHIMAHI_PACKET_BYTES * 8 / (bin_ms * 1e3)
     return Trace(path.name, np.arange(len(bins)) * bin_ms / 1e3, mbps.astype(np.float64), str(path), "mahimahi")
 

@@ -186,6 +186,93 @@ def cmd_client(args: argparse.Namespace) -> int:
     return 0 if report["frames_lost"] == 0 else 1
 
 
+# ---------------------------------------------------------------- policies
+def _traces(spec: str):
+    from policies.trace_sets import load_split
+    from policies.traces import find_traces
+
+    if spec in ("train", "eval"):
+        return load_split(spec)
+    traces, skipped = find_traces(spec)
+    for path, why in skipped:
+        print(f"note: skipped {path}: {why}", file=sys.stderr)
+    if not traces:
+        raise SplitnetError(f"no traces found in {spec}")
+    return traces
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from policies.profile import PowerModel, Profile, Scenario
+    from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+    from splitnet.data import load_npz
+    from splitnet.profiling import default_actions, profile_actions
+
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    data = load_npz(args.data or DEMO_DATA, limit=args.limit)
+    measured = profile_actions(ckpt, data, default_actions(ckpt, args.qualities), timing_frames=args.timing_frames)
+    power = PowerModel(args.compute_w, args.radio_tx_w, args.idle_w)
+    scenario = Scenario(args.device_class, args.device_speed, args.server_speed, args.link_class, args.trace_scale,
+                        args.rtt_ms, args.jitter_ms, args.loss, power)
+    profile = Profile.from_dict({**measured, "scenario": {}})
+    profile = profile.with_scenario(scenario)
+    out = profile.to_dict()
+    out.update({"data": measured["data"], "n_images": measured["n_images"], "measured_on": measured["measured_on"],
+                "command": _command_line()})
+    print(f"{'action':<22}{'device ms':>10}{'server ms':>10}{'bytes':>9}{'top-1 %':>9}   (scaled to the scenario)")
+    for i, a in enumerate(profile.actions):
+        print(f"{a.name:<22}{profile.device_ms(i):>10.2f}{profile.server_ms(i):>10.2f}{a.bytes_mean:>9.1f}"
+              f"{a.top1 * 100:>9.2f}")
+    _write_json(out, args.json)
+    return 0
+
+
+def _policies(names: Sequence[str], profile) -> dict:
+    from policies.baselines import baseline
+    from policies.rl import load_policy
+
+    out = {}
+    for name in names:
+        if name == "static_best":
+            out[name] = None
+        elif name in ("local", "edge", "greedy", "oracle") or name.startswith("fixed:"):
+            out[name] = baseline(name, profile)
+        else:
+            policy = load_policy(name)
+            policy.check_actions(profile.names)
+            out[name if name in ("ppo", "dqn") else Path(name).stem] = policy
+    return out
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from policies.profile import Profile
+    from policies.simulate import format_report, plot_runs, simulate
+
+    profile = Profile.load(args.profile)
+    traces = _traces(args.traces)
+    policies = _policies(args.policy, profile)
+    report, runs = simulate(profile, traces, policies, fps=args.fps, deadline_ms=args.deadline_ms,
+                            frames=args.frames, seed=args.seed)
+    report["profile"] = profile.source
+    print(format_report(report))
+    _write_json(report, args.json)
+    if args.json or args.plots:
+        prefix = args.plots or str(Path(args.json).with_suffix(""))
+        for path in plot_runs(report, runs, prefix):
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    from policies.profile import Profile
+    from policies.rl import train_policy
+
+    profile = Profile.load(args.profile)
+    out = train_policy(profile, _traces(args.traces), args.algo, args.steps, args.out, seed=args.seed,
+                       fps=args.fps, deadline_ms=args.deadline_ms)
+    print(f"policy written to {out}")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     from splitnet import __version__
@@ -258,6 +345,50 @@ def build_parser() -> argparse.ArgumentParser:
     i = ck.add_parser("info", help="what a split checkpoint holds and how it was made")
     i.add_argument("checkpoint", nargs="?", default=None, help="default: the shipped one")
     i.set_defaults(func=cmd_checkpoint_info)
+
+    pr = sub.add_parser("profile", help="measure every action's costs and describe the scenario they model")
+    pr.add_argument("--checkpoint", default=None)
+    pr.add_argument("--data", default=None, help="npz images (default: the shipped demo sample)")
+    pr.add_argument("--limit", type=int, default=None)
+    pr.add_argument("--qualities", type=int, nargs="+", default=[10, 50, 90], help="WebP/JPEG qualities")
+    pr.add_argument("--timing-frames", type=int, default=50)
+    pr.add_argument("--device-class", default="measured machine")
+    pr.add_argument("--device-speed", type=float, default=1.0, help="device ms = measured ms x this")
+    pr.add_argument("--server-speed", type=float, default=1.0, help="server ms = measured ms x this")
+    pr.add_argument("--link-class", default="trace as recorded")
+    pr.add_argument("--trace-scale", type=float, default=1.0, help="multiply trace throughput by this")
+    pr.add_argument("--rtt-ms", type=float, default=40.0)
+    pr.add_argument("--jitter-ms", type=float, default=5.0)
+    pr.add_argument("--loss", type=float, default=0.0, help="mean packet loss (Gilbert–Elliott)")
+    pr.add_argument("--compute-w", type=float, default=5.0)
+    pr.add_argument("--radio-tx-w", type=float, default=2.5)
+    pr.add_argument("--idle-w", type=float, default=1.5)
+    pr.add_argument("--json", required=True)
+    pr.set_defaults(func=cmd_profile)
+
+    sm = sub.add_parser("simulate", help="run policies over throughput traces")
+    sm.add_argument("--profile", default=None, help="profile JSON (default: the shipped one)")
+    sm.add_argument("--traces", required=True, help="trace file or directory (recursive), or train/eval")
+    sm.add_argument("--deadline-ms", type=float, default=100.0)
+    sm.add_argument("--fps", type=float, default=10.0)
+    sm.add_argument("--frames", type=int, default=None, help="frames per trace (default: the whole trace)")
+    sm.add_argument("--policy", nargs="+", required=True,
+                    help="local, edge, fixed:<split>:<width>, greedy, oracle, static_best, ppo, dqn, or a policy file")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--json", default=None)
+    sm.add_argument("--plots", default=None, help="path prefix of the plots (default: beside --json)")
+    sm.set_defaults(func=cmd_simulate)
+
+    tp = train.add_parser("policy", help="train a PPO or DQN offloading policy on traces")
+    tp.add_argument("--profile", default=None)
+    tp.add_argument("--traces", default="train", help="trace file or directory, or train (the training split)")
+    tp.add_argument("--algo", choices=("ppo", "dqn"), default="ppo")
+    tp.add_argument("--steps", type=int, default=200_000)
+    tp.add_argument("--fps", type=float, default=10.0)
+    tp.add_argument("--deadline-ms", type=float, default=100.0)
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--out", required=True)
+    tp.set_defaults(func=cmd_train_policy)
 
     e = sub.add_parser("eval", help="rate–accuracy evaluation on an npz data set")
     e.add_argument("--checkpoint", default=None, help="split checkpoint (default: the shipped one)")

@@ -1,0 +1,140 @@
+"""Profiles read by the simulator: per-action costs measured on this machine plus a scenario.
+
+The scenario says what the profile models: the device class (how much slower than
+this machine), the server (how much faster), the link class and the trace scale,
+and a power model for energy per frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from splitnet.errors import DataError
+
+SHIPPED_PROFILE = Path(__file__).parent / "assets" / "profile.json"
+
+
+@dataclass(frozen=True)
+class PowerModel:
+    """Device power draw (W) while computing, transmitting and waiting."""
+
+    compute_w: float = 5.0
+    radio_tx_w: float = 2.5
+    idle_w: float = 1.5
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The regime a profile models."""
+
+    device_class: str = "measured machine"
+    device_speed: float = 1.0  # device ms = measured ms x this (8: a device 8x slower than this machine)
+    server_speed: float = 1.0  # server ms = measured ms x this (0.25: a server 4x faster)
+    link_class: str = "trace as recorded"
+    trace_scale: float = 1.0  # multiply every trace's throughput by this
+    rtt_ms: float = 40.0
+    jitter_ms: float = 5.0
+    loss: float = 0.0  # mean packet loss (Gilbert–Elliott, bursts of 2)
+    power: PowerModel = field(default_factory=PowerModel)
+
+
+@dataclass
+class ActionProfile:
+    """One action's costs: ms on the device and the server, bytes and correctness per image."""
+
+    name: str
+    kind: str
+    device_ms: float
+    server_ms: float
+    bytes: np.ndarray
+    correct: np.ndarray
+
+    @property
+    def top1(self) -> float:
+        return float(self.correct.mean())
+
+    @property
+    def bytes_mean(self) -> float:
+        return float(self.bytes.mean())
+
+
+@dataclass
+class Profile:
+    """Actions (same images, same order) and the scenario they are simulated in."""
+
+    model: str
+    actions: list[ActionProfile]
+    scenario: Scenario = field(default_factory=Scenario)
+    checkpoint_sha256: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.actions:
+            raise DataError("a profile needs at least one action")
+        n = {len(a.bytes) for a in self.actions} | {len(a.correct) for a in self.actions}
+        if len(n) != 1:
+            raise DataError("every action of a profile must cover the same images")
+        if self.actions[0].name != "local":
+            raise DataError("the first action of a profile must be 'local'")
+
+    @property
+    def names(self) -> list[str]:
+        return [a.name for a in self.actions]
+
+    @property
+    def n_images(self) -> int:
+        return len(self.actions[0].bytes)
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise DataError(f"action {name!r} not in the profile; it has {', '.join(self.names)}") from None
+
+    def device_ms(self, i: int) -> float:
+        return self.actions[i].device_ms * self.scenario.device_speed
+
+    def server_ms(self, i: int) -> float:
+        return self.actions[i].server_ms * self.scenario.server_speed
+
+    def with_scenario(self, scenario: Scenario) -> Profile:
+        return Profile(self.model, self.actions, scenario, self.checkpoint_sha256, self.source)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "checkpoint_sha256": self.checkpoint_sha256, "scenario": asdict(self.scenario),
+                "actions": [{"name": a.name, "kind": a.kind, "device_ms": a.device_ms, "server_ms": a.server_ms,
+                             "top1": a.top1, "bytes_mean": a.bytes_mean, "bytes": a.bytes.tolist(),
+                             "correct": a.correct.astype(int).tolist()} for a in self.actions]}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict()) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "") -> Profile:
+        try:
+            sc = dict(d.get("scenario", {}))
+            power = PowerModel(**sc.pop("power", {}))
+            scenario = Scenario(**sc, power=power)
+            actions = [ActionProfile(a["name"], a["kind"], float(a["device_ms"]), float(a["server_ms"]),
+                                     np.asarray(a["bytes"], dtype=np.int64), np.asarray(a["correct"], dtype=bool))
+                       for a in d["actions"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"malformed profile {source}: {exc}") from exc
+        return cls(d.get("model", ""), actions, scenario, d.get("checkpoint_sha256", ""), source)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Profile:
+        """Read a profile JSON (the shipped one when ``path`` is None)."""
+        path = Path(path) if path is not None else SHIPPED_PROFILE
+        if not path.is_file():
+            raise DataError(f"profile not found: {path}")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} is not JSON: {exc}") from exc
+        return cls.from_dict(d, str(path))

@@ -1,0 +1,180 @@
+"""Frame-by-frame simulation of a device offloading over a trace-driven channel.
+
+Frames arrive every ``1 / fps`` seconds. The device works on one frame at a time
+(its compute is a serial resource); the uplink sends one payload at a time (another
+serial resource), so a large payload delays the next one. Each frame replays a real
+profiled image: its payload bytes and whether the answer was right under the chosen
+action. What the device can observe is only what its own past transfers told it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.base import HISTORY, Observation, harmonic_mean
+from policies.channel import Channel, ChannelConfig, GilbertElliott
+from policies.profile import Profile
+from policies.traces import Trace
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """reward = -latency_s * latency - energy_j * energy - accuracy_drop * accuracy - missed * deadline_miss."""
+
+    latency: float = 10.0  # per second of latency
+    energy: float = 1.0  # per joule
+    accuracy: float = 10.0  # per unit of expected top-1 lost against local (0.01 = one point)
+    deadline_miss: float = 2.0  # per frame later than the deadline
+
+
+@dataclass
+class FrameOutcome:
+    """What happened to one frame."""
+
+    action: int
+    latency_ms: float
+    energy_j: float
+    correct: bool
+    payload_bytes: int
+    missed: bool
+    reward: float
+    start_s: float  # when the device began working on it (trace time)
+
+
+class OffloadSimulator:
+    """Runs frames along one trace; ``step(action)`` simulates the next frame."""
+
+    def __init__(self, profile: Profile, trace: Trace, fps: float = 10.0, deadline_ms: float = 100.0,
+                 weights: RewardWeights | None = None, seed: int = 0) -> None:
+        self.profile = profile
+        self.trace = trace
+        self.fps = fps
+        self.deadline_ms = deadline_ms
+        self.weights = weights or RewardWeights()
+        sc = profile.scenario
+        self.channel_config = ChannelConfig(scale=sc.trace_scale, rtt_ms=sc.rtt_ms, jitter_ms=sc.jitter_ms,
+                                            loss=GilbertElliott.from_rate(sc.loss))
+        n = len(profile.actions)
+        self.device_ms = np.array([profile.device_ms(i) for i in range(n)])
+        self.server_ms = np.array([profile.server_ms(i) for i in range(n)])
+        self.kinds = [a.kind for a in profile.actions]
+        top1 = np.array([a.top1 for a in profile.actions])
+        self.accuracy_drop = np.maximum(0.0, top1[0] - top1)  # against local
+        self.bytes_mean = np.array([a.bytes_mean for a in profile.actions])
+        self._bytes = np.stack([a.bytes for a in profile.actions])
+        self._correct = np.stack([a.correct for a in profile.actions])
+        self.reset(0.0, seed)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.device_ms)
+
+    def reset(self, start_s: float = 0.0, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.channel = Channel(self.trace, self.channel_config, seed=int(self.rng.integers(2**31)))
+        self.start_s = start_s
+        self.frame = 0
+        self.device_free = start_s
+        self.link_free = start_s
+        self.previous = 0
+        self._samples: deque[tuple[float, float]] = deque()  # (time known, Mbit/s)
+        self._rtts: deque[tuple[float, float]] = deque()  # (time known, ms)
+        self._inflight: deque[tuple[float, int]] = deque()  # (ack time, bytes)
+        self.next_image = int(self.rng.integers(self.profile.n_images))
+
+    # ------------------------------------------------------------ timing
+    @property
+    def arrival_s(self) -> float:
+        return self.start_s + self.frame / self.fps
+
+    @property
+    def decision_s(self) -> float:
+        """When the device starts on the next frame (and so decides its action)."""
+        return max(self.arrival_s, self.device_free)
+
+    def known_throughputs(self, now: float) -> list[float]:
+        """Throughput samples (Mbit/s) the device has measured by ``now``, oldest first."""
+        return [m for t, m in self._samples if t <= now][-HISTORY:]
+
+    def known_rtt_ms(self, now: float) -> float:
+        known = [r for t, r in self._rtts if t <= now][-HISTORY:]
+        return float(np.median(known)) if known else 0.0
+
+    def inflight_bytes(self, now: float) -> int:
+        return sum(b for t, b in self._inflight if t > now)
+
+    def queue_frames(self, now: float) -> int:
+        """Frames that have arrived but wait for the device."""
+        return max(0, int(math.floor((now - self.start_s) * self.fps + 1e-9)) - self.frame)
+
+    # -------------------------------------------------------------- step
+    def outcome(self, action: int, dry: bool = False) -> FrameOutcome:
+        """Simulate the next frame under ``action``.
+
+        ``dry`` predicts it without advancing the state or drawing randomness: the true
+        trace, the base RTT and no losses (what the oracle knows).
+        """
+        arrival, start = self.arrival_s, self.decision_s
+        j = self.next_image
+        nbytes = int(self._bytes[action, j])
+        pw = self.profile.scenario.power
+        if self.kinds[action] == "local":
+            done = start + self.device_ms[action] / 1e3
+            energy = self.device_ms[action] / 1e3 * pw.compute_w
+            device_free, link_free, sample = done, self.link_free, None
+        else:
+            dev_done = start + self.device_ms[action] / 1e3
+            tx_start = max(dev_done, self.link_free)
+            ser_ms = self.channel.serialization_ms(nbytes, tx_start)
+            if dry:
+                net_ms = ser_ms + self.channel_config.rtt_ms + self.server_ms[action]
+            else:
+                net_ms = self.channel.transfer_ms(nbytes, tx_start) + self.server_ms[action]
+            done = tx_start + net_ms / 1e3
+            energy = (self.device_ms[action] * pw.compute_w + ser_ms * pw.radio_tx_w
+                      + (net_ms - ser_ms) * pw.idle_w) / 1e3
+            device_free, link_free = dev_done, tx_start + ser_ms / 1e3
+            sample = (done, nbytes * 8 / max(ser_ms, 1e-3) / 1e3, net_ms - ser_ms - self.server_ms[action])
+        latency_ms = (done - arrival) * 1e3
+        missed = latency_ms > self.deadline_ms
+        w = self.weights
+        reward = -(latency_ms / 1e3 * w.latency + energy * w.energy + self.accuracy_drop[action] * w.accuracy
+                   + (w.deadline_miss if missed else 0.0))
+        out = FrameOutcome(action, latency_ms, energy, bool(self._correct[action, j]), nbytes, missed, reward, start)
+        if not dry:
+            self.device_free, self.link_free = device_free, link_free
+            if sample is not None:
+                self._samples.append((sample[0], sample[1]))
+                self._rtts.append((sample[0], sample[2]))
+                self._inflight.append((sample[0], nbytes))
+                while len(self._samples) > 4 * HISTORY:
+                    self._samples.popleft()
+                    self._rtts.popleft()
+                while len(self._inflight) > 4 * HISTORY:
+                    self._inflight.popleft()
+            self.previous = action
+            self.frame += 1
+            self.next_image = int(self.rng.integers(self.profile.n_images))
+        return out
+
+    def step(self, action: int) -> FrameOutcome:
+        return self.outcome(action)
+
+    def observation(self, with_lookahead: bool = False) -> Observation:
+        """What the device knows now, about to start the next frame."""
+        now = self.decision_s
+        tputs = tuple(self.known_throughputs(now))
+        known = [t for t, _ in self._samples if t <= now]
+        names = self.profile.names
+        lookahead = (lambda name: self.outcome(names.index(name), dry=True).reward) if with_lookahead else None
+        return Observation(harmonic_mean(tputs), self.known_rtt_ms(now), self.deadline_ms, names[self.previous],
+                           self.queue_frames(now), True, tputs, (now - max(known)) if known else 10.0,
+                           self.inflight_bytes(now), lookahead)
+
+    def true_mbps(self, at_s: float) -> float:
+        """The link's real throughput at ``at_s`` (for the oracle only)."""
+        return self.channel.rate_mbps(at_s)

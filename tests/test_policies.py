@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from policies.base import Observation, observation_vector
+from policies.baselines import GreedyPolicy, OraclePolicy, baseline, edge_action, fixed_action
+from policies.env import ENV_ID, OffloadEnv, register
+from policies.profile import ActionProfile, Profile, Scenario
+from policies.simulate import format_report, plot_runs, simulate, static_best
+from policies.simulator import OffloadSimulator
+from policies.traces import Trace
+
+N = 200
+
+
+def toy_profile() -> Profile:
+    rng = np.random.default_rng(0)
+
+    def act(name: str, kind: str, dev: float, srv: float, nbytes: float, top1: float) -> ActionProfile:
+        return ActionProfile(name, kind, dev, srv, rng.poisson(nbytes, N).astype(np.int64) if nbytes else
+                             np.zeros(N, np.int64), rng.random(N) < top1)
+
+    actions = [act("local", "local", 12.0, 0, 0, 0.90), act("layer1/w0.5", "bottleneck", 3.0, 1.0, 400, 0.895),
+               act("layer2/w0.5", "bottleneck", 6.0, 0.5, 80, 0.89), act("webp/q90", "input", 0.3, 2.0, 1500, 0.9)]
+    return Profile("toy", actions, Scenario(device_speed=8.0, trace_scale=1.0, rtt_ms=20, jitter_ms=2))
+
+
+def toy_traces() -> list[Trace]:
+    t = np.arange(0, 120.0)
+    slow = np.where((t // 20) % 2 == 0, 0.05, 2.0)  # alternating 50 kbit/s and 2 Mbit/s
+    return [Trace("square", t, slow), Trace("fast", t, np.full_like(t, 20.0))]
+
+
+def test_env_passes_check_env_without_warnings() -> None:
+    env = OffloadEnv(toy_profile(), toy_traces(), episode_frames=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)
+
+
+def test_env_is_registered_and_seeded() -> None:
+    register()
+    assert ENV_ID in gym.registry
+    env_a = gym.make(ENV_ID, profile=toy_profile(), traces=toy_traces(), episode_frames=30)
+    env_b = gym.make(ENV_ID, profile=toy_profile(), traces=toy_traces(), episode_frames=30)
+    for env in (env_a, env_b):
+        env.reset(seed=3)
+    rewards = []
+    for env in (env_a, env_b):
+        total, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(1)
+            total += r
+            done = term or trunc
+        rewards.append(total)
+    assert rewards[0] == rewards[1]
+
+
+def test_observation_only_holds_past_measurements() -> None:
+    sim = OffloadSimulator(toy_profile(), toy_traces()[0], fps=30, deadline_ms=100)
+    obs = sim.observation()
+    assert obs.throughputs_mbps == () and obs.throughput_age_s == 10.0
+    sim.step(2)
+    early = sim.observation()
+    assert early.throughputs_mbps == ()  # the answer has not come back yet when the next frame starts
+    for _ in range(20):
+        sim.step(2)
+    later = sim.observation()
+    assert later.throughputs_mbps and all(v > 0 for v in later.throughputs_mbps)
+    vec = observation_vector(later, sim.profile.names)
+    assert vec.shape == (10 + 4,) and vec[10 + 2] == 1.0  # previous action one-hot
+
+
+def test_queueing_on_a_slow_link() -> None:
+    sim = OffloadSimulator(toy_profile(), Trace("slow", np.array([0.0, 1.0]), np.array([0.01, 0.01])), fps=10)
+    lat = [sim.step(3).latency_ms for _ in range(10)]
+    assert all(b > a for a, b in zip(lat, lat[1:])) and lat[-1] > 5 * lat[0]  # 1.5 kB per 100 ms on 10 kbit/s
+
+
+def test_baselines() -> None:
+    p = toy_profile()
+    assert edge_action(p) == "webp/q90" and fixed_action("fixed:layer2:0.5") == "layer2/w0.5"
+    assert baseline("fixed:layer2:0.5", p).act(Observation(1, 1, 100)) == "layer2/w0.5"
+    greedy = GreedyPolicy(p, accuracy_floor_pts=1.0)
+    assert greedy.act(Observation(0.01, 20, 100)) == "local"  # slow link: even 80 B take 64 ms
+    assert greedy.act(Observation(0.05, 20, 100)) == "layer2/w0.5"  # 13 ms for 80 B: split beats local
+    assert greedy.act(Observation(20.0, 20, 100)) == "webp/q90"  # fast link: send the image
+    with pytest.raises(ValueError, match="lookahead"):
+        OraclePolicy(p).act(Observation(1, 1, 100))
+    with pytest.raises(ValueError):
+        baseline("nope", p)
+
+
+def test_simulate_report_and_oracle_beats_everyone() -> None:
+    p = toy_profile()
+    policies = {n: baseline(n, p) for n in ("local", "edge", "greedy", "oracle")}
+    policies["static_best"] = None
+    report, runs = simulate(p, toy_traces(), policies, frames=600)
+    for name, fields in report["policies"].items():
+        for key in ("latency_ms_mean", "latency_ms_p95", "deadline_miss_rate", "top1", "energy_j_mean",
+                    "reward_mean", "bytes_mean"):
+            assert key in fields, (name, key)
+    rewards = {n: v["reward_mean"] for n, v in report["policies"].items()}
+    assert rewards["oracle"] >= max(rewards.values()) - 1e-9
+    assert report["policies"]["static_best"]["action"] in p.names
+    assert "oracle" in format_report(report)
+    best, scores = static_best(p, toy_traces(), frames=600)
+    assert scores[best]["reward_mean"] == max(s["reward_mean"] for s in scores.values())
+
+
+def test_plots(tmp_path: Path) -> None:
+    p = toy_profile()
+    report, runs = simulate(p, toy_traces(), {"greedy": GreedyPolicy(p), "oracle": OraclePolicy(p)}, frames=100)
+    paths = plot_runs(report, runs, tmp_path / "sim")
+    assert all(path.read_bytes()[:4] == b"\x89PNG" for path in paths)
+
+
+def test_ten_thousand_frames_in_under_ten_seconds() -> None:
+    env = OffloadEnv(toy_profile(), toy_traces(), episode_frames=10_000)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(10_000):
+        env.step(int(rng.integers(4)))
+    assert time.perf_counter() - t0 < 10.0
+
+
+def test_profile_round_trip(tmp_path: Path) -> None:
+    p = toy_profile()
+    p.save(tmp_path / "p.json")
+    q = Profile.load(tmp_path / "p.json")
+    assert q.names == p.names and q.scenario == p.scenario
+    assert np.array_equal(q.actions[2].bytes, p.actions[2].bytes)
+    assert q.device_ms(0) == pytest.approx(96.0)  # 12 ms x device speed 8

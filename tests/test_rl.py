@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies.rl import LearnedPolicy, train_policy
+from policies.simulate import run_policy
+from policies.traces import Trace
+from splitnet.errors import CheckpointError
+from tests.test_policies import toy_profile
+
+pytestmark = pytest.mark.slow
+
+
+def test_ppo_learns_the_obvious_action_and_reloads_without_pickle(tmp_path: Path) -> None:
+    profile = toy_profile()
+    fast = [Trace("fast", np.arange(0, 60.0), np.full(60, 50.0))]  # on a fast link the image wins
+    out = train_policy(profile, fast, "ppo", 12_000, tmp_path / "ppo.zip", seed=0, progress=False)
+    with zipfile.ZipFile(out) as zf:
+        assert {"splitnet.json", "policy.pth"} <= set(zf.namelist())
+    policy = LearnedPolicy(out)
+    policy.check_actions(profile.names)
+    run = run_policy(policy, profile, fast[0], frames=300)
+    assert Counter(run.actions).most_common(1)[0][0] == "webp/q90"
+
+
+def test_dqn_trains_and_loads(tmp_path: Path) -> None:
+    profile = toy_profile()
+    out = train_policy(profile, [Trace("t", np.arange(0, 30.0), np.full(30, 1.0))], "dqn", 3000,
+                       tmp_path / "dqn.zip", progress=False)
+    policy = LearnedPolicy(out)
+    assert policy.name == "dqn"
+    run = run_policy(policy, profile, Trace("t", np.arange(0, 30.0), np.full(30, 1.0)), frames=50)
+    assert set(run.actions) <= set(profile.names)
+
+
+def test_bad_policy_files(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        LearnedPolicy(tmp_path / "none.zip")
+    (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04junk")
+    with pytest.raises(CheckpointError, match="not a splitnet policy"):
+        LearnedPolicy(tmp_path / "junk.zip")
