@@ -243,6 +243,27 @@ def _policies(names: Sequence[str], profile) -> dict:
     return out
 
 
+def cmd_link(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from policies.link import LinkOptions, run_link
+    from policies.traces import load_trace
+
+    trace = load_trace(args.trace)
+    opts = LinkOptions(args.listen, args.upstream, args.rtt_ms, args.loss, args.scale, args.start_s, args.seed)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_link(trace, opts, lambda msg: print(msg, flush=True), stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from policies.profile import Profile
     from policies.simulate import format_report, plot_runs, simulate
@@ -365,6 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--idle-w", type=float, default=1.5)
     pr.add_argument("--json", required=True)
     pr.set_defaults(func=cmd_profile)
+
+    lk = sub.add_parser("link", help="TCP proxy that shapes traffic to a throughput trace")
+    lk.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT to accept clients on")
+    lk.add_argument("--upstream", required=True, help="HOST:PORT of the real server")
+    lk.add_argument("--trace", required=True, help="trace file (any supported format)")
+    lk.add_argument("--rtt-ms", type=float, default=40.0)
+    lk.add_argument("--loss", type=float, default=0.0, help="mean packet loss, seen as retransmission stalls")
+    lk.add_argument("--scale", type=float, default=1.0, help="multiply the trace's throughput by this")
+    lk.add_argument("--start-s", type=float, default=0.0, help="trace time to start at")
+    lk.add_argument("--seed", type=int, default=0)
+    lk.set_defaults(func=cmd_link)
 
     sm = sub.add_parser("simulate", help="run policies over throughput traces")
     sm.add_argument("--profile", default=None, help="profile JSON (default: the shipped one)")
