@@ -117,8 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from splitnet.data import load_npz
     from splitnet.evaluation import EvalOptions, evaluate, format_table, plot_rate_accuracy
 
-    ckpt = _load_checkpoint(args)
     data = load_npz(args.data or DEMO_DATA, limit=args.limit)
+    ckpt = _load_checkpoint(args)
     opts = EvalOptions(jpeg_qualities=args.qualities, webp_qualities=args.qualities, png=not args.no_png,
                        timing_frames=args.timing_frames, batch_size=args.batch_size)
     report = evaluate(ckpt, data, opts)
@@ -169,8 +169,13 @@ def cmd_client(args: argparse.Namespace) -> int:
         token = Path(args.token_file).read_text().strip()
     tls = TlsOptions(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) if (
         args.tls_ca or args.tls_cert or args.tls) else None
+    from policies.factory import make_policy
+    from policies.profile import Profile
+
+    needs_profile = args.policy in ("edge", "greedy") or args.policy.startswith("fixed:")
+    policy = make_policy(args.policy, Profile.load(args.profile) if needs_profile else None, live=True)
     results = []
-    with SplitClient(args.server, checkpoint=args.checkpoint, policy=args.policy, deadline_ms=args.deadline_ms,
+    with SplitClient(args.server, checkpoint=args.checkpoint, policy=policy, deadline_ms=args.deadline_ms,
                      tls=tls, token=token, max_in_flight=args.max_in_flight) as client:
         if args.wait_ready:
             client.wait_until_ready(args.wait_ready)
@@ -227,19 +232,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _policies(names: Sequence[str], profile) -> dict:
-    from policies.baselines import baseline
-    from policies.rl import load_policy
+    from policies.factory import make_policy
 
     out = {}
     for name in names:
-        if name == "static_best":
-            out[name] = None
-        elif name in ("local", "edge", "greedy", "oracle") or name.startswith("fixed:"):
-            out[name] = baseline(name, profile)
-        else:
-            policy = load_policy(name)
-            policy.check_actions(profile.names)
-            out[name if name in ("ppo", "dqn") else Path(name).stem] = policy
+        key = name if not name.endswith(".zip") else Path(name).stem
+        out[key] = None if name == "static_best" else make_policy(name, profile)
     return out
 
 
@@ -461,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=None)
     c.add_argument("--checkpoint", default=None, help="split checkpoint (default: the shipped one)")
     c.add_argument("--policy", default="layer2/w0.5",
-                   help="action name to use for every frame (local, layer1/w0.5, layer2/int8+zstd, webp/q75, ...)")
+                   help="an action for every frame (local, layer1/w0.5, layer2/int8+zstd, webp/q75, ...), or a "
+                        "policy: edge, fixed:<split>:<width>, greedy, ppo, dqn, or a policy file")
+    c.add_argument("--profile", default=None, help="profile for greedy/edge (default: the shipped one)")
     c.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline; late frames run locally")
     c.add_argument("--mode", choices=("stream", "unary"), default="stream")
     c.add_argument("--max-in-flight", type=int, default=8)
