@@ -127,9 +127,11 @@ class SplitClient:
                  policy: Policy | str | None = None, deadline_ms: float | None = None,
                  tls: TlsOptions | None = None, token: str | None = None, top_k: int = 5,
                  rpc_timeout_ms: float = 2000.0, backoff_ms: tuple[float, float] = (100.0, 5000.0),
-                 max_in_flight: int = 8) -> None:
+                 max_in_flight: int = 8, warm_up: bool = True) -> None:
         ckpt = checkpoint if isinstance(checkpoint, SplitCheckpoint) else SplitCheckpoint.load(checkpoint)
         self.device = DeviceSide(ckpt)
+        if warm_up:
+            self.device.warm_up()
         if policy is None:
             policy = self.device.actions()[1].name if ckpt.splits else "local"
         self.policy: Policy = FixedPolicy(policy) if isinstance(policy, str) else policy

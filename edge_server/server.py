@@ -87,6 +87,7 @@ def build_server(opts: ServerOptions, checkpoint: SplitCheckpoint | None = None)
     ckpt = checkpoint or SplitCheckpoint.load(opts.checkpoint)
     stats = ServerStats()
     side = ServerSide(ckpt)
+    side.warm_up()
     batcher = MicroBatcher(side, opts.max_batch, opts.max_wait_ms, opts.max_queue, stats)
     servicer = SplitInferenceServicer(side, batcher, opts.max_message_bytes, opts.stream_window)
     interceptors = [TokenAuthInterceptor(opts.token)] if opts.token else []

@@ -117,6 +117,15 @@ class DeviceSide:
         acts += [Action("input", codec="webp", quality=q) for q in image_qualities]
         return acts
 
+    def warm_up(self) -> None:
+        """Trace every head and run every encoder width once (first frames then pay no set-up)."""
+        h, w = self.spec.input_size
+        frame = np.zeros((1, h, w, 3), dtype=np.uint8)
+        self.run_local(frame)
+        for action in self.actions(feature_codecs=(), image_qualities=()):
+            if action.kind == "bottleneck":
+                self.encode(frame, action)
+
     def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 ``[N, H, W, 3]`` frames to the model's normalized input."""
         return to_tensor(frames, self.spec)
@@ -193,6 +202,23 @@ class ServerSide:
     @property
     def model_name(self) -> str:
         return self.checkpoint.model_name
+
+    @torch.no_grad()
+    def warm_up(self) -> None:
+        """Run every decoder width and tail once, so the first real frames pay no set-up cost."""
+        for (split, family), route in self._routes.items():
+            if family == "input":
+                h, w, _ = route.expected_shape
+                route.tail(torch.zeros(1, 3, h, w))
+                continue
+            x = torch.zeros(1, *route.expected_shape)
+            if family == "bottleneck":
+                codec = BottleneckCodec(route.bottleneck)
+                for width in route.bottleneck.widths:
+                    route.bottleneck.set_width(width)
+                    x = codec.decode_batch(codec.encode_batch(torch.zeros(1, *route.expected_shape)),
+                                           route.expected_shape)
+            route.tail(x)
 
     def feature_shape(self, node: str) -> tuple[int, ...]:
         """Shape (no batch dimension) of the tensor crossing the cut at ``node``."""
