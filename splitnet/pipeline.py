@@ -206,7 +206,7 @@ class ServerSide:
     @torch.no_grad()
     def warm_up(self) -> None:
         """Run every decoder width and tail once, so the first real frames pay no set-up cost."""
-        for (split, family), route in self._routes.items():
+        for (_, family), route in self._routes.items():
             if family == "input":
                 h, w, _ = route.expected_shape
                 route.tail(torch.zeros(1, 3, h, w))
