@@ -93,8 +93,10 @@ class _ActionStats:
     device_ms: float = 0.0
     payload_bytes: float = 0.0
     server_ms: float = 0.0
+    updated_at: float = 0.0  # time.monotonic() of the last answered frame
 
     def update(self, device_ms: float, payload_bytes: int, server_ms: float | None, a: float = 0.2) -> None:
+        self.updated_at = time.monotonic()
         first = self.device_ms == 0.0
         self.device_ms = device_ms if first else (1 - a) * self.device_ms + a * device_ms
         self.payload_bytes = payload_bytes if first else (1 - a) * self.payload_bytes + a * payload_bytes
@@ -127,7 +129,7 @@ class SplitClient:
                  policy: Policy | str | None = None, deadline_ms: float | None = None,
                  tls: TlsOptions | None = None, token: str | None = None, top_k: int = 5,
                  rpc_timeout_ms: float = 2000.0, backoff_ms: tuple[float, float] = (100.0, 5000.0),
-                 max_in_flight: int = 8, warm_up: bool = True) -> None:
+                 max_in_flight: int = 8, warm_up: bool = True, probe_interval_s: float = 1.0) -> None:
         ckpt = checkpoint if isinstance(checkpoint, SplitCheckpoint) else SplitCheckpoint.load(checkpoint)
         self.device = DeviceSide(ckpt)
         if warm_up:
@@ -135,6 +137,9 @@ class SplitClient:
         if policy is None:
             policy = self.device.actions()[1].name if ckpt.splits else "local"
         self.policy: Policy = FixedPolicy(policy) if isinstance(policy, str) else policy
+        if isinstance(self.policy, FixedPolicy):
+            self._check_action(self.policy.action)
+        self.probe_interval_s = probe_interval_s
         self.deadline_ms = deadline_ms
         self.top_k = top_k
         self.rpc_timeout_s = rpc_timeout_ms / 1e3
@@ -179,6 +184,14 @@ class SplitClient:
             grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
 
     # ------------------------------------------------------------ helpers
+    def _check_action(self, name: str) -> None:
+        """Raise a SplitnetError unless this device can run ``name``."""
+        action = Action.parse(name)
+        if action.kind in ("bottleneck", "features"):
+            point = self.device.checkpoint.split(action.split)
+            if action.kind == "bottleneck":
+                point.bottleneck.width_index(action.width)
+
     def observation(self, queue_frames: int = 0) -> Observation:
         est = self.estimator
         return Observation(est.throughput_mbps, est.rtt_ms, self.deadline_ms or 0.0, self._previous, queue_frames,
@@ -190,8 +203,9 @@ class SplitClient:
         return name if isinstance(name, str) else name.name
 
     def _would_miss(self, action: str) -> bool:
+        """Predicted to miss the deadline; estimates older than ``probe_interval_s`` get a fresh try."""
         stats = self._action_stats.get(action)
-        if not self.deadline_ms or stats is None:
+        if not self.deadline_ms or stats is None or time.monotonic() - stats.updated_at > self.probe_interval_s:
             return False
         predicted = stats.device_ms + self.estimator.transfer_ms(int(stats.payload_bytes)) + stats.server_ms
         return predicted > self.deadline_ms
@@ -237,7 +251,11 @@ class SplitClient:
         if self._would_miss(chosen):
             pending.result = self._local(seq, frame, t0, chosen, "deadline")
             return pending, None
-        payload = self.device.encode(frame, Action.parse(chosen), seq=seq, timing=pending.timing)[0]
+        try:
+            payload = self.device.encode(frame, Action.parse(chosen), seq=seq, timing=pending.timing)[0]
+        except SplitnetError:  # the policy asked for something this device cannot do: keep the frame
+            pending.result = self._local(seq, frame, t0, chosen, "invalid_action")
+            return pending, None
         pending.payload_bytes = len(payload.data)
         budget = self._budget_ms(t0)
         return pending, convert.request(payload, self.top_k, budget or 0.0)

@@ -304,3 +304,26 @@ def test_no_torch_on_the_server_side_of_the_wire() -> None:
         for f in msg.fields:
             assert f.type != f.TYPE_GROUP
     assert torch.__version__  # torch stays on either end, never on the wire
+
+
+def test_deadline_and_bad_actions_keep_every_frame(server, tiny_checkpoint) -> None:
+    with SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w0.5", deadline_ms=0.5) as client:
+        results = list(client.stream(_frames(10)))
+        results += [client.infer(f) for f in _frames(5)]
+    assert len(results) == 15 and all(not r.offloaded for r in results)
+    assert {r.fallback for r in results} <= {"late", "deadline"}
+
+    from splitnet.errors import SplitnetError
+
+    with pytest.raises(SplitnetError):
+        SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer7/w0.5")
+
+    class Wild:
+        name = "wild"
+
+        def act(self, observation) -> str:
+            return "layer9/w0.5"
+
+    with SplitClient(server.address, checkpoint=tiny_checkpoint, policy=Wild()) as client:
+        results = list(client.stream(_frames(4)))
+    assert [r.fallback for r in results] == ["invalid_action"] * 4
