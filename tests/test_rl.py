@@ -44,3 +44,29 @@ def test_bad_policy_files(tmp_path: Path) -> None:
     (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04junk")
     with pytest.raises(CheckpointError, match="not a splitnet policy"):
         LearnedPolicy(tmp_path / "junk.zip")
+
+
+def test_a_learned_policy_drives_the_live_client(tiny_checkpoint, tmp_path: Path) -> None:
+    """Profile the (tiny) checkpoint, train a policy on it, let it choose actions for a real client."""
+    from device_client import SplitClient
+    from policies.profile import Profile, Scenario
+    from splitnet.data import ImageSet
+    from splitnet.profiling import default_actions, profile_actions
+    from tests.servers import start_server
+
+    rng = np.random.default_rng(0)
+    data = ImageSet(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 40))
+    measured = profile_actions(tiny_checkpoint, data, default_actions(tiny_checkpoint, (50,)), timing_frames=3,
+                               progress=False)
+    profile = Profile.from_dict({**measured, "scenario": {}}).with_scenario(Scenario(device_speed=4.0))
+    traces = [Trace("t", np.arange(0, 60.0), np.where(np.arange(60) % 20 < 10, 0.05, 5.0))]
+    policy = LearnedPolicy(train_policy(profile, traces, "ppo", 2048, tmp_path / "p.zip", progress=False))
+    server = start_server(tmp_path, tiny_checkpoint.path)
+    try:
+        with SplitClient(server.address, checkpoint=tiny_checkpoint, policy=policy) as client:
+            results = list(client.stream(data.images[:30]))
+    finally:
+        server.kill()
+    assert len(results) == 30
+    assert {r.chosen for r in results} <= set(profile.names)
+    assert all(r.offloaded == (r.chosen != "local") for r in results)
