@@ -111,6 +111,9 @@ class _Cache:
     indexes: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
 
 
+MAX_STREAM_BYTES_PER_SYMBOL = 8  # 16 bits of range coding plus at most ~40 escape bits per int32 symbol
+
+
 def _safe_stream(data: bytes, num_symbols: int) -> bytes:
     """Pad a rANS stream with zeros so a malformed one cannot make the decoder read past it.
 
@@ -121,6 +124,8 @@ def _safe_stream(data: bytes, num_symbols: int) -> bytes:
     """
     if len(data) < 8 or len(data) % 4:
         raise DecodeError(f"a rANS stream is a whole number of 32-bit words, at least 2; got {len(data)} bytes")
+    if len(data) > MAX_STREAM_BYTES_PER_SYMBOL * num_symbols + 16:
+        raise DecodeError(f"{len(data)} bytes is longer than any stream of {num_symbols} symbols can be")
     words = len(data) // 4
     pad_words = 4 + num_symbols + 16 * (16 + 8 * words + 2 * num_symbols)
     return data + bytes(4 * pad_words)

@@ -147,3 +147,12 @@ def test_bytes_from_one_process_decode_identically_in_another(prior: str) -> Non
     dec = subprocess.run([sys.executable, "-c", code, "decode"], input=enc.stdout, capture_output=True,
                          text=True, check=True)
     assert json.loads(dec.stdout)["out"] == encoded["out"]  # bit-identical
+
+
+def test_oversized_streams_are_refused_before_decoding() -> None:
+    b = make_bottleneck(16, "factorized")
+    codec = BottleneckCodec(b)
+    symbols = b.latent_shape((16, 16, 16))
+    n = symbols[0] * symbols[1] * symbols[2]
+    with pytest.raises(DecodeError, match="longer than any stream"):
+        codec.decode(b"\xff" * (8 * n + 64), (16, 16, 16))
