@@ -56,6 +56,7 @@ def summarize(runs: Sequence[Run]) -> dict:
         "latency_ms_mean": float(lat.mean()),
         "latency_ms_p95": float(np.percentile(lat, 95)),
         "deadline_miss_rate": float(np.mean([o.missed for o in outs])),
+        "fallback_rate": float(np.mean([o.fallback for o in outs])),
         "top1": float(np.mean([o.correct for o in outs])),
         "energy_j_mean": float(np.mean([o.energy_j for o in outs])),
         "reward_mean": float(np.mean([o.reward for o in outs])),

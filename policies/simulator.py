@@ -5,6 +5,8 @@ Frames arrive every ``1 / fps`` seconds. The device works on one frame at a time
 serial resource), so a large payload delays the next one. Each frame replays a real
 profiled image: its payload bytes and whether the answer was right under the chosen
 action. What the device can observe is only what its own past transfers told it.
+As the device client does, a frame whose answer would come after the deadline is run
+locally once the deadline passes (its bytes still occupy the link).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FrameOutcome:
     missed: bool
     reward: float
     start_s: float  # when the device began working on it (trace time)
+    fallback: bool = False  # the answer was late, so the device ran the frame itself
 
 
 class OffloadSimulator:
@@ -120,6 +123,7 @@ class OffloadSimulator:
         """
         arrival, start = self.arrival_s, self.decision_s
         j = self.next_image
+        fallback = False
         nbytes = int(self._bytes[action, j])
         pw = self.profile.scenario.power
         if self.kinds[action] == "local":
@@ -139,12 +143,21 @@ class OffloadSimulator:
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3
             device_free, link_free = dev_done, tx_start + ser_ms / 1e3
             sample = (done, nbytes * 8 / max(ser_ms, 1e-3) / 1e3, net_ms - ser_ms - self.server_ms[action])
+            if self.deadline_ms > 0 and (done - arrival) * 1e3 > self.deadline_ms:
+                # As the device client does: stop waiting at the deadline, run the frame locally.
+                local_ms = self.device_ms[0]
+                done = max(arrival + self.deadline_ms / 1e3, dev_done) + local_ms / 1e3
+                device_free = done
+                energy += local_ms / 1e3 * pw.compute_w
+                fallback = True
         latency_ms = (done - arrival) * 1e3
         missed = latency_ms > self.deadline_ms
         w = self.weights
-        reward = -(latency_ms / 1e3 * w.latency + energy * w.energy + self.accuracy_drop[action] * w.accuracy
+        reward = -(latency_ms / 1e3 * w.latency + energy * w.energy
+                   + self.accuracy_drop[0 if fallback else action] * w.accuracy
                    + (w.deadline_miss if missed else 0.0))
-        out = FrameOutcome(action, latency_ms, energy, bool(self._correct[action, j]), nbytes, missed, reward, start)
+        correct = bool(self._correct[0 if fallback else action, j])
+        out = FrameOutcome(action, latency_ms, energy, correct, nbytes, missed, reward, start, fallback)
         if not dry:
             self.device_free, self.link_free = device_free, link_free
             if sample is not None:

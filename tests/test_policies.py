@@ -79,9 +79,21 @@ def test_observation_only_holds_past_measurements() -> None:
 
 
 def test_queueing_on_a_slow_link() -> None:
-    sim = OffloadSimulator(toy_profile(), Trace("slow", np.array([0.0, 1.0]), np.array([0.01, 0.01])), fps=10)
+    slow = Trace("slow", np.array([0.0, 1.0]), np.array([0.01, 0.01]))
+    sim = OffloadSimulator(toy_profile(), slow, fps=10, deadline_ms=0)  # no deadline: the device waits
     lat = [sim.step(3).latency_ms for _ in range(10)]
     assert all(b > a for a, b in zip(lat, lat[1:])) and lat[-1] > 5 * lat[0]  # 1.5 kB per 100 ms on 10 kbit/s
+
+
+def test_late_answers_fall_back_to_local_at_the_deadline() -> None:
+    slow = Trace("slow", np.array([0.0, 1.0]), np.array([0.01, 0.01]))
+    p = toy_profile()
+    sim = OffloadSimulator(p, slow, fps=10, deadline_ms=100)
+    outs = [sim.step(3) for _ in range(10)]
+    assert all(o.fallback and o.missed for o in outs)
+    local_ms = p.device_ms(0)
+    assert all(o.latency_ms <= 100 + local_ms + 1e-6 for o in outs[:1])
+    assert max(o.latency_ms for o in outs) < 100 + 10 * local_ms  # bounded, not piling up on the link
 
 
 def test_baselines() -> None:
