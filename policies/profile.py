@@ -40,6 +40,8 @@ class Scenario:
     jitter_ms: float = 5.0
     loss: float = 0.0  # mean packet loss (Gilbert–Elliott, bursts of 2)
     power: PowerModel = field(default_factory=PowerModel)
+    probe_bytes: int = 200  # the device's link probe: sent when nothing went out for probe_interval_s
+    probe_interval_s: float = 1.0
 
 
 @dataclass

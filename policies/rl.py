@@ -1,5 +1,11 @@
 """Learned policies: PPO and DQN from stable-baselines3 on ``splitnet/Offload-v0``.
 
+Training starts, by default, with imitation: the network first learns to predict the
+oracle's choice from the deployable observation (behaviour cloning on
+``imitation_frames`` oracle decisions on the training traces), then stable-baselines3's
+PPO or DQN improves it by reinforcement on the same environment. Without that start,
+exploration floods the slow links and both algorithms settle on ``local``.
+
 A saved policy is stable-baselines3's zip plus ``splitnet.json`` (algorithm, action
 names, network sizes). Loading reads only that JSON and the network weights with
 ``torch.load(weights_only=True)``; nothing in the file is unpickled.
@@ -18,6 +24,7 @@ import torch
 from gymnasium import spaces
 
 from policies.base import N_SCALARS, SCALAR_HIGH, Observation, observation_vector
+from policies.baselines import OraclePolicy
 from policies.env import OffloadEnv
 from policies.profile import Profile
 from policies.simulator import RewardWeights
@@ -47,19 +54,70 @@ def _new_model(algo: str, env, seed: int = 0, verbose: int = 0):
                train_freq=4, policy_kwargs={"net_arch": NET_ARCH}, device="cpu")
 
 
+def oracle_demonstrations(env: OffloadEnv, frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Observations the device would have and the oracle's actions, over ``frames`` frames."""
+    oracle = OraclePolicy(env.profile)
+    names = env.profile.names
+    obs_list, acts = [], []
+    env.reset(seed=seed)
+    for _ in range(frames):
+        o = env.sim.observation(with_lookahead=True)
+        a = names.index(oracle.act(o))
+        obs_list.append(observation_vector(o, names))
+        acts.append(a)
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+    return np.stack(obs_list), np.asarray(acts, dtype=np.int64)
+
+
+def imitate(model, obs: np.ndarray, actions: np.ndarray, epochs: int = 10, batch_size: int = 256,
+            lr: float = 1e-3, seed: int = 0) -> float:
+    """Behaviour cloning of ``actions`` into the model's network; returns the final training accuracy."""
+    policy = model.policy
+    net = policy.q_net if hasattr(policy, "q_net") else policy
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    x, y = torch.as_tensor(obs), torch.as_tensor(actions)
+    gen = torch.Generator().manual_seed(seed)
+    policy.set_training_mode(True)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+            if hasattr(policy, "q_net"):
+                loss = torch.nn.functional.cross_entropy(policy.q_net(x[idx]), y[idx])
+            else:
+                loss = -policy.get_distribution(x[idx]).log_prob(y[idx]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    policy.set_training_mode(False)
+    if hasattr(policy, "q_net_target"):
+        policy.q_net_target.load_state_dict(policy.q_net.state_dict())
+    with torch.no_grad():
+        pred = policy.q_net(x).argmax(1) if hasattr(policy, "q_net") else policy.get_distribution(x).mode()
+    return float((pred == y).float().mean())
+
+
 def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: int, out: str | Path,
                  seed: int = 0, fps: float = 10.0, deadline_ms: float = 100.0,
-                 weights: RewardWeights | None = None, progress: bool = True) -> Path:
-    """Train on ``traces`` for ``steps`` frames and save to ``out`` (a zip)."""
+                 weights: RewardWeights | None = None, progress: bool = True,
+                 imitation_frames: int = 50_000) -> Path:
+    """Train on ``traces`` (imitation of the oracle, then ``steps`` frames of RL) and save to ``out`` (a zip)."""
     env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
     model = _new_model(algo, env, seed)
-    model.learn(total_timesteps=steps, progress_bar=progress)
+    imitation_accuracy = None
+    if imitation_frames > 0:
+        demo_env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
+        obs, acts = oracle_demonstrations(demo_env, imitation_frames, seed)
+        imitation_accuracy = imitate(model, obs, acts, seed=seed)
+    if steps > 0:
+        model.learn(total_timesteps=steps, progress_bar=progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     meta = {"algo": algo, "actions": profile.names, "net_arch": NET_ARCH,
             "obs_dim": int(env.observation_space.shape[0]),
             "steps": steps, "seed": seed, "fps": fps, "deadline_ms": deadline_ms,
+            "imitation_frames": imitation_frames, "imitation_accuracy": imitation_accuracy,
             "traces": [t.source or t.name for t in traces], "profile_sha256": profile.checkpoint_sha256}
     with zipfile.ZipFile(out, "a") as zf:
         zf.writestr("splitnet.json", json.dumps(meta, indent=2))

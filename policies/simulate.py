@@ -37,7 +37,8 @@ def run_policy(policy: Policy, profile: Profile, trace: Trace, fps: float = 10.0
     names = profile.names
     wants_lookahead = getattr(policy, "name", "") == "oracle"
     run = Run(trace.name)
-    for _ in range(n):
+    end_frame = sim.frame + n
+    while sim.frame < end_frame:
         obs = sim.observation(with_lookahead=wants_lookahead)
         name = policy.act(obs)
         run.mbps.append(sim.true_mbps(sim.decision_s))
@@ -51,11 +52,15 @@ def summarize(runs: Sequence[Run]) -> dict:
     outs = [o for r in runs for o in r.outcomes]
     lat = np.asarray([o.latency_ms for o in outs])
     counts = Counter(a for r in runs for a in r.actions)
+    dropped = sum(o.dropped_after for o in outs)
+    arrived = len(outs) + dropped
     return {
-        "frames": len(outs),
+        "frames": arrived,
+        "frames_processed": len(outs),
+        "drop_rate": dropped / arrived,
         "latency_ms_mean": float(lat.mean()),
         "latency_ms_p95": float(np.percentile(lat, 95)),
-        "deadline_miss_rate": float(np.mean([o.missed for o in outs])),
+        "deadline_miss_rate": (sum(o.missed for o in outs) + dropped) / arrived,
         "fallback_rate": float(np.mean([o.fallback for o in outs])),
         "top1": float(np.mean([o.correct for o in outs])),
         "energy_j_mean": float(np.mean([o.energy_j for o in outs])),

@@ -6,7 +6,12 @@ serial resource), so a large payload delays the next one. Each frame replays a r
 profiled image: its payload bytes and whether the answer was right under the chosen
 action. What the device can observe is only what its own past transfers told it.
 As the device client does, a frame whose answer would come after the deadline is run
-locally once the deadline passes (its bytes still occupy the link).
+locally once the deadline passes (its bytes still occupy the link). Like a camera loop,
+the device always takes the newest frame when it gets free: frames that arrived while
+it was busy and were overtaken are dropped (each counts as a deadline miss). When
+nothing has gone out for ``probe_interval_s``, the device sends a small probe, so its
+throughput estimate never goes stale (the probe uses the link and costs radio energy,
+which is charged to the next frame).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class FrameOutcome:
     reward: float
     start_s: float  # when the device began working on it (trace time)
     fallback: bool = False  # the answer was late, so the device ran the frame itself
+    dropped_after: int = 0  # frames overtaken while the device was busy with this one
 
 
 class OffloadSimulator:
@@ -84,6 +90,9 @@ class OffloadSimulator:
         self.device_free = start_s
         self.link_free = start_s
         self.previous = 0
+        self.dropped = 0  # frames dropped just before the next one
+        self.last_send = start_s
+        self._probe_energy = 0.0
         self._samples: deque[tuple[float, float]] = deque()  # (time known, Mbit/s)
         self._rtts: deque[tuple[float, float]] = deque()  # (time known, ms)
         self._inflight: deque[tuple[float, int]] = deque()  # (ack time, bytes)
@@ -111,8 +120,32 @@ class OffloadSimulator:
         return sum(b for t, b in self._inflight if t > now)
 
     def queue_frames(self, now: float) -> int:
-        """Frames that have arrived but wait for the device."""
-        return max(0, int(math.floor((now - self.start_s) * self.fps + 1e-9)) - self.frame)
+        """Frames dropped just before the next one (the device was too busy for them)."""
+        return self.dropped
+
+    def _probe_until(self, now: float) -> None:
+        """Send the link probes due before ``now`` (nothing else went out for probe_interval_s)."""
+        sc = self.profile.scenario
+        if sc.probe_interval_s <= 0:
+            return
+        pw = sc.power
+        while self.last_send + sc.probe_interval_s <= now:
+            t = self.last_send + sc.probe_interval_s
+            tx_start = max(t, self.link_free)
+            ser_ms = self.channel.serialization_ms(sc.probe_bytes, tx_start)
+            net_ms = self.channel.transfer_ms(sc.probe_bytes, tx_start)
+            self.link_free = tx_start + ser_ms / 1e3
+            done = tx_start + net_ms / 1e3
+            self._samples.append((done, sc.probe_bytes * 8 / max(ser_ms, 1e-3) / 1e3))
+            self._rtts.append((done, net_ms - ser_ms))
+            self._probe_energy += (ser_ms * pw.radio_tx_w + (net_ms - ser_ms) * pw.idle_w) / 1e3
+            self.last_send = tx_start
+            while len(self._samples) > 4 * HISTORY:
+                self._samples.popleft()
+                self._rtts.popleft()
+
+    def _newest_frame_by(self, t_s: float) -> int:
+        return int(math.floor((t_s - self.start_s) * self.fps + 1e-9))
 
     # -------------------------------------------------------------- step
     def outcome(self, action: int, dry: bool = False) -> FrameOutcome:
@@ -122,6 +155,8 @@ class OffloadSimulator:
         trace, the base RTT and no losses (what the oracle knows).
         """
         arrival, start = self.arrival_s, self.decision_s
+        if not dry:
+            self._probe_until(start)
         j = self.next_image
         fallback = False
         nbytes = int(self._bytes[action, j])
@@ -150,15 +185,21 @@ class OffloadSimulator:
                 device_free = done
                 energy += local_ms / 1e3 * pw.compute_w
                 fallback = True
+        if not dry:
+            energy += self._probe_energy
         latency_ms = (done - arrival) * 1e3
-        missed = latency_ms > self.deadline_ms
+        missed = self.deadline_ms > 0 and latency_ms > self.deadline_ms
+        dropped = max(0, self._newest_frame_by(device_free) - self.frame - 1)
         w = self.weights
         reward = -(latency_ms / 1e3 * w.latency + energy * w.energy
                    + self.accuracy_drop[0 if fallback else action] * w.accuracy
-                   + (w.deadline_miss if missed else 0.0))
+                   + w.deadline_miss * (int(missed) + dropped))
         correct = bool(self._correct[0 if fallback else action, j])
-        out = FrameOutcome(action, latency_ms, energy, correct, nbytes, missed, reward, start, fallback)
+        out = FrameOutcome(action, latency_ms, energy, correct, nbytes, missed, reward, start, fallback, dropped)
         if not dry:
+            self._probe_energy = 0.0
+            if self.kinds[action] != "local":
+                self.last_send = max(start + self.device_ms[action] / 1e3, self.link_free)
             self.device_free, self.link_free = device_free, link_free
             if sample is not None:
                 self._samples.append((sample[0], sample[1]))
@@ -170,7 +211,8 @@ class OffloadSimulator:
                 while len(self._inflight) > 4 * HISTORY:
                     self._inflight.popleft()
             self.previous = action
-            self.frame += 1
+            self.frame += 1 + dropped
+            self.dropped = dropped
             self.next_image = int(self.rng.integers(self.profile.n_images))
         return out
 
@@ -180,6 +222,7 @@ class OffloadSimulator:
     def observation(self, with_lookahead: bool = False) -> Observation:
         """What the device knows now, about to start the next frame."""
         now = self.decision_s
+        self._probe_until(now)
         tputs = tuple(self.known_throughputs(now))
         known = [t for t, _ in self._samples if t <= now]
         names = self.profile.names
