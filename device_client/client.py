@@ -129,7 +129,8 @@ class SplitClient:
                  policy: Policy | str | None = None, deadline_ms: float | None = None,
                  tls: TlsOptions | None = None, token: str | None = None, top_k: int = 5,
                  rpc_timeout_ms: float = 2000.0, backoff_ms: tuple[float, float] = (100.0, 5000.0),
-                 max_in_flight: int = 8, warm_up: bool = True, probe_interval_s: float = 1.0) -> None:
+                 max_in_flight: int = 8, warm_up: bool = True, probe_interval_s: float = 1.0,
+                 link_probe_s: float = 1.0, probe_bytes: int = 200) -> None:
         ckpt = checkpoint if isinstance(checkpoint, SplitCheckpoint) else SplitCheckpoint.load(checkpoint)
         self.device = DeviceSide(ckpt)
         if warm_up:
@@ -157,6 +158,12 @@ class SplitClient:
         self._previous = "local"
         self._session: StreamSession | None = None
         self._lock = threading.Lock()
+        self._last_send = time.monotonic()
+        self._closed = threading.Event()
+        self.probe_bytes = probe_bytes
+        if self._stub is not None and link_probe_s > 0:
+            threading.Thread(target=self._probe_loop, args=(link_probe_s,), name="splitnet-probe",
+                             daemon=True).start()
 
     # ---------------------------------------------------------- lifecycle
     def __enter__(self) -> SplitClient:
@@ -166,6 +173,7 @@ class SplitClient:
         self.close()
 
     def close(self) -> None:
+        self._closed.set()
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -182,6 +190,26 @@ class SplitClient:
         """Block until the channel is connected (raises ``grpc.FutureTimeoutError``)."""
         if self._channel is not None:
             grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+
+    def _probe_loop(self, interval_s: float) -> None:
+        """While no frame goes out for ``interval_s``, send a small probe to keep the link estimate fresh."""
+        padding = bytes(self.probe_bytes)
+        while not self._closed.wait(max(0.05, self._last_send + interval_s - time.monotonic())):
+            if time.monotonic() - self._last_send < interval_s:
+                continue
+            self._last_send = time.monotonic()
+            t0 = time.perf_counter()
+            try:
+                self._stub.Probe(pb.ProbeRequest(padding=padding), timeout=max(1.0, self.rpc_timeout_s),
+                                 metadata=self._metadata)
+            except grpc.RpcError as exc:
+                if exc.code() in _RETRYABLE:
+                    self._backoff.failure()
+                continue
+            except ValueError:  # channel closed under us
+                return
+            self.estimator.add(LinkSample(len(padding), (time.perf_counter() - t0) * 1e3))
+            self._backoff.success()
 
     # ------------------------------------------------------------ helpers
     def _check_action(self, name: str) -> None:
@@ -257,6 +285,7 @@ class SplitClient:
             pending.result = self._local(seq, frame, t0, chosen, "invalid_action")
             return pending, None
         pending.payload_bytes = len(payload.data)
+        self._last_send = time.monotonic()
         budget = self._budget_ms(t0)
         return pending, convert.request(payload, self.top_k, budget or 0.0)
 

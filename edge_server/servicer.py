@@ -66,6 +66,10 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
                             p95_ms=s["p95_ms"], p99_ms=s["p99_ms"])
         return resp
 
+    def Probe(self, request: pb.ProbeRequest, context: grpc.ServicerContext) -> pb.ProbeResponse:
+        self.stats.count("probes")
+        return pb.ProbeResponse(received_bytes=len(request.padding))
+
     # ----------------------------------------------------------------- infer
     def _submit(self, req: pb.InferRequest, budget_s: float | None) -> Future:
         payload = convert.request_payload(req, self.max_data_bytes)

@@ -327,3 +327,14 @@ def test_deadline_and_bad_actions_keep_every_frame(server, tiny_checkpoint) -> N
     with SplitClient(server.address, checkpoint=tiny_checkpoint, policy=Wild()) as client:
         results = list(client.stream(_frames(4)))
     assert [r.fallback for r in results] == ["invalid_action"] * 4
+
+
+def test_idle_client_probes_the_link(server, tiny_checkpoint) -> None:
+    stub = pb_grpc.SplitInferenceStub(grpc.insecure_channel(server.address))
+    before = stub.GetStats(pb.GetStatsRequest(), timeout=10).counters.get("probes", 0)
+    with SplitClient(server.address, checkpoint=tiny_checkpoint, link_probe_s=0.2) as client:
+        client.wait_until_ready(30)
+        time.sleep(1.5)
+        assert client.estimator.rtt_ms > 0  # measured without sending a single frame
+    after = stub.GetStats(pb.GetStatsRequest(), timeout=10).counters.get("probes", 0)
+    assert after - before >= 3

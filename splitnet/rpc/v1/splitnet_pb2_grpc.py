@@ -54,6 +54,11 @@ class SplitInferenceStub:
                 request_serializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/splitnet.rpc.v1.SplitInference/Probe',
+                request_serializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.ProbeResponse.FromString,
+                _registered_method=True)
 
 
 class SplitInferenceServicer:
@@ -88,6 +93,14 @@ class SplitInferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Probe(self, request, context):
+        """A link probe: the client sends some bytes and times the answer, to keep its
+        throughput and RTT estimates fresh while it is not offloading frames.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SplitInferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +123,11 @@ def add_SplitInferenceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.GetStatsRequest.FromString,
                     response_serializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.ProbeRequest.FromString,
+                    response_serializer=splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.ProbeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +238,33 @@ class SplitInference:
             '/splitnet.rpc.v1.SplitInference/GetStats',
             splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.GetStatsRequest.SerializeToString,
             splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/splitnet.rpc.v1.SplitInference/Probe',
+            splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.ProbeRequest.SerializeToString,
+            splitnet_dot_rpc_dot_v1_dot_splitnet__pb2.ProbeResponse.FromString,
             options,
             channel_credentials,
             insecure,
