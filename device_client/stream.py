@@ -51,8 +51,9 @@ class StreamSession:
 
     @property
     def broken(self) -> bool:
+        """The call has ended (with an error, or closed by the server): open a new one."""
         with self._cond:
-            return self._error is not None and self._error.code is not None
+            return self._error is not None
 
     def send(self, request: pb.InferRequest) -> None:
         if self._error is not None:

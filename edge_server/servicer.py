@@ -106,6 +106,16 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         self.stats.count("streams")
         inflight: queue.Queue = queue.Queue(maxsize=self.stream_window)
 
+        def put(item: object) -> bool:
+            """Queue for the answering loop; False once the call is over (nobody would read it)."""
+            while True:
+                try:
+                    inflight.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    if not context.is_active():
+                        return False
+
         def read() -> None:
             try:
                 for req in request_iterator:
@@ -114,13 +124,14 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
                         item: object = (req.seq, time.monotonic(), self._submit(req, None))
                     except (SplitnetError, Exception) as exc:  # noqa: BLE001
                         item = (req.seq, time.monotonic(), exc)
-                    inflight.put(item)
+                    if not put(item):
+                        return
             except grpc.RpcError:
                 pass  # client went away
             except Exception:  # noqa: BLE001
                 log.exception("stream reader failed")
             finally:
-                inflight.put(_END)
+                put(_END)
 
         threading.Thread(target=read, name="splitnet-stream-reader", daemon=True).start()
         while True:
