@@ -1,0 +1,85 @@
+"""The console command's subcommands that the other test files do not already drive."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from splitnet.checkpoint import SplitCheckpoint, SplitPoint
+from splitnet.errors import CheckpointError
+from splitnet.models import create_model
+from tests.conftest import make_bottleneck
+from tests.test_policies import toy_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "splitnet_cli.main", "--threads", "1", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout)
+
+
+def test_checkpoint_merge_and_info(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = create_model("resnet20_cifar")
+    a = SplitCheckpoint("resnet20_cifar", teacher, {"layer1": SplitPoint("layer1", make_bottleneck(16))})
+    b = SplitCheckpoint("resnet20_cifar", teacher, {"layer2": SplitPoint("layer2", make_bottleneck(32))})
+    a.save(tmp_path / "a.pt")
+    b.save(tmp_path / "b.pt")
+    proc = run("checkpoint", "merge", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "m.pt"))
+    assert proc.returncode == 0, proc.stderr
+    merged = SplitCheckpoint.load(tmp_path / "m.pt")
+    assert list(merged.splits) == ["layer1", "layer2"]
+    info = run("checkpoint", "info", str(tmp_path / "m.pt"))
+    assert "layer2: factorized" in info.stdout and merged.sha256 in info.stdout
+    other = SplitCheckpoint("resnet20_cifar", create_model("resnet20_cifar"), {})
+    with pytest.raises(CheckpointError, match="another teacher"):
+        merged.merge(other)
+
+
+@pytest.mark.slow
+def test_profile_command(tiny_checkpoint, tmp_path: Path) -> None:
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), y=rng.integers(0, 10, 20))
+    out = tmp_path / "profile.json"
+    proc = run("profile", "--checkpoint", tiny_checkpoint.path, "--data", str(data), "--timing-frames", "3",
+               "--qualities", "50", "--device-class", "test device", "--device-speed", "8", "--trace-scale", "0.1",
+               "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    p = json.loads(out.read_text())
+    names = [a["name"] for a in p["actions"]]
+    assert names[0] == "local" and "layer1/w0.25" in names and "webp/q50" in names
+    assert p["scenario"]["device_class"] == "test device" and p["scenario"]["device_speed"] == 8
+    assert all(len(a["bytes"]) == len(a["correct"]) == 20 for a in p["actions"])
+    assert p["command"].startswith("splitnet ")
+
+
+@pytest.mark.slow
+def test_simulate_and_train_policy_commands(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.json"
+    toy_profile().save(profile)
+    traces = tmp_path / "traces"
+    (traces / "family").mkdir(parents=True)
+    (traces / "family" / "square").write_text("".join(f"{t}\t{0.05 if (t // 20) % 2 else 2.0}\n" for t in range(120)))
+    (traces / "notes.txt").write_text("not a trace\n")
+    policy = tmp_path / "ppo.zip"
+    proc = run("train", "policy", "--profile", str(profile), "--traces", str(traces), "--algo", "ppo", "--steps",
+               "2048", "--out", str(policy))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "sim.json"
+    proc = run("simulate", "--profile", str(profile), "--traces", str(traces), "--frames", "300", "--policy", "local",
+               "edge", "fixed:layer2:0.5", "greedy", "oracle", "static_best", str(policy), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stderr and "notes.txt" in proc.stderr
+    report = json.loads(out.read_text())
+    assert set(report["policies"]) == {"local", "edge", "fixed:layer2:0.5", "greedy", "oracle", "static_best", "ppo"}
+    assert (tmp_path / "sim_latency_cdf.png").exists() and (tmp_path / "sim_actions.png").exists()
+    bad = run("simulate", "--profile", str(profile), "--traces", str(tmp_path / "nothing"), "--policy", "local")
+    assert bad.returncode == 2 and "no traces" in bad.stderr
