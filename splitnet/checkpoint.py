@@ -13,6 +13,7 @@ The file's SHA-256 identifies the weights on the wire: client and server must ag
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class SplitPoint:
     node: str
     bottleneck: SlimmableBottleneck
     tail_state: dict[str, torch.Tensor] | None = None
+    # Held while the bottleneck is set to a width and used, so threads sharing it never mix widths.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class SplitCheckpoint:
     meta: dict = field(default_factory=dict)
     sha256: str = ""
     path: str = ""
+    _traced: dict[tuple[str, str], object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def spec(self) -> ModelSpec:
@@ -63,12 +67,33 @@ class SplitCheckpoint:
                 f"checkpoint has no bottleneck at {node!r}; it has {', '.join(self.splits) or 'none'}"
             ) from None
 
+    def prepare(self) -> None:
+        """Trace every split point now (``load`` does this).
+
+        FX tracing patches ``nn.Module.__call__`` process-wide while it runs, so it must not
+        overlap with another thread's forward pass: trace before sharing the checkpoint
+        between threads. Afterwards heads and tails come from a cache.
+        """
+        for node in self.splits:
+            self.teacher_split(node)
+            self.bottleneck_tail(node)
+
     def teacher_split(self, node: str) -> tuple[fx.GraphModule, fx.GraphModule]:
-        """Head and tail of the (unchanged) teacher at ``node``."""
-        return split_model(self.teacher, node)
+        """Head and tail of the (unchanged) teacher at ``node`` (traced once, then cached)."""
+        key = ("teacher", node)
+        if key not in self._traced:
+            self._traced[key] = split_model(self.teacher, node)
+        return self._traced[key]
 
     def bottleneck_tail(self, node: str) -> fx.GraphModule:
-        """The tail that follows the bottleneck at ``node``: fine-tuned if the checkpoint has one."""
+        """The tail that follows the bottleneck at ``node``: fine-tuned if the checkpoint has one (cached)."""
+        point = self.split(node)
+        cached = self._traced.get(("tail", node))
+        if cached is None or cached[0] is not point:  # a split point replaced since: build anew
+            cached = self._traced[("tail", node)] = (point, self._build_bottleneck_tail(node))
+        return cached[1]
+
+    def _build_bottleneck_tail(self, node: str) -> fx.GraphModule:
         point = self.split(node)
         if point.tail_state is None:
             return split_model(self.teacher, node)[1]
@@ -117,7 +142,9 @@ class SplitCheckpoint:
             bottleneck = SlimmableBottleneck(BottleneckConfig.from_dict(entry["config"]))
             bottleneck.load_state_dict(entry["bottleneck"])
             splits[node] = SplitPoint(node, bottleneck.eval(), entry.get("tail"))
-        return cls(name, teacher.eval(), splits, dict(obj.get("meta", {})), file_sha256(path), str(path))
+        ckpt = cls(name, teacher.eval(), splits, dict(obj.get("meta", {})), file_sha256(path), str(path))
+        ckpt.prepare()
+        return ckpt
 
     def merge(self, other: SplitCheckpoint) -> None:
         """Add ``other``'s split points (trained separately on the same teacher) to this checkpoint."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -136,6 +137,7 @@ class DeviceSide:
         return self.model(self.preprocess(frames))
 
     def codec(self, action: Action) -> Codec:
+        """The action's codec; for a bottleneck, set to the action's width (hold its split's lock while using it)."""
         if action.kind == "bottleneck":
             bottleneck = self.checkpoint.split(action.split).bottleneck
             bottleneck.set_width(action.width)
@@ -152,8 +154,8 @@ class DeviceSide:
             frames = frames[None]
         if action.kind == "local":
             raise SplitnetError("a local action sends nothing; call run_local")
-        codec = self.codec(action)
         if action.kind == "input":
+            codec = self.codec(action)
             t0 = time.perf_counter()
             blobs = [codec.encode(f) for f in frames]
             timing.encode_ms += _ms_since(t0)
@@ -162,9 +164,12 @@ class DeviceSide:
             t0 = time.perf_counter()
             features = self.head(action.split)(self.preprocess(frames))
             timing.head_ms += _ms_since(t0)
-            t0 = time.perf_counter()
-            blobs = codec.encode_batch(features)
-            timing.encode_ms += _ms_since(t0)
+            lock = self.checkpoint.split(action.split).lock if action.kind == "bottleneck" else nullcontext()
+            with lock:
+                codec = self.codec(action)
+                t0 = time.perf_counter()
+                blobs = codec.encode_batch(features)
+                timing.encode_ms += _ms_since(t0)
             shape = tuple(features.shape[1:])
         sent = time.time_ns() // 1000
         return [Payload(self.checkpoint.model_name, self.checkpoint.sha256, action.split,
@@ -273,8 +278,9 @@ class ServerSide:
         route = self._routes[(split, family)]
         t0 = time.perf_counter()
         if family == "bottleneck":
-            route.bottleneck.set_width(width)
-            x = BottleneckCodec(route.bottleneck).decode_batch([p.data for p in payloads], payloads[0].shape)
+            with self.checkpoint.split(split).lock:
+                route.bottleneck.set_width(width)
+                x = BottleneckCodec(route.bottleneck).decode_batch([p.data for p in payloads], payloads[0].shape)
         else:
             codec = create_codec(codec_id)
             x = torch.stack([codec.decode(p.data, p.shape) for p in payloads])

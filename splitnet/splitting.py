@@ -9,6 +9,7 @@ the device sends one tensor and the server needs nothing else:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -40,12 +41,16 @@ def _tracer_kwargs() -> dict:
         return {"autowrap_modules": (math, torchvision.ops)}
 
 
+_TRACE_LOCK = threading.Lock()  # FX tracing patches global state: one trace at a time per process
+
+
 def _trace(model: nn.Module) -> _Traced:
     tracer = NodePathTracer(**_tracer_kwargs())
-    was_training = model.training
-    model.eval()
-    graph = tracer.trace(model)
-    model.train(was_training)
+    with _TRACE_LOCK:
+        was_training = model.training
+        model.eval()
+        graph = tracer.trace(model)
+        model.train(was_training)
     names = dict(tracer.node_to_qualname)
     order = [n for n in graph.nodes if n.op not in ("placeholder", "output")]
     return _Traced(graph, model, names, order)

@@ -99,3 +99,19 @@ def test_mixed_batches_are_refused(sides, frames) -> None:
 def test_action_parse_errors() -> None:
     with pytest.raises(SplitnetError, match="cannot parse action"):
         Action.parse("teleport")
+
+
+def test_threads_sharing_a_checkpoint_never_mix_widths(tiny_checkpoint, frames) -> None:
+    """Device sides in several threads, each on its own width, give the bytes a lone thread gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["layer1/w0.25", "layer1/w1", "layer2/w0.5", "layer2/w1"] * 4
+    alone = {n: [p.data for p in DeviceSide(tiny_checkpoint).encode(frames, Action.parse(n))] for n in set(names)}
+
+    def encode(name: str) -> tuple[str, list[bytes]]:
+        device = DeviceSide(tiny_checkpoint)  # new per thread; its heads come from the checkpoint's cache
+        return name, [p.data for _ in range(5) for p in device.encode(frames, Action.parse(name))][-len(frames):]
+
+    with ThreadPoolExecutor(8) as pool:
+        for name, blobs in pool.map(encode, names):
+            assert blobs == alone[name], name

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Reproduces splitnet/assets/resnet56_cifar_split.pt from ../shared (about 9 h on 2 CPU cores).
+# The teacher first (fine-tuned from the third-party weights on the training split), then one
+# slimmable bottleneck per split point (layer1 and layer2 in parallel, one thread each), then the merge.
+# Every training step checkpoints to <out>.<split>.work/ and resumes when rerun with the same flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=${S:-.venv/bin/splitnet}
+R=${R:-runs}
+mkdir -p "$R/ckpt" "$R/teacher56"
+$S train teacher --model resnet56_cifar --init-weights ../shared/weights/resnet56-4bfd9763.th --epochs 20 \
+  --lr 0.02 --weight-decay 1e-4 --warmup-epochs 0.5 --seed 0 --out "$R/teacher56/teacher.pt"
+T="$R/teacher56/teacher.pt"
+COMMON="--teacher resnet56_cifar --weights $T --latent-channels 32 --hidden-channels 64 --stage1-lmbda 1e-3 \
+  --width-rate-scale 2 1 0.5 0.25 --epochs 3"
+$S --threads 1 train bottleneck $COMMON --split layer2 --downsample 1 --lmbda 1e-3 --finetune-epochs 10 \
+  --out "$R/ckpt/layer2.pt" > "$R/ckpt/layer2.log" 2>&1 &
+P2=$!
+$S --threads 1 train bottleneck $COMMON --split layer1 --downsample 2 --lmbda 1e-3 --finetune-epochs 6 \
+  --out "$R/ckpt/layer1.pt" > "$R/ckpt/layer1.log" 2>&1 &
+P1=$!
+wait $P2
+$S --threads 1 train bottleneck $COMMON --split layer3 --downsample 1 --lmbda 2e-3 --finetune-epochs 8 \
+  --out "$R/ckpt/layer3.pt" > "$R/ckpt/layer3.log" 2>&1
+wait $P1
+$S checkpoint merge "$R/ckpt/layer1.pt" "$R/ckpt/layer2.pt" "$R/ckpt/layer3.pt" --out splitnet/assets/resnet56_cifar_split.pt
