@@ -4,9 +4,12 @@ One run, side by side, client and server one torch thread each (they share this
 machine's cores):
 
 * in process, batch 1: head, encode, decode and tail ms of every frame;
-* ``splitnet serve --max-batch 1`` as a separate process, unary ``Infer`` per frame:
-  end-to-end latency; overhead = latency - (head + encode + decode + tail);
-* the same frames through ``InferStream`` (8 in flight): frames per second against unary.
+* ``splitnet serve`` (its defaults) as a separate process, unary ``Infer`` per frame:
+  end-to-end latency; overhead = latency - (head + encode + decode + tail). One frame at
+  a time, so the server's micro-batching never joins two of them;
+* the same frames through ``InferStream`` (8 in flight) to the same server: frames per
+  second against unary (frames in flight may share a tail batch: that is the point of
+  streaming).
 
     python -m benchmarks.runtime_overhead [--policy layer2/w0.5] [--frames 300] [--json OUT]
 """
@@ -54,7 +57,7 @@ def main() -> None:
     in_process(ckpt, frames[:30], action)  # warm up
     compute = in_process(ckpt, frames, action)
 
-    extra = ["--max-batch", "1"] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+    extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
     server = spawn_server(*extra)
     try:
         wait_serving(server.address)

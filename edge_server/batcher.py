@@ -61,6 +61,7 @@ class MicroBatcher:
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self._pending: deque[_Job] = deque()
         self._closed = threading.Event()
+        self._running = threading.Lock()  # held while a batch runs (worker thread or inline caller)
         self._worker = threading.Thread(target=self._run, name="splitnet-batcher", daemon=True)
         self._worker.start()
 
@@ -82,6 +83,29 @@ class MicroBatcher:
             self.stats.count("rejected_overload")
             raise Overloaded(f"request queue is full ({self._queue.maxsize} frames); retry later") from None
         return job.future
+
+    def run_inline_if_idle(self, payload: Payload, top_k: int = 5,
+                           budget_s: float | None = None) -> tuple[Prediction, ServerTiming] | None:
+        """Run one frame on the calling thread when nothing is queued or running; else None.
+
+        Unary calls take this path: an idle server then answers without two thread
+        hand-offs (each a wake-up of a sleeping thread). A busy server returns None and
+        the caller goes through :meth:`submit`, so batching is unchanged under load.
+        """
+        if self._closed.is_set():
+            raise ShuttingDown("server is shutting down")
+        key = self.server_side.batch_key(payload)
+        if self._pending or not self._queue.empty() or not self._running.acquire(blocking=False):
+            return None
+        try:
+            if self._pending or not self._queue.empty():  # work arrived meanwhile: keep its order
+                return None
+            now = time.monotonic()
+            job = _Job(key, payload, top_k, now, now + budget_s if budget_s else None)
+            self._execute([job])
+        finally:
+            self._running.release()
+        return job.future.result()
 
     @property
     def queue_depth(self) -> int:
@@ -128,7 +152,8 @@ class MicroBatcher:
                     return
                 continue
             batch = self._gather(job)
-            self._execute(batch)
+            with self._running:
+                self._execute(batch)
 
     def _execute(self, batch: list[_Job]) -> None:
         now = time.monotonic()

@@ -17,7 +17,7 @@ from edge_server.errors import status_for
 from splitnet import __version__
 from splitnet.codecs import FEATURE_CODECS, IMAGE_CODECS
 from splitnet.errors import SplitnetError
-from splitnet.payload import MAX_DATA_BYTES
+from splitnet.payload import MAX_DATA_BYTES, Payload
 from splitnet.pipeline import ServerSide
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
@@ -73,9 +73,12 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
     # ----------------------------------------------------------------- infer
     def _submit(self, req: pb.InferRequest, budget_s: float | None) -> Future:
         payload = convert.request_payload(req, self.max_data_bytes)
-        if req.budget_ms > 0:
-            budget_s = min(budget_s or float("inf"), req.budget_ms / 1e3)
-        return self.batcher.submit(payload, req.top_k or convert.DEFAULT_TOP_K, budget_s)
+        return self._submit_payload(payload, req.top_k or convert.DEFAULT_TOP_K, req.budget_ms, budget_s)
+
+    def _submit_payload(self, payload: Payload, top_k: int, budget_ms: float, budget_s: float | None) -> Future:
+        if budget_ms > 0:
+            budget_s = min(budget_s or float("inf"), budget_ms / 1e3)
+        return self.batcher.submit(payload, top_k, budget_s)
 
     def _fail(self, exc: BaseException) -> tuple[grpc.StatusCode, str]:
         code = status_for(exc)
@@ -90,8 +93,14 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         self.stats.count("requests_unary")
         remaining = context.time_remaining()
         try:
-            future = self._submit(request, remaining)
-            prediction, timing = future.result(timeout=remaining)
+            payload = convert.request_payload(request, self.max_data_bytes)
+            top_k = request.top_k or convert.DEFAULT_TOP_K
+            budget_s = min(remaining or float("inf"), request.budget_ms / 1e3 if request.budget_ms > 0 else float("inf"))
+            done = self.batcher.run_inline_if_idle(payload, top_k, budget_s if budget_s != float("inf") else None)
+            if done is None:
+                future = self._submit_payload(payload, top_k, request.budget_ms, remaining)
+                done = future.result(timeout=remaining)
+            prediction, timing = done
         except FutureTimeout:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"frame {request.seq} not done within its deadline")
         except (SplitnetError, Exception) as exc:  # noqa: BLE001 - every failure becomes a status code
