@@ -115,3 +115,21 @@ def test_threads_sharing_a_checkpoint_never_mix_widths(tiny_checkpoint, frames) 
     with ThreadPoolExecutor(8) as pool:
         for name, blobs in pool.map(encode, names):
             assert blobs == alone[name], name
+
+
+def test_batcher_runs_a_lone_unary_frame_inline_and_defers_when_busy(tiny_checkpoint, frames) -> None:
+    from edge_server.batcher import MicroBatcher
+
+    server = ServerSide(tiny_checkpoint)
+    payload = DeviceSide(tiny_checkpoint).encode(frames[:1], Action.parse("layer1/w0.5"))[0]
+    batcher = MicroBatcher(server, max_batch=4)
+    try:
+        inline = batcher.run_inline_if_idle(payload, top_k=3)
+        queued = batcher.submit(payload, top_k=3).result(timeout=10)
+        assert inline is not None and inline[0] == queued[0]
+        with batcher._running:  # a batch is running: the frame must wait its turn in the queue
+            assert batcher.run_inline_if_idle(payload) is None
+        with pytest.raises(SplitnetError):
+            batcher.run_inline_if_idle(dataclasses.replace(payload, width=0.3))
+    finally:
+        batcher.close(5)
