@@ -214,7 +214,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     ckpt = SplitCheckpoint.load(args.checkpoint)
     data = load_npz(args.data or DEMO_DATA, limit=args.limit)
-    measured = profile_actions(ckpt, data, default_actions(ckpt, args.qualities), timing_frames=args.timing_frames)
+    measured = profile_actions(ckpt, data, default_actions(ckpt, args.qualities),
+                               timing_frames=1 if args.timings_from else args.timing_frames)
+    if args.timings_from:  # one timing measurement shared by profiles of different image sets
+        timed = {a.name: a for a in Profile.load(args.timings_from).actions}
+        for row in measured["actions"]:
+            if row["name"] not in timed:
+                raise SplitnetError(f"{args.timings_from} has no timing for action {row['name']!r}")
+            row["device_ms"], row["server_ms"] = timed[row["name"]].device_ms, timed[row["name"]].server_ms
     power = PowerModel(args.compute_w, args.radio_tx_w, args.idle_w)
     scenario = Scenario(args.device_class, args.device_speed, args.server_speed, args.link_class, args.trace_scale,
                         args.rtt_ms, args.jitter_ms, args.loss, power)
@@ -371,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--limit", type=int, default=None)
     pr.add_argument("--qualities", type=int, nargs="+", default=[10, 50, 90], help="WebP/JPEG qualities")
     pr.add_argument("--timing-frames", type=int, default=50)
+    pr.add_argument("--timings-from", default=None,
+                    help="take device/server ms from this profile (same machine) instead of timing again")
     pr.add_argument("--device-class", default="measured machine")
     pr.add_argument("--device-speed", type=float, default=1.0, help="device ms = measured ms x this")
     pr.add_argument("--server-speed", type=float, default=1.0, help="server ms = measured ms x this")

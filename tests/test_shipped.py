@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ from splitnet.checkpoint import DEMO_DATA, SHIPPED_CHECKPOINT, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.evaluation import EvalOptions, evaluate, summarize
 from splitnet.models import file_sha256
-from tests.conftest import CIFAR_VAL, needs_shared
+from tests.conftest import CIFAR_VAL, SHARED, needs_shared
 
+SHIPPED_PROFILE_TRAIN = Path(__file__).resolve().parents[1] / "policies" / "assets" / "profile_train.json"
 MANIFEST = json.loads((SHIPPED_CHECKPOINT.parent / "MANIFEST.json").read_text())
 
 
@@ -69,3 +71,34 @@ def test_teacher_and_bytes_claims_on_validation_images(shipped: SplitCheckpoint)
     s = summarize(report["configs"], report["teacher_top1"], 1.0)
     assert s["smallest_bottleneck"] is not None and s["smallest_image"] is not None
     assert s["image_to_bottleneck_bytes_ratio"] >= 8
+
+
+@pytest.mark.slow
+@needs_shared(SHARED / "traces")
+def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
+    """On the training traces the oracle uses at least three actions, each for at least 10 % of frames."""
+    from policies.baselines import baseline
+    from policies.profile import Profile
+    from policies.simulate import simulate
+    from policies.trace_sets import load_split
+
+    profile = Profile.load()
+    assert profile.checkpoint_sha256 == MANIFEST["checkpoint"]["sha256"]
+    assert Profile.load(SHIPPED_PROFILE_TRAIN).scenario == profile.scenario
+    report, _ = simulate(profile, load_split("train"), {"oracle": baseline("oracle", profile)}, frames=1000)
+    shares = report["policies"]["oracle"]["actions"]
+    assert sum(share >= 0.10 for share in shares.values()) >= 3, shares
+
+
+def test_shipped_policies_load_and_fit_the_shipped_profile() -> None:
+    from policies.profile import Profile
+    from policies.rl import load_policy
+
+    names = Profile.load().names
+    split = json.loads((Path(__file__).resolve().parents[1] / "policies" / "assets" / "trace_split.json").read_text())
+    for algo in ("ppo", "dqn"):
+        policy = load_policy(algo)
+        policy.check_actions(names)
+        trained_on = {next((f for f in split["train"] + split["eval"] if t.endswith(f)), t)
+                      for t in policy.meta["traces"]}
+        assert trained_on == set(split["train"])  # the training traces, all of them, nothing else
