@@ -9,4 +9,5 @@ $PY -m benchmarks.width_switch
 $PY -m benchmarks.runtime_overhead
 $PY -m benchmarks.batching_gain
 $PY -m benchmarks.load_test
+$PY -m benchmarks.sim_speed
 $PY -m benchmarks.rate_accuracy
