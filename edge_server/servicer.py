@@ -95,8 +95,8 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         try:
             payload = convert.request_payload(request, self.max_data_bytes)
             top_k = request.top_k or convert.DEFAULT_TOP_K
-            budget_s = min(remaining or float("inf"), request.budget_ms / 1e3 if request.budget_ms > 0 else float("inf"))
-            done = self.batcher.run_inline_if_idle(payload, top_k, budget_s if budget_s != float("inf") else None)
+            budgets = [b for b in (remaining, request.budget_ms / 1e3 if request.budget_ms > 0 else None) if b]
+            done = self.batcher.run_inline_if_idle(payload, top_k, min(budgets) if budgets else None)
             if done is None:
                 future = self._submit_payload(payload, top_k, request.budget_ms, remaining)
                 done = future.result(timeout=remaining)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
