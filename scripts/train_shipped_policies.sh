@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces policies/assets/: the two profiles (one timing measurement, shared), then PPO and DQN
-# trained on the training traces with the training-image profile (about 15 min on 2 CPU cores).
+# trained on the training traces with the training-image profile (about 25 min on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${S:-.venv/bin/splitnet}
@@ -11,9 +11,9 @@ SCENARIO=(--device-class "Raspberry Pi Zero 2 class camera (14x slower than the 
 $S --threads 1 profile --data ../shared/data/cifar10/val.npz --limit 2000 "${SCENARIO[@]}" --json policies/assets/profile.json
 $S --threads 1 profile --data ../shared/data/cifar10/train.npz --limit 2000 "${SCENARIO[@]}" \
   --timings-from policies/assets/profile.json --json policies/assets/profile_train.json
-$S --threads 1 train policy --profile policies/assets/profile_train.json --traces train --algo ppo --steps 300000 \
+$S --threads 1 train policy --profile policies/assets/profile_train.json --traces train --algo ppo --steps 1000000 \
   --out policies/assets/ppo.zip &
-$S --threads 1 train policy --profile policies/assets/profile_train.json --traces train --algo dqn --steps 200000 \
+$S --threads 1 train policy --profile policies/assets/profile_train.json --traces train --algo dqn --steps 600000 \
   --out policies/assets/dqn.zip
 wait
 $S simulate --traces eval --deadline-ms 100 --policy local edge greedy oracle static_best ppo dqn --json out/simulate_eval.json
