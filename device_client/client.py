@@ -289,6 +289,50 @@ class SplitClient:
         budget = self._budget_ms(t0)
         return pending, convert.request(payload, self.top_k, budget or 0.0)
 
+    def _prepare_group(self, frames: list[np.ndarray],
+                       queue_frames: int) -> list[tuple[_Pending, pb.InferRequest | None]]:
+        """Like :meth:`_prepare` for several frames sharing one action, head and encoder run as one batch."""
+        batch = np.stack([np.asarray(f) for f in frames])
+        t0 = time.perf_counter()
+        seqs = [next(self._seq) for _ in frames]
+        chosen = self._choose(queue_frames)
+        self._previous = chosen
+        pendings = [_Pending(seq, frame, t0, chosen) for seq, frame in zip(seqs, batch)]
+        reason = ("" if chosen == "local" else "server_down" if self._stub is None or not self._backoff.available()
+                  else "deadline" if self._would_miss(chosen) else None)
+        payloads = None
+        if reason is None:
+            timing = Timing()
+            try:
+                payloads = self.device.encode(batch, Action.parse(chosen), seq=seqs[0], timing=timing)
+            except SplitnetError:
+                reason = "invalid_action"
+        if payloads is None:
+            for p in pendings:
+                p.result = self._local(p.seq, p.frame, p.t0, chosen, reason or "")
+            return [(p, None) for p in pendings]
+        out = []
+        budget = self._budget_ms(t0)
+        for p, payload in zip(pendings, payloads):
+            p.timing.head_ms, p.timing.encode_ms = timing.head_ms / len(frames), timing.encode_ms / len(frames)
+            p.payload_bytes = len(payload.data)
+            out.append((p, convert.request(payload, self.top_k, budget or 0.0)))
+        self._last_send = time.monotonic()
+        return out
+
+    def _send(self, pending: _Pending, request: pb.InferRequest) -> None:
+        """Put a prepared frame on the stream; it runs locally when no stream can be had."""
+        session = self._open_session()
+        if session is None:
+            pending.result = self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
+                                         "server_down", pending.timing, pending.payload_bytes)
+            return
+        pending.session, pending.sent = session, time.perf_counter()
+        try:
+            session.send(request)
+        except StreamBroken as exc:
+            pending.result = self._failed(pending, exc.code)
+
     def _budget_ms(self, t0: float) -> float | None:
         if not self.deadline_ms:
             return None
@@ -346,25 +390,23 @@ class SplitClient:
             return self._failed(p, _CODES.get(resp.status_code))
         return self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes)
 
-    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FrameResult]:
-        """Results for ``frames``, in order, with up to ``max_in_flight`` frames at the server at once."""
+    def stream(self, frames: Iterable[np.ndarray], device_batch: int = 1) -> Iterator[FrameResult]:
+        """Results for ``frames``, in order, with up to ``max_in_flight`` frames at the server at once.
+
+        ``device_batch`` > 1 runs head and encoder on groups of that many frames (one action
+        per group): more frames per second from a buffered source, at the cost of latency.
+        """
         with self._lock:
             window: deque[_Pending] = deque()
-            for frame in frames:
-                pending, request = self._prepare(frame, len(window))
-                if request is not None:
-                    session = self._open_session()
-                    if session is None:
-                        pending.result = self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
-                                                     "server_down", pending.timing, pending.payload_bytes)
-                    else:
-                        pending.session, pending.sent = session, time.perf_counter()
-                        try:
-                            session.send(request)
-                        except StreamBroken as exc:
-                            pending.result = self._failed(pending, exc.code)
-                window.append(pending)
-                while window and (len(window) >= self.max_in_flight or window[0].result is not None):
-                    yield self._finish(window.popleft())
+            it = iter(frames)
+            while group := list(itertools.islice(it, max(1, device_batch))):
+                prepared = (self._prepare_group(group, len(window)) if len(group) > 1
+                            else [self._prepare(group[0], len(window))])
+                for pending, request in prepared:
+                    if request is not None:
+                        self._send(pending, request)
+                    window.append(pending)
+                    while window and (len(window) >= self.max_in_flight or window[0].result is not None):
+                        yield self._finish(window.popleft())
             while window:
                 yield self._finish(window.popleft())

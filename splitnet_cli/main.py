@@ -180,7 +180,8 @@ def cmd_client(args: argparse.Namespace) -> int:
         if args.wait_ready:
             client.wait_until_ready(args.wait_ready)
         frames = iter(data.images)
-        run = client.stream(frames) if args.mode == "stream" else (client.infer(f) for f in frames)
+        run = (client.stream(frames, device_batch=args.device_batch) if args.mode == "stream"
+               else (client.infer(f) for f in frames))
         for r in tqdm(run, total=len(data), desc="frames", unit="frame", disable=args.quiet):
             results.append(r)
     report = client_report(results, data.labels, len(data))
@@ -474,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline; late frames run locally")
     c.add_argument("--mode", choices=("stream", "unary"), default="stream")
     c.add_argument("--max-in-flight", type=int, default=8)
+    c.add_argument("--device-batch", type=int, default=1,
+                   help="stream mode: run head and encoder on groups of this many frames (throughput over latency)")
     c.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
     c.add_argument("--tls-ca", default=None, help="PEM CA that signed the server certificate")
     c.add_argument("--tls-cert", default=None, help="PEM client certificate (mutual TLS)")

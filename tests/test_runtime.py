@@ -55,12 +55,15 @@ def test_results_match_the_in_process_pipeline(server, tiny_checkpoint) -> None:
             client.policy.action = name
             remote = list(client.stream(frames))
             unary = [client.infer(f) for f in frames]
+            batched = list(client.stream(frames, device_batch=5))  # groups of 5, 5 and 2 frames
             logits = reference_side.infer(device.encode(frames, Action.parse(name)))
             expected = convert.predictions_from_logits(logits)
-            for r, u, e in zip(remote, unary, expected):
-                assert r.offloaded and u.offloaded and r.action == name
-                assert r.class_ids == e.class_ids == u.class_ids
-                assert np.allclose(r.scores, e.scores, atol=1e-6)
+            assert len(remote) == len(unary) == len(batched) == len(frames)
+            assert [b.seq for b in batched] == sorted(b.seq for b in batched)
+            for r, u, b, e in zip(remote, unary, batched, expected):
+                assert r.offloaded and u.offloaded and b.offloaded and r.action == b.action == name
+                assert r.class_ids == e.class_ids == u.class_ids == b.class_ids
+                assert np.allclose(r.scores, e.scores, atol=1e-6) and np.allclose(b.scores, e.scores, atol=1e-5)
 
 
 def test_model_info_health_reflection_and_stats(server, stub) -> None:
@@ -149,6 +152,8 @@ def test_deadline_is_honoured(server, tiny_checkpoint) -> None:
 def test_client_keeps_every_frame_when_no_server_listens(tiny_checkpoint) -> None:
     with SplitClient("127.0.0.1:9", checkpoint=tiny_checkpoint, rpc_timeout_ms=500) as client:
         results = list(client.stream(_frames(20)))
+        grouped = list(client.stream(_frames(20), device_batch=4))
+    assert [r.top1 for r in grouped] == [r.top1 for r in results] and not any(r.offloaded for r in grouped)
     assert len(results) == 20 and not any(r.offloaded for r in results)
     assert {r.fallback for r in results} <= {"rpc:UNAVAILABLE", "server_down"}
     local = DeviceSide(tiny_checkpoint).run_local(_frames(20)).argmax(1).tolist()
@@ -286,6 +291,7 @@ def test_cli_client_report(server, tiny_checkpoint, tmp_path: Path) -> None:
     out = tmp_path / "client.json"
     cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", "client", "--server", server.address,
            "--checkpoint", tiny_checkpoint.path, "--data", str(data), "--policy", "layer2/w0.5", "--quiet",
+           "--device-batch", "4",
            "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
