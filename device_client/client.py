@@ -24,7 +24,7 @@ from device_client.estimator import LinkEstimator, LinkSample
 from device_client.stream import StreamBroken, StreamSession
 from policies.base import FixedPolicy, Observation, Policy
 from splitnet.checkpoint import SplitCheckpoint
-from splitnet.errors import SplitnetError
+from splitnet.errors import ShapeError, SplitnetError
 from splitnet.pipeline import Action, DeviceSide, Timing
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
@@ -265,34 +265,18 @@ class SplitClient:
 
     def _prepare(self, frame: np.ndarray, queue_frames: int) -> tuple[_Pending, pb.InferRequest | None]:
         """Choose the action; run locally right away or encode the request."""
-        frame = np.asarray(frame)
-        seq, t0 = next(self._seq), time.perf_counter()
-        chosen = self._choose(queue_frames)
-        self._previous = chosen
-        pending = _Pending(seq, frame, t0, chosen)
-        if chosen == "local":
-            pending.result = self._local(seq, frame, t0, chosen, "")
-            return pending, None
-        if self._stub is None or not self._backoff.available():
-            pending.result = self._local(seq, frame, t0, chosen, "server_down")
-            return pending, None
-        if self._would_miss(chosen):
-            pending.result = self._local(seq, frame, t0, chosen, "deadline")
-            return pending, None
-        try:
-            payload = self.device.encode(frame, Action.parse(chosen), seq=seq, timing=pending.timing)[0]
-        except SplitnetError:  # the policy asked for something this device cannot do: keep the frame
-            pending.result = self._local(seq, frame, t0, chosen, "invalid_action")
-            return pending, None
-        pending.payload_bytes = len(payload.data)
-        self._last_send = time.monotonic()
-        budget = self._budget_ms(t0)
-        return pending, convert.request(payload, self.top_k, budget or 0.0)
+        return self._prepare_group([frame], queue_frames)[0]
 
     def _prepare_group(self, frames: list[np.ndarray],
                        queue_frames: int) -> list[tuple[_Pending, pb.InferRequest | None]]:
-        """Like :meth:`_prepare` for several frames sharing one action, head and encoder run as one batch."""
-        batch = np.stack([np.asarray(f) for f in frames])
+        """Choose one action for ``frames``; run them locally right away, or encode their requests.
+
+        Head and encoder run once on the whole group (a batch).
+        """
+        try:
+            batch = np.stack([np.asarray(f) for f in frames])
+        except ValueError as exc:
+            raise ShapeError(f"frames of one device batch must share a shape: {exc}") from None
         t0 = time.perf_counter()
         seqs = [next(self._seq) for _ in frames]
         chosen = self._choose(queue_frames)
@@ -400,9 +384,7 @@ class SplitClient:
             window: deque[_Pending] = deque()
             it = iter(frames)
             while group := list(itertools.islice(it, max(1, device_batch))):
-                prepared = (self._prepare_group(group, len(window)) if len(group) > 1
-                            else [self._prepare(group[0], len(window))])
-                for pending, request in prepared:
+                for pending, request in self._prepare_group(group, len(window)):
                     if request is not None:
                         self._send(pending, request)
                     window.append(pending)

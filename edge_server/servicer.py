@@ -17,7 +17,7 @@ from edge_server.errors import status_for
 from splitnet import __version__
 from splitnet.codecs import FEATURE_CODECS, IMAGE_CODECS
 from splitnet.errors import SplitnetError
-from splitnet.payload import MAX_DATA_BYTES, Payload
+from splitnet.payload import MAX_DATA_BYTES
 from splitnet.pipeline import ServerSide
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
@@ -71,14 +71,16 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         return pb.ProbeResponse(received_bytes=len(request.padding))
 
     # ----------------------------------------------------------------- infer
-    def _submit(self, req: pb.InferRequest, budget_s: float | None) -> Future:
-        payload = convert.request_payload(req, self.max_data_bytes)
-        return self._submit_payload(payload, req.top_k or convert.DEFAULT_TOP_K, req.budget_ms, budget_s)
+    @staticmethod
+    def _budget_s(req: pb.InferRequest, remaining_s: float | None) -> float | None:
+        """The frame's time budget (s): the client's ``budget_ms`` or the call's deadline, the sooner."""
+        if req.budget_ms > 0:
+            return min(remaining_s or float("inf"), req.budget_ms / 1e3)
+        return remaining_s
 
-    def _submit_payload(self, payload: Payload, top_k: int, budget_ms: float, budget_s: float | None) -> Future:
-        if budget_ms > 0:
-            budget_s = min(budget_s or float("inf"), budget_ms / 1e3)
-        return self.batcher.submit(payload, top_k, budget_s)
+    def _submit(self, req: pb.InferRequest, remaining_s: float | None) -> Future:
+        payload = convert.request_payload(req, self.max_data_bytes)
+        return self.batcher.submit(payload, req.top_k or convert.DEFAULT_TOP_K, self._budget_s(req, remaining_s))
 
     def _fail(self, exc: BaseException) -> tuple[grpc.StatusCode, str]:
         code = status_for(exc)
@@ -94,12 +96,10 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         remaining = context.time_remaining()
         try:
             payload = convert.request_payload(request, self.max_data_bytes)
-            top_k = request.top_k or convert.DEFAULT_TOP_K
-            budgets = [b for b in (remaining, request.budget_ms / 1e3 if request.budget_ms > 0 else None) if b]
-            done = self.batcher.run_inline_if_idle(payload, top_k, min(budgets) if budgets else None)
+            top_k, budget_s = request.top_k or convert.DEFAULT_TOP_K, self._budget_s(request, remaining)
+            done = self.batcher.run_inline_if_idle(payload, top_k, budget_s)
             if done is None:
-                future = self._submit_payload(payload, top_k, request.budget_ms, remaining)
-                done = future.result(timeout=remaining)
+                done = self.batcher.submit(payload, top_k, budget_s).result(timeout=remaining)
             prediction, timing = done
         except FutureTimeout:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"frame {request.seq} not done within its deadline")

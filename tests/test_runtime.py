@@ -344,3 +344,12 @@ def test_idle_client_probes_the_link(server, tiny_checkpoint) -> None:
         assert client.estimator.rtt_ms > 0  # measured without sending a single frame
     after = stub.GetStats(pb.GetStatsRequest(), timeout=10).counters.get("probes", 0)
     assert after - before >= 3
+
+
+def test_a_device_batch_of_mixed_shapes_is_a_shape_error(tiny_checkpoint) -> None:
+    from splitnet.errors import ShapeError
+
+    frames = [_frames(1)[0], np.zeros((16, 16, 3), dtype=np.uint8)]
+    with SplitClient("127.0.0.1:9", checkpoint=tiny_checkpoint, rpc_timeout_ms=200) as client:
+        with pytest.raises(ShapeError, match="share a shape"):
+            list(client.stream(frames, device_batch=2))
