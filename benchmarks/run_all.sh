@@ -7,6 +7,7 @@ mkdir -p out/benchmarks
 $PY -m benchmarks.coder_speed
 $PY -m benchmarks.width_switch
 $PY -m benchmarks.runtime_overhead
+$PY -m benchmarks.rpc_wakeup
 $PY -m benchmarks.batching_gain
 $PY -m benchmarks.load_test
 $PY -m benchmarks.sim_speed
