@@ -136,13 +136,17 @@ class OffloadSimulator:
             net_ms = self.channel.transfer_ms(sc.probe_bytes, tx_start)
             self.link_free = tx_start + ser_ms / 1e3
             done = tx_start + net_ms / 1e3
-            self._samples.append((done, sc.probe_bytes * 8 / max(ser_ms, 1e-3) / 1e3))
-            self._rtts.append((done, net_ms - ser_ms))
+            self._record(done, sc.probe_bytes * 8 / max(ser_ms, 1e-3) / 1e3, net_ms - ser_ms)
             self._probe_energy += (ser_ms * pw.radio_tx_w + (net_ms - ser_ms) * pw.idle_w) / 1e3
             self.last_send = tx_start
-            while len(self._samples) > 4 * HISTORY:
-                self._samples.popleft()
-                self._rtts.popleft()
+
+    def _record(self, known_s: float, mbps: float, rtt_ms: float) -> None:
+        """A throughput and RTT measurement the device has at ``known_s`` (keeps the newest few)."""
+        self._samples.append((known_s, mbps))
+        self._rtts.append((known_s, rtt_ms))
+        while len(self._samples) > 4 * HISTORY:
+            self._samples.popleft()
+            self._rtts.popleft()
 
     def _newest_frame_by(self, t_s: float) -> int:
         return int(math.floor((t_s - self.start_s) * self.fps + 1e-9))
@@ -202,12 +206,8 @@ class OffloadSimulator:
                 self.last_send = max(start + self.device_ms[action] / 1e3, self.link_free)
             self.device_free, self.link_free = device_free, link_free
             if sample is not None:
-                self._samples.append((sample[0], sample[1]))
-                self._rtts.append((sample[0], sample[2]))
+                self._record(*sample)
                 self._inflight.append((sample[0], nbytes))
-                while len(self._samples) > 4 * HISTORY:
-                    self._samples.popleft()
-                    self._rtts.popleft()
                 while len(self._inflight) > 4 * HISTORY:
                     self._inflight.popleft()
             self.previous = action
