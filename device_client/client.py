@@ -57,6 +57,8 @@ class FrameResult:
     decode_ms: float = 0.0
     tail_ms: float = 0.0
     payload_bytes: int = 0
+    boxes: list[convert.Box] = field(default_factory=list)  # a detector's result (input pixels)
+    filtered: bool = False  # the object filter found nothing: no bytes sent, no boxes
 
     @property
     def top1(self) -> int:
@@ -130,7 +132,7 @@ class SplitClient:
                  tls: TlsOptions | None = None, token: str | None = None, top_k: int = 5,
                  rpc_timeout_ms: float = 2000.0, backoff_ms: tuple[float, float] = (100.0, 5000.0),
                  max_in_flight: int = 8, warm_up: bool = True, probe_interval_s: float = 1.0,
-                 link_probe_s: float = 1.0, probe_bytes: int = 200) -> None:
+                 link_probe_s: float = 1.0, probe_bytes: int = 200, object_filter: bool = True) -> None:
         ckpt = checkpoint if isinstance(checkpoint, SplitCheckpoint) else SplitCheckpoint.load(checkpoint)
         self.device = DeviceSide(ckpt)
         if warm_up:
@@ -141,6 +143,7 @@ class SplitClient:
         if isinstance(self.policy, FixedPolicy):
             self._check_action(self.policy.action)
         self.probe_interval_s = probe_interval_s
+        self.object_filter = object_filter  # skip frames a detector split's filter finds empty
         self.deadline_ms = deadline_ms
         self.top_k = top_k
         self.rpc_timeout_s = rpc_timeout_ms / 1e3
@@ -241,12 +244,13 @@ class SplitClient:
     def _local(self, seq: int, frame: np.ndarray, t0: float, chosen: str, reason: str,
                timing: Timing | None = None, payload_bytes: int = 0) -> FrameResult:
         t = time.perf_counter()
-        pred = convert.predictions_from_logits(self.device.run_local(frame), self.top_k)[0]
+        output = self.device.run_local(frame)
+        pred = convert.predictions_from_output(self.device.checkpoint.model_name, output, self.top_k)[0]
         local_ms = (time.perf_counter() - t) * 1e3
         timing = timing or Timing()
         return FrameResult(seq, pred.class_ids, pred.scores, "local", chosen, False, reason,
                            (time.perf_counter() - t0) * 1e3, timing.head_ms, timing.encode_ms, local_ms,
-                           payload_bytes=payload_bytes)
+                           payload_bytes=payload_bytes, boxes=pred.boxes)
 
     def _answered(self, seq: int, resp: pb.InferResponse, t0: float, sent: float, chosen: str,
                   timing: Timing, payload_bytes: int) -> FrameResult:
@@ -261,7 +265,7 @@ class SplitClient:
         pred = convert.prediction_from_response(resp)
         return FrameResult(seq, pred.class_ids, pred.scores, chosen, chosen, True, "", (now - t0) * 1e3,
                            timing.head_ms, timing.encode_ms, 0.0, network_ms, st.queue_ms, st.decode_ms,
-                           st.tail_ms, payload_bytes)
+                           st.tail_ms, payload_bytes, pred.boxes)
 
     def _prepare(self, frame: np.ndarray, queue_frames: int) -> tuple[_Pending, pb.InferRequest | None]:
         """Choose the action; run locally right away or encode the request."""
@@ -288,7 +292,8 @@ class SplitClient:
         if reason is None:
             timing = Timing()
             try:
-                payloads = self.device.encode(batch, Action.parse(chosen), seq=seqs[0], timing=timing)
+                payloads = self.device.encode(batch, Action.parse(chosen), seq=seqs[0], timing=timing,
+                                              use_filter=self.object_filter)
             except SplitnetError:
                 reason = "invalid_action"
         if payloads is None:
@@ -299,9 +304,15 @@ class SplitClient:
         budget = self._budget_ms(t0)
         for p, payload in zip(pendings, payloads):
             p.timing.head_ms, p.timing.encode_ms = timing.head_ms / len(frames), timing.encode_ms / len(frames)
+            if payload is None:  # the object filter found nothing: nothing to send, no boxes
+                p.result = FrameResult(p.seq, [], [], chosen, chosen, False, "", (time.perf_counter() - t0) * 1e3,
+                                       p.timing.head_ms, p.timing.encode_ms, filtered=True)
+                out.append((p, None))
+                continue
             p.payload_bytes = len(payload.data)
             out.append((p, convert.request(payload, self.top_k, budget or 0.0)))
-        self._last_send = time.monotonic()
+        if any(r is not None for _, r in out):
+            self._last_send = time.monotonic()
         return out
 
     def _send(self, pending: _Pending, request: pb.InferRequest) -> None:

@@ -1,4 +1,5 @@
-"""The ``splitnet client`` report: counts, accuracy, latency percentiles, bytes, actions."""
+"""The ``splitnet client`` report: counts, accuracy (top-1, or mAP for detectors), latency
+percentiles, bytes, actions."""
 
 from __future__ import annotations
 
@@ -41,13 +42,35 @@ def client_report(results: Sequence[FrameResult], labels: Sequence[int] | None, 
     return report
 
 
+def detection_scores(results: Sequence[FrameResult], targets: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """mAP@0.5 and mAP@[.5:.95] (torchmetrics) of the boxes in ``results`` against ``(boxes, labels)`` targets,
+    and how many frames the object filter kept off the link."""
+    import torch
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(iou_type="bbox")
+    for r, (boxes, labels) in zip(results, targets):
+        pred = torch.tensor([[b.x1, b.y1, b.x2, b.y2] for b in r.boxes], dtype=torch.float32).reshape(-1, 4)
+        metric.update([{"boxes": pred, "scores": torch.tensor([b.score for b in r.boxes], dtype=torch.float32),
+                        "labels": torch.tensor([b.label for b in r.boxes], dtype=torch.int64)}],
+                      [{"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                        "labels": torch.as_tensor(labels, dtype=torch.int64)}])
+    m = metric.compute()
+    return {"map_50": float(m["map_50"]), "map": float(m["map"]),
+            "frames_filtered": sum(1 for r in results if r.filtered)}
+
+
 def format_report(report: dict) -> str:
     lat = report.get("latency_ms") or {}
     top1 = f"{report['top1'] * 100:.2f} %" if report.get("top1") is not None else "-"
+    score = f"top-1 {top1}"
+    if report.get("map_50") is not None:
+        score = (f"mAP@0.5 {report['map_50'] * 100:.2f}, mAP@[.5:.95] {report['map'] * 100:.2f}; "
+                 f"frames kept off the link by the object filter {report.get('frames_filtered', 0)}")
     lines = [
         f"frames {report['frames']}: sent {report['frames_sent']}, answered {report['frames_answered']}, "
         f"lost {report['frames_lost']}, local fallbacks {report['fallback_local']} {report['fallback_reasons'] or ''}",
-        f"top-1 {top1}; bytes per sent frame {report['bytes_mean']:.1f}",
+        f"{score}; bytes per sent frame {report['bytes_mean']:.1f}",
     ]
     if lat:
         lines.append(f"latency ms: p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f}  "

@@ -22,7 +22,7 @@ from edge_server.stats import ServerStats
 from splitnet.errors import SplitnetError
 from splitnet.payload import Payload
 from splitnet.pipeline import ServerSide, Timing
-from splitnet.rpc.convert import Prediction, ServerTiming, predictions_from_logits
+from splitnet.rpc.convert import Prediction, ServerTiming, predictions_from_output
 
 
 class Overloaded(SplitnetError):
@@ -188,8 +188,9 @@ class MicroBatcher:
         start = time.monotonic()
         timing = Timing()
         with torch.inference_mode():
-            logits = self.server_side.infer([j.payload for j in jobs], timing)
-        return predictions_from_logits(logits, max(j.top_k for j in jobs)), timing, start
+            output = self.server_side.infer([j.payload for j in jobs], timing)
+            preds = predictions_from_output(self.server_side.model_name, output, max(j.top_k for j in jobs))
+        return preds, timing, start
 
     def _resolve(self, jobs: list[_Job], results: tuple[list[Prediction], Timing, float]) -> None:
         preds, timing, start = results
@@ -201,8 +202,7 @@ class MicroBatcher:
         for job, pred in zip(jobs, preds):
             queue_ms = (start - job.enqueued) * 1e3
             self.stats.observe("queue", queue_ms)
-            k = job.top_k
-            job.future.set_result((Prediction(pred.class_ids[:k], pred.scores[:k]),
+            job.future.set_result((pred.limited(job.top_k),
                                    ServerTiming(queue_ms, timing.decode_ms / n, timing.tail_ms / n, n)))
 
     def close(self, timeout: float | None = None) -> None:

@@ -46,11 +46,12 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         h, w = ckpt.spec.input_size
         info = pb.ModelInfo(name=ckpt.model_name, weights_sha256=ckpt.sha256, input_shape=[h, w, 3],
                             num_classes=ckpt.spec.num_classes, feature_codecs=list(FEATURE_CODECS),
-                            image_codecs=list(IMAGE_CODECS))
+                            image_codecs=list(IMAGE_CODECS), task=ckpt.spec.task)
         for node, point in ckpt.splits.items():
             shape = self.server_side.feature_shape(node)
             info.split_points.add(node=node, codec=point.bottleneck.config.prior, widths=list(point.bottleneck.widths),
-                                  feature_shape=list(shape), fine_tuned_tail=point.tail_state is not None)
+                                  feature_shape=list(shape), fine_tuned_tail=point.tail_state is not None,
+                                  object_filter=point.object_filter is not None)
         return info
 
     def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.GetModelInfoResponse:

@@ -5,7 +5,8 @@ File layout (a dict written by ``torch.save``; read with ``weights_only=True``):
     {"format": "splitnet-checkpoint", "version": 1,
      "model_name": "resnet56_cifar", "teacher": state_dict,
      "splits": {node: {"config": BottleneckConfig dict, "bottleneck": state_dict,
-                       "tail": state_dict of the fine-tuned tail, or absent}},
+                       "tail": state_dict of the fine-tuned tail, or absent,
+                       "filter": {"config", "state_dict"} of a detector's object filter, or absent}},
      "meta": {...}}   # training commands, figures, data provenance
 
 The file's SHA-256 identifies the weights on the wire: client and server must agree.
@@ -21,6 +22,7 @@ import torch
 from torch import fx, nn
 
 from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
+from splitnet.detection.filter import ObjectFilter
 from splitnet.errors import CheckpointError, UnknownSplitPointError
 from splitnet.models import create_model, file_sha256, load_weights, model_spec, read_checkpoint
 from splitnet.models.registry import ModelSpec
@@ -30,15 +32,19 @@ FORMAT = "splitnet-checkpoint"
 VERSION = 1
 SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "resnet56_cifar_split.pt"
 DEMO_DATA = Path(__file__).parent / "assets" / "demo_val.npz"
+SHIPPED_DETECTOR = Path(__file__).parent / "assets" / "tinydet_synth_split.pt"
+DETECTION_DEMO_DATA = Path(__file__).parent / "assets" / "detection_demo.npz"  # scenes of validation objects
 
 
 @dataclass
 class SplitPoint:
-    """One split point of a checkpoint: its bottleneck and, if fine-tuned, its own tail."""
+    """One split point of a checkpoint: its bottleneck, its own tail if fine-tuned, and
+    for detectors optionally an object filter on the head's features."""
 
     node: str
     bottleneck: SlimmableBottleneck
     tail_state: dict[str, torch.Tensor] | None = None
+    object_filter: ObjectFilter | None = None
     # Held while the bottleneck is set to a width and used, so threads sharing it never mix widths.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -114,7 +120,8 @@ class SplitCheckpoint:
             "teacher": self.teacher.state_dict(),
             "splits": {
                 node: {"config": p.bottleneck.config.to_dict(), "bottleneck": p.bottleneck.state_dict(),
-                       **({"tail": p.tail_state} if p.tail_state is not None else {})}
+                       **({"tail": p.tail_state} if p.tail_state is not None else {}),
+                       **({"filter": p.object_filter.to_state()} if p.object_filter is not None else {})}
                 for node, p in self.splits.items()
             },
             "meta": self.meta,
@@ -141,7 +148,8 @@ class SplitCheckpoint:
         for node, entry in obj.get("splits", {}).items():
             bottleneck = SlimmableBottleneck(BottleneckConfig.from_dict(entry["config"]))
             bottleneck.load_state_dict(entry["bottleneck"])
-            splits[node] = SplitPoint(node, bottleneck.eval(), entry.get("tail"))
+            filt = ObjectFilter.from_state(entry["filter"]) if "filter" in entry else None
+            splits[node] = SplitPoint(node, bottleneck.eval(), entry.get("tail"), filt)
         ckpt = cls(name, teacher.eval(), splits, dict(obj.get("meta", {})), file_sha256(path), str(path))
         ckpt.prepare()
         return ckpt

@@ -133,7 +133,7 @@ class DeviceSide:
 
     @torch.no_grad()
     def run_local(self, frames: np.ndarray) -> torch.Tensor:
-        """Logits of the whole model on the device (the fallback path)."""
+        """The whole model's output on the device (the fallback path): logits, or a detector's output."""
         return self.model(self.preprocess(frames))
 
     def codec(self, action: Action) -> Codec:
@@ -146,8 +146,12 @@ class DeviceSide:
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray, action: Action, seq: int = 0,
-               timing: Timing | None = None) -> list[Payload]:
-        """Payloads (one per frame) for a batch of uint8 frames ``[N, H, W, 3]``."""
+               timing: Timing | None = None, use_filter: bool = False) -> list[Payload | None]:
+        """Payloads (one per frame) for a batch of uint8 frames ``[N, H, W, 3]``.
+
+        With ``use_filter``, a detector's split with an object filter gives ``None`` for
+        the frames the filter finds empty: nothing to send, the result is "no objects".
+        """
         timing = timing if timing is not None else Timing()
         frames = np.asarray(frames)
         if frames.ndim == 3:
@@ -163,16 +167,25 @@ class DeviceSide:
         else:
             t0 = time.perf_counter()
             features = self.head(action.split)(self.preprocess(frames))
+            keep = None
+            point = self.checkpoint.splits.get(action.split)
+            if use_filter and point is not None and point.object_filter is not None:
+                keep = point.object_filter.keep(features).tolist()
+                features = features[torch.as_tensor(keep)]
             timing.head_ms += _ms_since(t0)
             lock = self.checkpoint.split(action.split).lock if action.kind == "bottleneck" else nullcontext()
             with lock:
                 codec = self.codec(action)
                 t0 = time.perf_counter()
-                blobs = codec.encode_batch(features)
+                blobs = codec.encode_batch(features) if len(features) else []
                 timing.encode_ms += _ms_since(t0)
             shape = tuple(features.shape[1:])
+            if keep is not None:
+                it = iter(blobs)
+                blobs = [next(it) if k else None for k in keep]
         sent = time.time_ns() // 1000
-        return [Payload(self.checkpoint.model_name, self.checkpoint.sha256, action.split,
+        return [None if blob is None else
+                Payload(self.checkpoint.model_name, self.checkpoint.sha256, action.split,
                         action.width if action.kind == "bottleneck" else 1.0, codec.codec_id,
                         shape, codec.dtype, blob, seq + i, sent) for i, blob in enumerate(blobs)]
 

@@ -4,6 +4,8 @@
 2. ``splitnet serve`` started as a separate process on a free local port; once its
    health service says SERVING, the device client streams the demo sample to it,
    then the server is stopped with SIGTERM and must exit cleanly.
+3. The same for the shipped split detector on the shipped demo scenes: boxes back over
+   gRPC, mAP of what came back, and the frames the object filter kept off the link.
 """
 
 from __future__ import annotations
@@ -12,7 +14,41 @@ import json
 from pathlib import Path
 
 
-def run_demo(policy: str, limit: int | None, json_path: str | None, eval_first: bool) -> int:
+def run_detection_demo(policy: str, limit: int | None) -> int:
+    """The shipped detector over gRPC on the shipped demo scenes; 0 when no frame was lost."""
+    import torch
+    from tqdm import tqdm
+
+    from device_client import SplitClient
+    from device_client.report import client_report, detection_scores, format_report
+    from edge_server.process import spawn_server, wait_serving
+    from splitnet.checkpoint import DETECTION_DEMO_DATA, SHIPPED_DETECTOR, SplitCheckpoint
+    from splitnet.detection.synth import DetectionSet
+
+    torch.set_num_threads(1)
+    ckpt = SplitCheckpoint.load(SHIPPED_DETECTOR)
+    data = DetectionSet.load(DETECTION_DEMO_DATA)
+    if limit:
+        data = data.subset(0, min(limit, len(data)))
+    print(f"\n== split detection: {ckpt.model_name} ({ckpt.sha256[:12]}…), {len(data)} demo scenes ==")
+    server = spawn_server("--checkpoint", str(SHIPPED_DETECTOR))
+    try:
+        wait_serving(server.address)
+        print(f"server pid {server.proc.pid} SERVING at {server.address}")
+        with SplitClient(server.address, checkpoint=ckpt, policy=policy) as client:
+            results = list(tqdm(client.stream(iter(data.images)), total=len(data), desc=f"scenes ({policy})",
+                                unit="frame"))
+        report = client_report(results, None, len(data))
+        report.update(detection_scores(results, [data.targets(i) for i in range(len(data))]))
+        print(format_report(report))
+    finally:
+        code = server.terminate()
+        print(f"server stopped with SIGTERM (exit code {code})")
+    return 0 if code == 0 and report["frames_lost"] == 0 else 1
+
+
+def run_demo(policy: str, limit: int | None, json_path: str | None, eval_first: bool,
+             detection: bool = True) -> int:
     import torch
     from tqdm import tqdm
 
@@ -53,4 +89,7 @@ def run_demo(policy: str, limit: int | None, json_path: str | None, eval_first: 
     finally:
         code = server.terminate()
         print(f"server stopped with SIGTERM (exit code {code})")
-    return 0 if code == 0 and report["frames_lost"] == 0 else 1
+    status = 0 if code == 0 and report["frames_lost"] == 0 else 1
+    if detection:
+        status |= run_detection_demo(policy, limit)
+    return status

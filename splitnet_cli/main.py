@@ -27,15 +27,25 @@ def _command_line() -> str:
 # ------------------------------------------------------------------ models
 def cmd_models(args: argparse.Namespace) -> int:
     from splitnet import create_model, list_models, model_spec
+    from splitnet.models.tv_detection import DEFAULT_INPUT_SIZE, DETECTOR_SPLITS
     from splitnet.splitting import list_split_points
 
     names = [args.model] if args.model else list_models()
     for name in names:
+        if name in DETECTOR_SPLITS:
+            continue
         spec = model_spec(name)
-        line = f"{name:<22} input {spec.input_size[0]}x{spec.input_size[1]}, {spec.num_classes} classes"
+        what = "detector, " if spec.is_detector else ""
+        line = f"{name:<22} input {spec.input_size[0]}x{spec.input_size[1]}, {what}{spec.num_classes} classes"
         if args.split_points:
             line += "\n    split points: " + ", ".join(list_split_points(create_model(name), depth=args.depth))
         print(line)
+    if not args.model:
+        print("torchvision detectors (splitnet.models.tv_detection.split_detector, cut inside the backbone):")
+    for name, nodes in DETECTOR_SPLITS.items():
+        if not args.model or args.model == name:
+            h, w = DEFAULT_INPUT_SIZE
+            print(f"{name:<38} input {h}x{w}, recommended splits {', '.join(nodes)}")
     return 0
 
 
@@ -63,11 +73,60 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
         finetune_epochs=args.finetune_epochs, finetune_encoder=not args.freeze_encoder,
         batch_size=args.batch_size, lr=args.lr, finetune_lr=args.finetune_lr,
         kd_temperature=args.kd_temperature, ce_weight=args.ce_weight, holdout=args.holdout,
-        seed=args.seed, limit=args.limit)
+        seed=args.seed, limit=args.limit, detection_images=args.detection_images)
     result = train_bottleneck(cfg, args.out, args.work_dir, command=_command_line())
     print(f"bottleneck at {args.split} added to {args.out} (sha256 {result['sha256']})")
     for row in result["holdout"]:
-        print(f"  w{row['width']:g}: holdout top-1 {row['top1']:.4f} at {row['bytes_mean']:.1f} bytes")
+        score = f"top-1 {row['top1']:.4f}" if "top1" in row else f"mAP@0.5 {row['map_50']:.4f}"
+        print(f"  w{row['width']:g}: holdout {score} at {row['bytes_mean']:.1f} bytes")
+    return 0
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    from splitnet.detection.train import DetectorConfig, train_detector
+
+    cfg = DetectorConfig(source=args.data, n_images=args.images, size=args.size, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, width=args.width, seed=args.seed)
+    summary = train_detector(cfg, args.out, command=_command_line())
+    print(f"detector written to {args.out}; last epoch loss {summary['history'][-1]['loss']:.4f}")
+    return 0
+
+
+def cmd_train_filter(args: argparse.Namespace) -> int:
+    from splitnet.checkpoint import SplitCheckpoint
+    from splitnet.data import load_npz
+    from splitnet.detection.filter import train_object_filter
+    from splitnet.detection.synth import make_detection_set
+
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    if not ckpt.spec.is_detector:
+        raise SplitnetError(f"{args.checkpoint} holds {ckpt.model_name}, not a detector")
+    head = ckpt.teacher_split(args.split)[0]
+    ckpt.split(args.split)  # the split must have a bottleneck: the filter rides with it
+    size = ckpt.spec.input_size[0]
+    objects = load_npz(args.data)
+    train = make_detection_set(objects, args.scenes, size=size, seed=args.seed)
+    held = make_detection_set(objects, args.holdout, size=size, seed=args.seed + 1)
+    filt, rep = train_object_filter(head, train, held, epochs=args.epochs,
+                                    max_object_frames_dropped=args.max_dropped, seed=args.seed)
+    ckpt.splits[args.split].object_filter = filt
+    ckpt.meta.setdefault("filters", {})[args.split] = {"command": _command_line(), "threshold": filt.config.threshold}
+    sha = ckpt.save(args.out or args.checkpoint)
+    print(f"object filter at {args.split} (threshold {filt.config.threshold:.3f}) written to "
+          f"{args.out or args.checkpoint} (sha256 {sha})")
+    print(f"  holdout: drops {rep.frames_filtered}/{rep.frames} frames ({rep.empty_frames_filtered}/"
+          f"{rep.empty_frames} empty), misses {rep.objects_missed}/{rep.objects} objects")
+    return 0
+
+
+def cmd_data_detection(args: argparse.Namespace) -> int:
+    from splitnet.data import load_npz
+    from splitnet.detection.synth import make_detection_set
+
+    data = make_detection_set(load_npz(args.objects), args.scenes, size=args.size, seed=args.seed)
+    data.save(args.out)
+    print(f"wrote {args.out}: {len(data)} scenes, {len(data.boxes)} objects, "
+          f"{int((~data.has_objects()).sum())} empty")
     return 0
 
 
@@ -112,13 +171,40 @@ def _load_checkpoint(args: argparse.Namespace):
     return SplitCheckpoint.load(args.checkpoint)
 
 
+def _eval_detector(ckpt, args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from splitnet.data import load_npz
+    from splitnet.detection.evaluation import DetectionEvalOptions, evaluate_detection, format_detection_table
+    from splitnet.detection.synth import DetectionSet, make_detection_set
+
+    if not args.data:
+        raise SplitnetError("detectors need --data: a detection set (splitnet data detection) or object images")
+    with np.load(args.data, allow_pickle=False) as z:
+        is_detection_set = "boxes" in z.files
+    if is_detection_set:
+        data = DetectionSet.load(args.data)
+    else:  # object images: build the validation scenes from them (seeded)
+        data = make_detection_set(load_npz(args.data), args.scenes, size=ckpt.spec.input_size[0], seed=1)
+    if args.limit:
+        data = data.subset(0, min(args.limit, len(data)))
+    opts = DetectionEvalOptions(jpeg_qualities=args.qualities, webp_qualities=args.qualities,
+                                batch_size=min(args.batch_size, 100))
+    report = evaluate_detection(ckpt, data, opts, data_path=args.data)
+    print(format_detection_table(report))
+    _write_json(report, args.json)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from splitnet.checkpoint import DEMO_DATA
     from splitnet.data import load_npz
     from splitnet.evaluation import EvalOptions, evaluate, format_table, plot_rate_accuracy
 
-    data = load_npz(args.data or DEMO_DATA, limit=args.limit)
     ckpt = _load_checkpoint(args)
+    if ckpt.spec.is_detector:
+        return _eval_detector(ckpt, args)
+    data = load_npz(args.data or DEMO_DATA, limit=args.limit)
     opts = EvalOptions(jpeg_qualities=args.qualities, webp_qualities=args.qualities, png=not args.no_png,
                        timing_frames=args.timing_frames, batch_size=args.batch_size)
     report = evaluate(ckpt, data, opts)
@@ -135,7 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Shipped checkpoint and demo sample: rate–accuracy table, then server + client over gRPC."""
     from splitnet_cli.demo import run_demo
 
-    return run_demo(args.policy, args.limit, args.json, not args.skip_eval)
+    return run_demo(args.policy, args.limit, args.json, not args.skip_eval, not args.skip_detection)
 
 
 # ------------------------------------------------------------ runtime
@@ -156,14 +242,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from device_client import SplitClient, TlsOptions
-    from device_client.report import client_report, format_report
-    from splitnet.checkpoint import DEMO_DATA
-    from splitnet.data import load_npz
+    from device_client.report import client_report, detection_scores, format_report
+    from splitnet.checkpoint import DEMO_DATA, DETECTION_DEMO_DATA, SplitCheckpoint
+    from splitnet.data import ImageSet, load_npz
+    from splitnet.detection.synth import DetectionSet
 
-    data = load_npz(args.data or DEMO_DATA, limit=args.limit)
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    detection: DetectionSet | None = None
+    if ckpt.spec.is_detector:
+        path = args.data or DETECTION_DEMO_DATA
+        detection = DetectionSet.load(path)
+        if args.limit:
+            detection = detection.subset(0, min(args.limit, len(detection)))
+        data = ImageSet(detection.images, np.zeros(len(detection), dtype=np.int64), detection.classes, str(path))
+    else:
+        data = load_npz(args.data or DEMO_DATA, limit=args.limit)
     token = args.token
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
@@ -175,7 +272,7 @@ def cmd_client(args: argparse.Namespace) -> int:
     needs_profile = args.policy in ("edge", "greedy") or args.policy.startswith("fixed:")
     policy = make_policy(args.policy, Profile.load(args.profile) if needs_profile else None, live=True)
     results = []
-    with SplitClient(args.server, checkpoint=args.checkpoint, policy=policy, deadline_ms=args.deadline_ms,
+    with SplitClient(args.server, checkpoint=ckpt, policy=policy, deadline_ms=args.deadline_ms,
                      tls=tls, token=token, max_in_flight=args.max_in_flight) as client:
         if args.wait_ready:
             client.wait_until_ready(args.wait_ready)
@@ -184,7 +281,9 @@ def cmd_client(args: argparse.Namespace) -> int:
                else (client.infer(f) for f in frames))
         for r in tqdm(run, total=len(data), desc="frames", unit="frame", disable=args.quiet):
             results.append(r)
-    report = client_report(results, data.labels, len(data))
+    report = client_report(results, None if detection is not None else data.labels, len(data))
+    if detection is not None:
+        report.update(detection_scores(results, [detection.targets(i) for i in range(len(detection))]))
     report.update({"server": args.server, "policy": args.policy, "mode": args.mode, "data": data.path,
                    "deadline_ms": args.deadline_ms})
     print(format_report(report))
@@ -359,9 +458,45 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--holdout", type=int, default=1000)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--limit", type=int, default=None)
+    b.add_argument("--detection-images", type=int, default=12000,
+                   help="detectors: synthetic training scenes built from --data")
     b.add_argument("--out", required=True, help="split checkpoint to create or add this split to")
     b.add_argument("--work-dir", default=None)
     b.set_defaults(func=cmd_train_bottleneck)
+
+    td = train.add_parser("detector", help="train the small detector on synthetic scenes of CIFAR objects")
+    td.add_argument("--data", default="../shared/data/cifar10/train.npz", help="object images (training split)")
+    td.add_argument("--images", type=int, default=12000, help="synthetic training scenes")
+    td.add_argument("--size", type=int, default=128, help="scene size, pixels")
+    td.add_argument("--epochs", type=int, default=24)
+    td.add_argument("--batch-size", type=int, default=64)
+    td.add_argument("--lr", type=float, default=2e-3)
+    td.add_argument("--width", type=int, default=32, help="channels of the first stage")
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--out", required=True)
+    td.set_defaults(func=cmd_train_detector)
+
+    tf = train.add_parser("filter", help="train a detector checkpoint's object filter (no object: send nothing)")
+    tf.add_argument("--checkpoint", required=True, help="split checkpoint of a detector")
+    tf.add_argument("--split", default="layer2")
+    tf.add_argument("--data", default="../shared/data/cifar10/train.npz", help="object images (training split)")
+    tf.add_argument("--scenes", type=int, default=6000)
+    tf.add_argument("--holdout", type=int, default=1000, help="scenes to set the threshold on")
+    tf.add_argument("--epochs", type=int, default=4)
+    tf.add_argument("--max-dropped", type=float, default=0.01,
+                    help="largest share of frames with objects the filter may drop (sets the threshold)")
+    tf.add_argument("--seed", type=int, default=2000)
+    tf.add_argument("--out", default=None, help="write here (default: update --checkpoint)")
+    tf.set_defaults(func=cmd_train_filter)
+
+    dt = sub.add_parser("data", help="build data sets").add_subparsers(dest="what", required=True)
+    dd = dt.add_parser("detection", help="synthetic detection scenes: CIFAR objects pasted on clutter")
+    dd.add_argument("--objects", required=True, help="npz of object images (use val.npz for validation scenes)")
+    dd.add_argument("--scenes", type=int, default=1000)
+    dd.add_argument("--size", type=int, default=128)
+    dd.add_argument("--seed", type=int, default=1)
+    dd.add_argument("--out", required=True)
+    dd.set_defaults(func=cmd_data_detection)
 
     ck = sub.add_parser("checkpoint", help="inspect or merge split checkpoints").add_subparsers(
         dest="action", required=True)
@@ -436,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", default=None)
     e.add_argument("--data", default=None, help="npz data set (default: the shipped demo sample)")
     e.add_argument("--limit", type=int, default=None, help="first N images only")
+    e.add_argument("--scenes", type=int, default=1000,
+                   help="detectors given object images: how many validation scenes to build (seed 1)")
     e.add_argument("--qualities", type=int, nargs="+", default=list(DEFAULT_QUALITIES),
                    help="JPEG and WebP qualities")
     e.add_argument("--no-png", action="store_true")
@@ -493,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, default=None)
     d.add_argument("--policy", default="layer2/w0.5", help="action the demo client uses")
     d.add_argument("--skip-eval", action="store_true", help="skip the in-process rate–accuracy table")
+    d.add_argument("--skip-detection", action="store_true", help="skip the split-detection part")
     d.add_argument("--json", default="out/demo_client.json")
     d.set_defaults(func=cmd_demo)
     return parser

@@ -33,6 +33,16 @@ class DetectionSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    def subset(self, start: int, stop: int) -> DetectionSet:
+        """Images ``start:stop`` with their boxes."""
+        a, b = int(self.offsets[start]), int(self.offsets[stop])
+        return DetectionSet(self.images[start:stop], self.boxes[a:b], self.labels[a:b],
+                            self.offsets[start : stop + 1] - a, self.classes)
+
+    def has_objects(self) -> np.ndarray:
+        """bool ``[N]``: whether each image holds at least one object."""
+        return np.diff(self.offsets) > 0
+
     def targets(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.boxes[a:b], self.labels[a:b]

@@ -40,17 +40,26 @@ class DetectorConfig:
     seed: int = 0
 
 
-def mean_average_precision(model: torch.nn.Module, data: DetectionSet, batch_size: int = 100,
-                           outputs: list[torch.Tensor] | None = None) -> dict[str, float]:
-    """mAP@0.5 and mAP@[.5:.95] (torchmetrics, COCO definition) of the model's detections."""
+def mean_average_precision(model: torch.nn.Module | None, data: DetectionSet, batch_size: int = 100,
+                           outputs: list[torch.Tensor] | None = None, num_classes: int | None = None
+                           ) -> dict[str, float]:
+    """mAP@0.5 and mAP@[.5:.95] (torchmetrics, COCO definition) of the detector's output maps.
+
+    Either ``model`` runs on the images, or ``outputs`` holds its output for each batch of
+    ``batch_size`` images (e.g. after a bottleneck).
+    """
     from torchmetrics.detection import MeanAveragePrecision
 
+    if model is None and outputs is None:
+        raise ValueError("give a model or its outputs")
     metric = MeanAveragePrecision(iou_type="bbox")
-    model.eval()
+    if model is not None:
+        model.eval()
+        num_classes = num_classes or getattr(model, "num_classes", None)
     with torch.no_grad():
         for k, start in enumerate(range(0, len(data), batch_size)):
             out = outputs[k] if outputs is not None else model(to_input(data.images[start : start + batch_size]))
-            preds = decode(out, model.num_classes if hasattr(model, "num_classes") else out.shape[1] - 4)
+            preds = decode(out, num_classes or out.shape[1] - 4)
             gts = []
             for i in range(start, min(start + batch_size, len(data))):
                 b, lb = data.targets(i)
@@ -60,7 +69,8 @@ def mean_average_precision(model: torch.nn.Module, data: DetectionSet, batch_siz
     return {"map_50": float(r["map_50"]), "map": float(r["map"])}
 
 
-def _flip(x: torch.Tensor, boxes: list[torch.Tensor], flip: torch.Tensor, size: int) -> list[torch.Tensor]:
+def flip_boxes(x: torch.Tensor, boxes: list[torch.Tensor], flip: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Flip images ``x[flip]`` left-right in place and their boxes with them (``size``: width, pixels)."""
     x[flip] = x[flip].flip(3)
     out = []
     for b, f in zip(boxes, flip.tolist()):
@@ -100,7 +110,7 @@ def train_detector(cfg: DetectorConfig, out: str | Path, command: str = "") -> d
             x = to_input(data.images[idx])
             boxes = [torch.as_tensor(data.targets(j)[0]) for j in idx]
             labels = [torch.as_tensor(data.targets(j)[1]) for j in idx]
-            boxes = _flip(x, boxes, torch.rand(len(idx), generator=gen) < 0.5, cfg.size)
+            boxes = flip_boxes(x, boxes, torch.rand(len(idx), generator=gen) < 0.5, cfg.size)
             pred = model(x)
             loss = detection_loss(pred, encode_targets(boxes, labels, model.num_classes, pred.shape[2:]),
                                   model.num_classes)

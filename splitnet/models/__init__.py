@@ -1,11 +1,19 @@
 """Model registry and model definitions."""
 
-from splitnet.models.registry import ModelSpec, create_model, list_models, model_spec, register_model
+from splitnet.models.registry import (
+    ModelSpec,
+    create_model,
+    detections_from_output,
+    list_models,
+    model_spec,
+    register_model,
+)
 from splitnet.models.weights import file_sha256, load_weights, read_checkpoint, state_dict_sha256
 
 __all__ = [
     "ModelSpec",
     "create_model",
+    "detections_from_output",
     "file_sha256",
     "list_models",
     "load_weights",

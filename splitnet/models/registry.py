@@ -1,11 +1,18 @@
-"""Model registry: ``create_model(name)``, ``list_models()`` and each model's input spec."""
+"""Model registry: ``create_model(name)``, ``list_models()`` and each model's input spec.
+
+A model is a classifier (its output is logits) or a detector (``task="detection"``):
+:func:`detections_from_output` turns a detector's output batch into boxes, scores and
+labels per image, which is what the server sends back and what ``eval`` scores.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from splitnet.errors import UnknownModelError
@@ -27,20 +34,42 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     default_splits: tuple[str, ...] = ()
     description: str = ""
+    task: str = "classification"  # or "detection"
+
+    @property
+    def is_detector(self) -> bool:
+        return self.task == "detection"
+
+
+Detections = list[dict[str, torch.Tensor]]  # per image: "boxes" [K, 4] (x1, y1, x2, y2 pixels), "scores", "labels"
 
 
 @dataclass(frozen=True)
 class _Entry:
     spec: ModelSpec
     build: Callable[..., nn.Module]
+    postprocess: Callable[[Any], Detections] | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(spec: ModelSpec, build: Callable[..., nn.Module]) -> None:
-    """Add a model to the registry; ``build(weights=..., **kw)`` returns an nn.Module."""
-    _REGISTRY[spec.name] = _Entry(spec, build)
+def register_model(spec: ModelSpec, build: Callable[..., nn.Module],
+                   postprocess: Callable[[Any], Detections] | None = None) -> None:
+    """Add a model to the registry; ``build(weights=..., **kw)`` returns an nn.Module.
+
+    A detector gives ``postprocess(output) -> detections``; without one its output must
+    already be torchvision's list of ``{"boxes", "scores", "labels"}`` dicts.
+    """
+    _REGISTRY[spec.name] = _Entry(spec, build, postprocess)
+
+
+def detections_from_output(name: str, output: Any) -> Detections:
+    """Boxes, scores and labels per image from a registered detector's output batch."""
+    entry = _entry(name)
+    if not entry.spec.is_detector:
+        raise UnknownModelError(f"{name!r} is a {entry.spec.task} model, not a detector")
+    return entry.postprocess(output) if entry.postprocess is not None else list(output)
 
 
 def list_models() -> list[str]:
@@ -126,3 +155,32 @@ for _name, _splits in (
         ),
         _torchvision_builder(_name),
     )
+
+
+def _tiny_detector_builder(weights: str | Path | None = None, num_classes: int = 10, width: int = 32) -> nn.Module:
+    from splitnet.models.tiny_detector import TinyDetector
+
+    model = TinyDetector(num_classes=num_classes, width=width)
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def _tiny_detector_decode(output: torch.Tensor) -> Detections:
+    from splitnet.models.tiny_detector import decode
+
+    return decode(output, output.shape[1] - 4)
+
+
+register_model(
+    ModelSpec(
+        name="tinydet_synth",
+        input_size=(128, 128),
+        num_classes=10,
+        default_splits=("layer1", "layer2"),
+        description="small CenterNet-style detector (stride 8) trained on splitnet's synthetic CIFAR-object scenes",
+        task="detection",
+    ),
+    _tiny_detector_builder,
+    _tiny_detector_decode,
+)

@@ -49,16 +49,35 @@ class ServerTiming:
     batch_size: int = 1
 
 
+@dataclass(frozen=True)
+class Box:
+    """One detection: corners in input pixels, score in [0, 1], class id."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    label: int
+
+
 @dataclass
 class Prediction:
-    """Top-k classes of one frame, best first, with softmax scores."""
+    """The result of one frame: top-k classes (best first, softmax scores) for a
+    classifier, or boxes (best first) for a detector (``is_detection``)."""
 
     class_ids: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
+    is_detection: bool = False
 
     @property
     def top1(self) -> int:
         return self.class_ids[0]
+
+    def limited(self, top_k: int) -> Prediction:
+        """At most ``top_k`` classes; boxes are never cut."""
+        return Prediction(self.class_ids[:top_k], self.scores[:top_k], self.boxes, self.is_detection)
 
 
 def predictions_from_logits(logits: torch.Tensor, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
@@ -69,10 +88,33 @@ def predictions_from_logits(logits: torch.Tensor, top_k: int = DEFAULT_TOP_K) ->
     return [Prediction(i.tolist(), s.tolist()) for i, s in zip(ids, scores)]
 
 
+def predictions_from_detections(detections: list[dict[str, torch.Tensor]]) -> list[Prediction]:
+    """Boxes of each image from torchvision-style ``{"boxes", "scores", "labels"}`` dicts."""
+    out = []
+    for det in detections:
+        rows = torch.cat([det["boxes"].float().reshape(-1, 4), det["scores"].float().reshape(-1, 1)], 1).tolist()
+        out.append(Prediction(boxes=[Box(*r, int(lb)) for r, lb in zip(rows, det["labels"].tolist())],
+                              is_detection=True))
+    return out
+
+
+def predictions_from_output(model: str, output: object, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+    """A model's output batch (logits, or a detector's output) as one :class:`Prediction` per frame."""
+    from splitnet.models import detections_from_output, model_spec
+
+    if model_spec(model).is_detector:
+        return predictions_from_detections(detections_from_output(model, output))
+    return predictions_from_logits(output, top_k)  # type: ignore[arg-type]
+
+
 def response(seq: int, prediction: Prediction | None, timing: ServerTiming | None = None,
              status_code: int = 0, status_message: str = "") -> pb.InferResponse:
     msg = pb.InferResponse(seq=seq, status_code=status_code, status_message=status_message)
-    if prediction is not None:
+    if prediction is not None and prediction.is_detection:
+        msg.detections.SetInParent()
+        msg.detections.boxes.extend(pb.Box(x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2, score=b.score, label=b.label)
+                                    for b in prediction.boxes)
+    elif prediction is not None:
         msg.classification.class_ids.extend(prediction.class_ids)
         msg.classification.scores.extend(prediction.scores)
     if timing is not None:
@@ -82,6 +124,9 @@ def response(seq: int, prediction: Prediction | None, timing: ServerTiming | Non
 
 
 def prediction_from_response(msg: pb.InferResponse) -> Prediction:
+    if msg.WhichOneof("result") == "detections":
+        return Prediction(boxes=[Box(b.x1, b.y1, b.x2, b.y2, b.score, b.label) for b in msg.detections.boxes],
+                          is_detection=True)
     return Prediction(list(msg.classification.class_ids), list(msg.classification.scores))
 
 

@@ -3,8 +3,13 @@
 Stage 1 (head distillation): the encoder/decoder learn to reproduce the teacher's
 features at the split through the quantized latent, ``MSE(x_hat, f) + lambda * bits``,
 summed over every width in each step. Stage 2 (optional): the decoder and a copy of
-the tail (and, unless frozen, the encoder) are fine-tuned with a KD loss on the
-teacher's logits, plus cross-entropy and the same rate term.
+the tail (and, unless frozen, the encoder) are fine-tuned with a task loss against
+the teacher's outputs plus the same rate term: for classifiers KD on the logits plus
+cross-entropy, for detectors (``splitnet.detection.distill``) MSE on the output maps
+plus the detection loss.
+
+The loop is the same for every task; a :class:`DistillTask` supplies the batches, the
+stage-2 loss and the per-width evaluation.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,7 +31,7 @@ from splitnet.checkpoint import SplitCheckpoint, SplitPoint
 from splitnet.codecs import BottleneckCodec
 from splitnet.data import ImageSet, augment, batches, load_npz, to_tensor
 from splitnet.errors import CheckpointError
-from splitnet.models import create_model, file_sha256, model_spec, read_checkpoint
+from splitnet.models import ModelSpec, create_model, file_sha256, model_spec, read_checkpoint
 from splitnet.splitting import split_model
 from splitnet.training.common import save_atomic, seed_everything, split_holdout
 
@@ -57,6 +63,56 @@ class BottleneckTrainConfig:
     seed: int = 0
     limit: int | None = None
     width_rate_scale: tuple[float, ...] = field(default_factory=tuple)  # optional per-width lambda factors
+    detection_images: int = 12000  # detectors: synthetic training scenes generated from ``data``
+
+
+class DistillTask(Protocol):
+    """What the distillation loop needs to know about a task (classification, detection)."""
+
+    size: int  # training examples
+    score_key: str  # the evaluation figure per width: "top1", "map_50"
+
+    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, Any]:
+        """Model inputs (augmented) and whatever :meth:`loss` needs for examples ``idx``."""
+
+    def loss(self, student: torch.Tensor, teacher: torch.Tensor, extra: Any) -> torch.Tensor:
+        """Stage-2 task loss of the student's output against the teacher's."""
+
+    def evaluate(self, head: nn.Module, bottleneck: SlimmableBottleneck, tail: nn.Module) -> list[dict]:
+        """Per width: ``{"width", score_key, "bytes_mean"}`` on the holdout, real coded bytes."""
+
+
+class ClassificationTask:
+    """CIFAR-style classification: crop+flip augmentation, KD + cross-entropy, top-1."""
+
+    score_key = "top1"
+
+    def __init__(self, cfg: BottleneckTrainConfig, data: ImageSet, spec: ModelSpec) -> None:
+        self.cfg, self.spec = cfg, spec
+        self.train, self.held = split_holdout(data, min(cfg.holdout, len(data) // 10), cfg.seed)
+        self.images = to_tensor(self.train.images, spec)
+        self.labels = torch.as_tensor(self.train.labels)
+        self.size = len(self.train)
+
+    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return augment(self.images[idx], gen), self.labels[idx]
+
+    def loss(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return _kd_loss(student, teacher, self.cfg.kd_temperature) + self.cfg.ce_weight * F.cross_entropy(
+            student, labels)
+
+    def evaluate(self, head: nn.Module, bottleneck: SlimmableBottleneck, tail: nn.Module) -> list[dict]:
+        return evaluate_bottleneck(head, bottleneck, tail, self.held, self.spec)
+
+
+def make_task(cfg: BottleneckTrainConfig) -> DistillTask:
+    """The task of ``cfg.teacher``: detection for registered detectors, classification otherwise."""
+    spec = model_spec(cfg.teacher)
+    if spec.is_detector:
+        from splitnet.detection.distill import DetectionTask
+
+        return DetectionTask(cfg, spec)
+    return ClassificationTask(cfg, load_npz(cfg.data, limit=cfg.limit), spec)
 
 
 def _load_teacher(cfg: BottleneckTrainConfig) -> tuple[nn.Module, SplitCheckpoint | None, dict]:
@@ -122,16 +178,14 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     out = Path(out)
     work = Path(work_dir) if work_dir else out.parent / f"{out.stem}.{cfg.split}.work"
     last = work / "last.pt"
-    spec = model_spec(cfg.teacher)
     gen = seed_everything(cfg.seed)
     teacher, source_ckpt, teacher_info = _load_teacher(cfg)
     teacher.eval().requires_grad_(False)
     head, teacher_tail = split_model(teacher, cfg.split)
-    data = load_npz(cfg.data, limit=cfg.limit)
-    train, held = split_holdout(data, min(cfg.holdout, len(data) // 10), cfg.seed)
+    task = make_task(cfg)
 
     with torch.no_grad():
-        f0 = head(to_tensor(train.images[:2], spec))
+        f0 = head(task.batch(torch.arange(2), torch.Generator().manual_seed(0))[0])
     bcfg = BottleneckConfig(in_channels=f0.shape[1], latent_channels=cfg.latent_channels,
                             hidden_channels=cfg.hidden_channels, downsample=cfg.downsample,
                             widths=tuple(cfg.widths), prior=cfg.prior)
@@ -143,9 +197,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     if len(rate_scale) != len(bcfg.widths):
         raise CheckpointError(f"width_rate_scale needs one factor per width {list(bcfg.widths)}, got {rate_scale}")
 
-    images = to_tensor(train.images, spec)
-    labels = torch.as_tensor(train.labels)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    steps_per_epoch = math.ceil(task.size / cfg.batch_size)
     total_epochs = cfg.epochs + cfg.finetune_epochs
     history: list[dict] = []
     start_epoch = 0
@@ -185,14 +237,14 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
         base_lr = cfg.lr if stage == 1 else cfg.finetune_lr
         bottleneck.train()
         tail.eval()  # the tail's BatchNorm statistics stay the teacher's
-        order = torch.randperm(len(train), generator=gen)
+        order = torch.randperm(task.size, generator=gen)
         bar = tqdm(range(steps_per_epoch), desc=f"stage {stage} epoch {epoch + 1}/{total_epochs}", leave=False)
         sums = {"loss": 0.0, "bits": 0.0}
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             for g in opt.param_groups:
                 g["lr"] = _cosine(stage_epoch * steps_per_epoch + i, stage_epochs * steps_per_epoch, base_lr)
-            x = augment(images[idx], gen)
+            x, extra = task.batch(idx, gen)
             with torch.no_grad():
                 feats = head(x)
                 t_logits = teacher_tail(feats) if stage == 2 else None
@@ -203,12 +255,10 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
                 res = bottleneck(feats, decoder_input="noise" if stage == 1 else "ste")
                 bits = _rate_bits(res["likelihoods"], len(idx))
                 if stage == 1:
-                    task = F.mse_loss(res["x_hat"], feats)
+                    task_loss = F.mse_loss(res["x_hat"], feats)
                 else:
-                    s_logits = tail(res["x_hat"])
-                    task = _kd_loss(s_logits, t_logits, cfg.kd_temperature) + cfg.ce_weight * F.cross_entropy(
-                        s_logits, labels[idx])
-                loss = loss + task + (cfg.stage1_lmbda if stage == 1 else cfg.lmbda) * scale * bits
+                    task_loss = task.loss(tail(res["x_hat"]), t_logits, extra)
+                loss = loss + task_loss + (cfg.stage1_lmbda if stage == 1 else cfg.lmbda) * scale * bits
                 bits_total += bits.item()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -220,11 +270,12 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
             sums["bits"] += bits_total / len(bcfg.widths)
             bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}", bits=f"{sums['bits'] / (i + 1):.0f}")
         bottleneck.update(force=True)
-        rows = evaluate_bottleneck(head, bottleneck, tail, held, spec)
+        rows = task.evaluate(head, bottleneck, tail)
         history.append({"epoch": epoch + 1, "stage": stage, "loss": sums["loss"] / steps_per_epoch,
                         "bits_mean": sums["bits"] / steps_per_epoch, "holdout": rows})
         tqdm.write(f"epoch {epoch + 1}/{total_epochs} (stage {stage}): loss {sums['loss'] / steps_per_epoch:.4f}; "
-                   + "; ".join(f"w{r['width']:g}: top-1 {r['top1']:.4f} @ {r['bytes_mean']:.1f} B" for r in rows))
+                   + "; ".join(f"w{r['width']:g}: {task.score_key} {r[task.score_key]:.4f} @ {r['bytes_mean']:.1f} B"
+                               for r in rows))
         save_atomic({"bottleneck": bottleneck.state_dict(), "tail": tail.state_dict(), "optimizer": opt.state_dict(),
                      "aux_optimizer": aux_opt.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1,
                      "history": history, "config": _config_dict(cfg)}, last)

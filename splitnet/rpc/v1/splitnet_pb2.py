@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esplitnet/rpc/v1/splitnet.proto\x12\x0fsplitnet.rpc.v1\"\x8f\x01\n\rTensorPayload\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x02\x12\r\n\x05\x63odec\x18\x05 \x01(\t\x12\r\n\x05shape\x18\x06 \x03(\r\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\"\x7f\n\x0cInferRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07sent_us\x18\x02 \x01(\x04\x12/\n\x07payload\x18\x03 \x01(\x0b\x32\x1e.splitnet.rpc.v1.TensorPayload\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x11\n\tbudget_ms\x18\x05 \x01(\x02\"3\n\x0e\x43lassification\x12\x11\n\tclass_ids\x18\x01 \x03(\x05\x12\x0e\n\x06scores\x18\x02 \x03(\x02\"S\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\x12\r\n\x05label\x18\x06 \x01(\x05\"1\n\nDetections\x12#\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\x14.splitnet.rpc.v1.Box\"Y\n\rServerTimings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x02\x12\x11\n\tdecode_ms\x18\x02 \x01(\x02\x12\x0f\n\x07tail_ms\x18\x03 \x01(\x02\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\xf2\x01\n\rInferResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x39\n\x0e\x63lassification\x18\x02 \x01(\x0b\x32\x1f.splitnet.rpc.v1.ClassificationH\x00\x12\x31\n\ndetections\x18\x03 \x01(\x0b\x32\x1b.splitnet.rpc.v1.DetectionsH\x00\x12/\n\x07timings\x18\x04 \x01(\x0b\x32\x1e.splitnet.rpc.v1.ServerTimings\x12\x13\n\x0bstatus_code\x18\x05 \x01(\x05\x12\x16\n\x0estatus_message\x18\x06 \x01(\tB\x08\n\x06result\"\x15\n\x13GetModelInfoRequest\"m\n\x0eSplitPointInfo\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05\x63odec\x18\x02 \x01(\t\x12\x0e\n\x06widths\x18\x03 \x03(\x02\x12\x15\n\rfeature_shape\x18\x04 \x03(\r\x12\x17\n\x0f\x66ine_tuned_tail\x18\x05 \x01(\x08\"\xc0\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\r\x12\x13\n\x0bnum_classes\x18\x04 \x01(\r\x12\x35\n\x0csplit_points\x18\x05 \x03(\x0b\x32\x1f.splitnet.rpc.v1.SplitPointInfo\x12\x16\n\x0e\x66\x65\x61ture_codecs\x18\x06 \x03(\t\x12\x14\n\x0cimage_codecs\x18\x07 \x03(\t\"u\n\x14GetModelInfoResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.splitnet.rpc.v1.ModelInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\"\x1f\n\x0cProbeRequest\x12\x0f\n\x07padding\x18\x01 \x01(\x0c\"\'\n\rProbeResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\r\"\x11\n\x0fGetStatsRequest\"k\n\nStageStats\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0f\n\x07mean_ms\x18\x03 \x01(\x02\x12\x0e\n\x06p50_ms\x18\x04 \x01(\x02\x12\x0e\n\x06p95_ms\x18\x05 \x01(\x02\x12\x0e\n\x06p99_ms\x18\x06 \x01(\x02\"\xc5\x01\n\x10GetStatsResponse\x12\x41\n\x08\x63ounters\x18\x01 \x03(\x0b\x32/.splitnet.rpc.v1.GetStatsResponse.CountersEntry\x12+\n\x06stages\x18\x02 \x03(\x0b\x32\x1b.splitnet.rpc.v1.StageStats\x12\x10\n\x08uptime_s\x18\x03 \x01(\x02\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xa0\x03\n\x0eSplitInference\x12[\n\x0cGetModelInfo\x12$.splitnet.rpc.v1.GetModelInfoRequest\x1a%.splitnet.rpc.v1.GetModelInfoResponse\x12\x46\n\x05Infer\x12\x1d.splitnet.rpc.v1.InferRequest\x1a\x1e.splitnet.rpc.v1.InferResponse\x12P\n\x0bInferStream\x12\x1d.splitnet.rpc.v1.InferRequest\x1a\x1e.splitnet.rpc.v1.InferResponse(\x01\x30\x01\x12O\n\x08GetStats\x12 .splitnet.rpc.v1.GetStatsRequest\x1a!.splitnet.rpc.v1.GetStatsResponse\x12\x46\n\x05Probe\x12\x1d.splitnet.rpc.v1.ProbeRequest\x1a\x1e.splitnet.rpc.v1.ProbeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esplitnet/rpc/v1/splitnet.proto\x12\x0fsplitnet.rpc.v1\"\x8f\x01\n\rTensorPayload\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x02\x12\r\n\x05\x63odec\x18\x05 \x01(\t\x12\r\n\x05shape\x18\x06 \x03(\r\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\"\x7f\n\x0cInferRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07sent_us\x18\x02 \x01(\x04\x12/\n\x07payload\x18\x03 \x01(\x0b\x32\x1e.splitnet.rpc.v1.TensorPayload\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x11\n\tbudget_ms\x18\x05 \x01(\x02\"3\n\x0e\x43lassification\x12\x11\n\tclass_ids\x18\x01 \x03(\x05\x12\x0e\n\x06scores\x18\x02 \x03(\x02\"S\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\x12\r\n\x05label\x18\x06 \x01(\x05\"1\n\nDetections\x12#\n\x05\x62oxes\x18\x01 \x03(\x0b\x32\x14.splitnet.rpc.v1.Box\"Y\n\rServerTimings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x02\x12\x11\n\tdecode_ms\x18\x02 \x01(\x02\x12\x0f\n\x07tail_ms\x18\x03 \x01(\x02\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\xf2\x01\n\rInferResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x39\n\x0e\x63lassification\x18\x02 \x01(\x0b\x32\x1f.splitnet.rpc.v1.ClassificationH\x00\x12\x31\n\ndetections\x18\x03 \x01(\x0b\x32\x1b.splitnet.rpc.v1.DetectionsH\x00\x12/\n\x07timings\x18\x04 \x01(\x0b\x32\x1e.splitnet.rpc.v1.ServerTimings\x12\x13\n\x0bstatus_code\x18\x05 \x01(\x05\x12\x16\n\x0estatus_message\x18\x06 \x01(\tB\x08\n\x06result\"\x15\n\x13GetModelInfoRequest\"\x84\x01\n\x0eSplitPointInfo\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05\x63odec\x18\x02 \x01(\t\x12\x0e\n\x06widths\x18\x03 \x03(\x02\x12\x15\n\rfeature_shape\x18\x04 \x03(\r\x12\x17\n\x0f\x66ine_tuned_tail\x18\x05 \x01(\x08\x12\x15\n\robject_filter\x18\x06 \x01(\x08\"\xce\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\r\x12\x13\n\x0bnum_classes\x18\x04 \x01(\r\x12\x35\n\x0csplit_points\x18\x05 \x03(\x0b\x32\x1f.splitnet.rpc.v1.SplitPointInfo\x12\x16\n\x0e\x66\x65\x61ture_codecs\x18\x06 \x03(\t\x12\x14\n\x0cimage_codecs\x18\x07 \x03(\t\x12\x0c\n\x04task\x18\x08 \x01(\t\"u\n\x14GetModelInfoResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.splitnet.rpc.v1.ModelInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\"\x1f\n\x0cProbeRequest\x12\x0f\n\x07padding\x18\x01 \x01(\x0c\"\'\n\rProbeResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\r\"\x11\n\x0fGetStatsRequest\"k\n\nStageStats\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0f\n\x07mean_ms\x18\x03 \x01(\x02\x12\x0e\n\x06p50_ms\x18\x04 \x01(\x02\x12\x0e\n\x06p95_ms\x18\x05 \x01(\x02\x12\x0e\n\x06p99_ms\x18\x06 \x01(\x02\"\xc5\x01\n\x10GetStatsResponse\x12\x41\n\x08\x63ounters\x18\x01 \x03(\x0b\x32/.splitnet.rpc.v1.GetStatsResponse.CountersEntry\x12+\n\x06stages\x18\x02 \x03(\x0b\x32\x1b.splitnet.rpc.v1.StageStats\x12\x10\n\x08uptime_s\x18\x03 \x01(\x02\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xa0\x03\n\x0eSplitInference\x12[\n\x0cGetModelInfo\x12$.splitnet.rpc.v1.GetModelInfoRequest\x1a%.splitnet.rpc.v1.GetModelInfoResponse\x12\x46\n\x05Infer\x12\x1d.splitnet.rpc.v1.InferRequest\x1a\x1e.splitnet.rpc.v1.InferResponse\x12P\n\x0bInferStream\x12\x1d.splitnet.rpc.v1.InferRequest\x1a\x1e.splitnet.rpc.v1.InferResponse(\x01\x30\x01\x12O\n\x08GetStats\x12 .splitnet.rpc.v1.GetStatsRequest\x1a!.splitnet.rpc.v1.GetStatsResponse\x12\x46\n\x05Probe\x12\x1d.splitnet.rpc.v1.ProbeRequest\x1a\x1e.splitnet.rpc.v1.ProbeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,24 +49,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFERRESPONSE']._serialized_end=849
   _globals['_GETMODELINFOREQUEST']._serialized_start=851
   _globals['_GETMODELINFOREQUEST']._serialized_end=872
-  _globals['_SPLITPOINTINFO']._serialized_start=874
-  _globals['_SPLITPOINTINFO']._serialized_end=983
-  _globals['_MODELINFO']._serialized_start=986
-  _globals['_MODELINFO']._serialized_end=1178
-  _globals['_GETMODELINFORESPONSE']._serialized_start=1180
-  _globals['_GETMODELINFORESPONSE']._serialized_end=1297
-  _globals['_PROBEREQUEST']._serialized_start=1299
-  _globals['_PROBEREQUEST']._serialized_end=1330
-  _globals['_PROBERESPONSE']._serialized_start=1332
-  _globals['_PROBERESPONSE']._serialized_end=1371
-  _globals['_GETSTATSREQUEST']._serialized_start=1373
-  _globals['_GETSTATSREQUEST']._serialized_end=1390
-  _globals['_STAGESTATS']._serialized_start=1392
-  _globals['_STAGESTATS']._serialized_end=1499
-  _globals['_GETSTATSRESPONSE']._serialized_start=1502
-  _globals['_GETSTATSRESPONSE']._serialized_end=1699
-  _globals['_GETSTATSRESPONSE_COUNTERSENTRY']._serialized_start=1652
-  _globals['_GETSTATSRESPONSE_COUNTERSENTRY']._serialized_end=1699
-  _globals['_SPLITINFERENCE']._serialized_start=1702
-  _globals['_SPLITINFERENCE']._serialized_end=2118
+  _globals['_SPLITPOINTINFO']._serialized_start=875
+  _globals['_SPLITPOINTINFO']._serialized_end=1007
+  _globals['_MODELINFO']._serialized_start=1010
+  _globals['_MODELINFO']._serialized_end=1216
+  _globals['_GETMODELINFORESPONSE']._serialized_start=1218
+  _globals['_GETMODELINFORESPONSE']._serialized_end=1335
+  _globals['_PROBEREQUEST']._serialized_start=1337
+  _globals['_PROBEREQUEST']._serialized_end=1368
+  _globals['_PROBERESPONSE']._serialized_start=1370
+  _globals['_PROBERESPONSE']._serialized_end=1409
+  _globals['_GETSTATSREQUEST']._serialized_start=1411
+  _globals['_GETSTATSREQUEST']._serialized_end=1428
+  _globals['_STAGESTATS']._serialized_start=1430
+  _globals['_STAGESTATS']._serialized_end=1537
+  _globals['_GETSTATSRESPONSE']._serialized_start=1540
+  _globals['_GETSTATSRESPONSE']._serialized_end=1737
+  _globals['_GETSTATSRESPONSE_COUNTERSENTRY']._serialized_start=1690
+  _globals['_GETSTATSRESPONSE_COUNTERSENTRY']._serialized_end=1737
+  _globals['_SPLITINFERENCE']._serialized_start=1740
+  _globals['_SPLITINFERENCE']._serialized_end=2156
 # @@protoc_insertion_point(module_scope)

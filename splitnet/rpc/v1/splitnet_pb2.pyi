@@ -103,21 +103,23 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SplitPointInfo(_message.Message):
-    __slots__ = ("node", "codec", "widths", "feature_shape", "fine_tuned_tail")
+    __slots__ = ("node", "codec", "widths", "feature_shape", "fine_tuned_tail", "object_filter")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     WIDTHS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SHAPE_FIELD_NUMBER: _ClassVar[int]
     FINE_TUNED_TAIL_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_FILTER_FIELD_NUMBER: _ClassVar[int]
     node: str
     codec: str
     widths: _containers.RepeatedScalarFieldContainer[float]
     feature_shape: _containers.RepeatedScalarFieldContainer[int]
     fine_tuned_tail: bool
-    def __init__(self, node: _Optional[str] = ..., codec: _Optional[str] = ..., widths: _Optional[_Iterable[float]] = ..., feature_shape: _Optional[_Iterable[int]] = ..., fine_tuned_tail: _Optional[bool] = ...) -> None: ...
+    object_filter: bool
+    def __init__(self, node: _Optional[str] = ..., codec: _Optional[str] = ..., widths: _Optional[_Iterable[float]] = ..., feature_shape: _Optional[_Iterable[int]] = ..., fine_tuned_tail: _Optional[bool] = ..., object_filter: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "weights_sha256", "input_shape", "num_classes", "split_points", "feature_codecs", "image_codecs")
+    __slots__ = ("name", "weights_sha256", "input_shape", "num_classes", "split_points", "feature_codecs", "image_codecs", "task")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +127,7 @@ class ModelInfo(_message.Message):
     SPLIT_POINTS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_CODECS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_CODECS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     name: str
     weights_sha256: str
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -132,7 +135,8 @@ class ModelInfo(_message.Message):
     split_points: _containers.RepeatedCompositeFieldContainer[SplitPointInfo]
     feature_codecs: _containers.RepeatedScalarFieldContainer[str]
     image_codecs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., split_points: _Optional[_Iterable[_Union[SplitPointInfo, _Mapping]]] = ..., feature_codecs: _Optional[_Iterable[str]] = ..., image_codecs: _Optional[_Iterable[str]] = ...) -> None: ...
+    task: str
+    def __init__(self, name: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., split_points: _Optional[_Iterable[_Union[SplitPointInfo, _Mapping]]] = ..., feature_codecs: _Optional[_Iterable[str]] = ..., image_codecs: _Optional[_Iterable[str]] = ..., task: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
     __slots__ = ("models", "server_version", "max_message_bytes")
