@@ -154,9 +154,15 @@ def cmd_checkpoint_info(args: argparse.Namespace) -> int:
         cmd = ckpt.meta.get("bottlenecks", {}).get(node, {}).get("command")
         if cmd:
             print(f"    trained with: {cmd}")
-    for key in ("teacher_command", "merge_command"):
-        if key in ckpt.meta:
-            print(f"  {key.replace('_', ' ')}: {ckpt.meta[key]}")
+        if point.object_filter is not None:
+            filter_cmd = ckpt.meta.get("filters", {}).get(node, {}).get("command", "")
+            print(f"    object filter, threshold {point.object_filter.config.threshold:.3f}"
+                  + (f", trained with: {filter_cmd}" if filter_cmd else ""))
+    teacher_cmd = ckpt.meta.get("teacher_command") or ckpt.meta.get("teacher", {}).get("command")
+    if teacher_cmd:
+        print(f"  teacher command: {teacher_cmd}")
+    if "merge_command" in ckpt.meta:
+        print(f"  merge command: {ckpt.meta['merge_command']}")
     return 0
 
 

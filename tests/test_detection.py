@@ -229,3 +229,19 @@ def test_server_batches_detector_tails(tiny_ckpt: SplitCheckpoint, objects: Imag
         for a, b in zip(pred.boxes, ref.boxes):
             assert a.label == b.label and a.x1 == pytest.approx(b.x1, abs=1e-3) and a.score == pytest.approx(
                 b.score, abs=1e-4)
+
+
+def test_filter_threshold_drops_no_object_frame_it_need_not() -> None:
+    from splitnet.detection.filter import choose_threshold
+
+    has = np.array([False, False, True, True, True, True])
+    # Perfectly separated: every empty frame can go without dropping any frame with objects,
+    # even though 1 of 4 object frames would be allowed.
+    t = choose_threshold(np.array([0.1, 0.2, 0.6, 0.7, 0.8, 0.9]), has, 0.25)
+    assert 0.2 < t <= 0.6 and t == pytest.approx(0.4)
+    # Overlap: the one allowed object frame (0.15) is dropped to get rid of the empty frame at 0.2.
+    t = choose_threshold(np.array([0.1, 0.2, 0.15, 0.7, 0.8, 0.9]), has, 0.25)
+    assert 0.2 < t <= 0.7
+    # Nothing allowed: only empty frames below every object frame go.
+    t = choose_threshold(np.array([0.1, 0.5, 0.3, 0.7, 0.8, 0.9]), has, 0.0)
+    assert 0.1 < t <= 0.3

@@ -3,14 +3,14 @@
 Training scenes are generated from the object images in ``cfg.data`` (the training
 split) with a seed different from the detector's own, the first ``cfg.holdout``
 scenes held out for the per-epoch evaluation. Stage 2 fits the student's output maps
-to the teacher's (MSE) plus ``ce_weight`` times the detection loss on the true boxes.
+to the teacher's (``tiny_detector.distillation_loss``: KL on the heatmaps, weighted L1 on the
+boxes) plus ``ce_weight`` times the detection loss on the true boxes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from splitnet.bottleneck import SlimmableBottleneck
@@ -19,13 +19,13 @@ from splitnet.data import load_npz
 from splitnet.detection.synth import DetectionSet, make_detection_set
 from splitnet.detection.train import flip_boxes, mean_average_precision, to_input
 from splitnet.models.registry import ModelSpec
-from splitnet.models.tiny_detector import STRIDE, detection_loss, encode_targets
+from splitnet.models.tiny_detector import STRIDE, detection_loss, distillation_loss, encode_targets
 
 SCENE_SEED_OFFSET = 1000  # bottleneck scenes differ from the detector's training scenes
 
 
 class DetectionTask:
-    """Batches of synthetic scenes (random flips), output MSE + detection loss, mAP@0.5 per width."""
+    """Batches of synthetic scenes (random flips), output distillation + detection loss, mAP@0.5 per width."""
 
     score_key = "map_50"
 
@@ -50,7 +50,8 @@ class DetectionTask:
         return x, encode_targets(boxes, labels, self.num_classes, (h, w))
 
     def loss(self, student: torch.Tensor, teacher: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.mse_loss(student, teacher) + self.cfg.ce_weight * detection_loss(student, targets, self.num_classes)
+        return (distillation_loss(student, teacher, self.num_classes)
+                + self.cfg.ce_weight * detection_loss(student, targets, self.num_classes))
 
     @torch.no_grad()
     def evaluate(self, head: nn.Module, bottleneck: SlimmableBottleneck, tail: nn.Module) -> list[dict]:

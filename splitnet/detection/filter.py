@@ -143,10 +143,26 @@ def train_object_filter(head: nn.Module, train: DetectionSet, held: DetectionSet
             opt.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
     probs = object_probabilities(head, filt, held)
-    has = held.has_objects()
-    # The highest threshold that still keeps all but the allowed share of frames with objects.
-    allowed = int(math.floor(max_object_frames_dropped * has.sum()))
-    object_probs = np.sort(probs[has])
-    threshold = float(object_probs[allowed]) if len(object_probs) else 0.5
-    filt = filt.with_threshold(threshold)
-    return filt, filter_report(probs >= threshold, held)
+    filt = filt.with_threshold(choose_threshold(probs, held.has_objects(), max_object_frames_dropped))
+    return filt, filter_report(probs >= filt.config.threshold, held)
+
+
+def choose_threshold(probs: np.ndarray, has_objects: np.ndarray, max_object_frames_dropped: float) -> float:
+    """The threshold that drops the most empty frames while dropping at most ``max_object_frames_dropped``
+    of the frames with objects, and no more of them than that many empty frames need.
+
+    Among thresholds that drop the same empty frames, the one half-way between the most
+    likely dropped empty frame and the next frame with objects: a margin on both sides.
+    """
+    object_probs, empty_probs = np.sort(probs[has_objects]), np.sort(probs[~has_objects])
+    if not len(object_probs):
+        return 0.5
+    allowed = int(math.floor(max_object_frames_dropped * len(object_probs)))
+    upper = float(object_probs[allowed]) if allowed < len(object_probs) else float(object_probs[-1]) + 1e-6
+    dropped_empty = empty_probs[empty_probs < upper]
+    if not len(dropped_empty):  # no empty frame can be dropped: drop nothing
+        return float(object_probs[0]) / 2
+    highest_empty = float(dropped_empty[-1])
+    above = object_probs[object_probs > highest_empty]
+    next_object = min(float(above[0]), upper) if len(above) else upper
+    return (highest_empty + next_object) / 2

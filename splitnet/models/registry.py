@@ -177,7 +177,7 @@ register_model(
         name="tinydet_synth",
         input_size=(128, 128),
         num_classes=10,
-        default_splits=("layer1", "layer2"),
+        default_splits=("layer2", "layer3"),
         description="small CenterNet-style detector (stride 8) trained on splitnet's synthetic CIFAR-object scenes",
         task="detection",
     ),

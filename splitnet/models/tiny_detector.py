@@ -93,6 +93,24 @@ def detection_loss(out: torch.Tensor, targets: dict[str, torch.Tensor], num_clas
     return (pos_loss + neg_loss) / n_pos + 0.1 * reg_loss
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """How far the student's output maps are from the teacher's, where it matters for detection.
+
+    Heatmaps: KL divergence between the per-cell, per-class Bernoulli distributions (sigmoid
+    of the logits), so confident background costs nothing whatever its logit. Box size and
+    offset: L1, weighted by the teacher's strongest class probability at each cell. Both
+    are normalized by the teacher's expected object count, like :func:`detection_loss`.
+    """
+    s_logits, t_logits = student[:, :num_classes], teacher[:, :num_classes]
+    t_prob = torch.sigmoid(t_logits)
+    kl = (F.binary_cross_entropy_with_logits(s_logits, t_prob, reduction="sum")
+          - F.binary_cross_entropy_with_logits(t_logits, t_prob, reduction="sum"))
+    weight = t_prob.amax(1, keepdim=True)
+    reg = (F.l1_loss(student[:, num_classes:], teacher[:, num_classes:], reduction="none") * weight).sum()
+    norm = weight.sum().clamp(min=1.0)
+    return kl / norm + 0.1 * reg / norm
+
+
 @torch.no_grad()
 def decode(out: torch.Tensor, num_classes: int, top_k: int = 20, score_threshold: float = 0.05
            ) -> list[dict[str, torch.Tensor]]:

@@ -1,0 +1,69 @@
+"""The split detector and the detection demo scenes that ship inside the package."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from splitnet.checkpoint import DETECTION_DEMO_DATA, SHIPPED_DETECTOR, SplitCheckpoint
+from splitnet.data import load_npz
+from splitnet.detection.evaluation import DetectionEvalOptions, evaluate_detection
+from splitnet.detection.synth import DetectionSet, make_detection_set
+from splitnet.models import file_sha256
+from tests.conftest import CIFAR_VAL, needs_shared
+
+MANIFEST = json.loads((SHIPPED_DETECTOR.parent / "MANIFEST.json").read_text())["detector"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> SplitCheckpoint:
+    return SplitCheckpoint.load(SHIPPED_DETECTOR)
+
+
+def test_manifest_matches_the_files(detector: SplitCheckpoint) -> None:
+    assert file_sha256(SHIPPED_DETECTOR) == MANIFEST["checkpoint"]["sha256"] == detector.sha256
+    assert file_sha256(DETECTION_DEMO_DATA) == MANIFEST["demo_data"]["sha256"]
+    assert MANIFEST["checkpoint"]["detector_command"].startswith("splitnet")
+    for node in detector.splits:
+        assert f"--split {node}" in MANIFEST["checkpoint"]["splits"][node]["command"]
+        assert f"--split {node}" in MANIFEST["checkpoint"]["splits"][node]["filter_command"]
+
+
+def test_shipped_detector_shape(detector: SplitCheckpoint) -> None:
+    assert detector.model_name == "tinydet_synth" and detector.spec.is_detector
+    assert list(detector.splits) == ["layer2", "layer3"]
+    for point in detector.splits.values():
+        assert point.bottleneck.widths == (0.25, 0.5, 0.75, 1.0)
+        assert point.tail_state is not None and point.object_filter is not None
+
+
+@needs_shared(CIFAR_VAL)
+def test_demo_scenes_are_validation_scenes_as_the_manifest_says() -> None:
+    """The demo scenes are rebuilt exactly from validation images with the recorded seed."""
+    demo = DetectionSet.load(DETECTION_DEMO_DATA)
+    entry = MANIFEST["demo_data"]
+    rebuilt = make_detection_set(load_npz(CIFAR_VAL), entry["scenes"], seed=entry["seed"])
+    assert np.array_equal(rebuilt.images, demo.images) and np.array_equal(rebuilt.boxes, demo.boxes)
+    assert np.array_equal(rebuilt.labels, demo.labels)
+
+
+@pytest.mark.slow
+@needs_shared(CIFAR_VAL)
+def test_split_detector_targets_on_validation_scenes(detector: SplitCheckpoint) -> None:
+    """On 500 validation scenes: the detector finds objects, the smallest bottleneck within 2 mAP@0.5 points
+    of the unsplit detector needs at most 1/5 of the bytes of the smallest JPEG/WebP within 2 points, and the
+    object filter keeps empty frames off the link while missing few objects (full figures:
+    ``splitnet eval --checkpoint splitnet/assets/tinydet_synth_split.pt --data ../shared/data/cifar10/val.npz``)."""
+    scenes = make_detection_set(load_npz(CIFAR_VAL), 500, size=detector.spec.input_size[0], seed=1)
+    report = evaluate_detection(detector, scenes, DetectionEvalOptions(jpeg_qualities=(10, 30, 50, 70, 90),
+                                                                       webp_qualities=(10, 30, 50, 70, 90),
+                                                                       progress=False))
+    assert report["teacher_map_50"] >= 0.5
+    s = report["summary"]
+    assert s["smallest_bottleneck"] is not None and s["smallest_image"] is not None
+    assert s["image_to_bottleneck_bytes_ratio"] >= 5, s
+    for row in (c for c in report["configs"] if c["kind"] == "bottleneck+filter"):
+        assert row["empty_frames_filtered"] >= 0.5 * row["empty_frames"]
+        assert row["objects_missed"] <= 0.05 * row["objects"]
