@@ -159,6 +159,8 @@ class SplitClient:
         self._seq = itertools.count()
         self._action_stats: dict[str, _ActionStats] = {}
         self._previous = "local"
+        self._last_result: tuple[float, bool] = (0.0, False)  # newest result: latency ms, fell back to local
+        self._unacked: dict[int, int] = {}  # seq -> payload bytes sent and not answered yet
         self._session: StreamSession | None = None
         self._lock = threading.Lock()
         self._last_send = time.monotonic()
@@ -225,9 +227,15 @@ class SplitClient:
 
     def observation(self, queue_frames: int = 0) -> Observation:
         est = self.estimator
+        last_ms, last_fallback = self._last_result
         return Observation(est.throughput_mbps, est.rtt_ms, self.deadline_ms or 0.0, self._previous, queue_frames,
                            self._stub is not None and self._backoff.available(), est.recent_throughputs(),
-                           est.throughput_age_s, 0)
+                           est.throughput_age_s, sum(self._unacked.values()), last_ms, last_fallback)
+
+    def _note(self, result: FrameResult) -> FrameResult:
+        """Remember the newest result's latency and whether it fell back (the policy's observation)."""
+        self._last_result = (result.latency_ms, bool(result.fallback))
+        return result
 
     def _choose(self, queue_frames: int) -> str:
         name = self.policy.act(self.observation(queue_frames))
@@ -248,13 +256,14 @@ class SplitClient:
         pred = convert.predictions_from_output(self.device.checkpoint.model_name, output, self.top_k)[0]
         local_ms = (time.perf_counter() - t) * 1e3
         timing = timing or Timing()
-        return FrameResult(seq, pred.class_ids, pred.scores, "local", chosen, False, reason,
-                           (time.perf_counter() - t0) * 1e3, timing.head_ms, timing.encode_ms, local_ms,
-                           payload_bytes=payload_bytes, boxes=pred.boxes)
+        return self._note(FrameResult(seq, pred.class_ids, pred.scores, "local", chosen, False, reason,
+                                      (time.perf_counter() - t0) * 1e3, timing.head_ms, timing.encode_ms, local_ms,
+                                      payload_bytes=payload_bytes, boxes=pred.boxes))
 
     def _answered(self, seq: int, resp: pb.InferResponse, t0: float, sent: float, chosen: str,
                   timing: Timing, payload_bytes: int) -> FrameResult:
         now = time.perf_counter()
+        self._unacked.pop(seq, None)
         st = convert.timing_from_response(resp)
         server_ms = st.queue_ms + st.decode_ms + st.tail_ms
         network_ms = max(0.0, (now - sent) * 1e3 - server_ms)
@@ -263,9 +272,9 @@ class SplitClient:
             timing.head_ms + timing.encode_ms, payload_bytes, server_ms)
         self._backoff.success()
         pred = convert.prediction_from_response(resp)
-        return FrameResult(seq, pred.class_ids, pred.scores, chosen, chosen, True, "", (now - t0) * 1e3,
-                           timing.head_ms, timing.encode_ms, 0.0, network_ms, st.queue_ms, st.decode_ms,
-                           st.tail_ms, payload_bytes, pred.boxes)
+        return self._note(FrameResult(seq, pred.class_ids, pred.scores, chosen, chosen, True, "", (now - t0) * 1e3,
+                                      timing.head_ms, timing.encode_ms, 0.0, network_ms, st.queue_ms, st.decode_ms,
+                                      st.tail_ms, payload_bytes, pred.boxes))
 
     def _prepare(self, frame: np.ndarray, queue_frames: int) -> tuple[_Pending, pb.InferRequest | None]:
         """Choose the action; run locally right away or encode the request."""
@@ -323,6 +332,7 @@ class SplitClient:
                                          "server_down", pending.timing, pending.payload_bytes)
             return
         pending.session, pending.sent = session, time.perf_counter()
+        self._unacked[pending.seq] = pending.payload_bytes
         try:
             session.send(request)
         except StreamBroken as exc:
@@ -345,6 +355,7 @@ class SplitClient:
             if request is None:
                 return pending.result  # type: ignore[return-value]
             pending.sent = time.perf_counter()
+            self._unacked[pending.seq] = pending.payload_bytes
             try:
                 resp = self._stub.Infer(request, timeout=self._timeout_s(pending.t0), metadata=self._metadata)
             except grpc.RpcError as exc:
@@ -353,6 +364,7 @@ class SplitClient:
                                   pending.payload_bytes)
 
     def _failed(self, p: _Pending, code: grpc.StatusCode | None) -> FrameResult:
+        self._unacked.pop(p.seq, None)
         if code is None or code in _RETRYABLE:
             self._backoff.failure()
         reason = "late" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"rpc:{code.name if code else 'BROKEN'}"

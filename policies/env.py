@@ -7,6 +7,8 @@ split x width, raw features, image offload at a few qualities). Observation (flo
   Mbit/s + 1, zeros when unknown), and the age of the newest one (s, capped at 10);
 * the RTT it measured (ms / 100), the deadline (ms / 100), frames waiting (/ 10),
   bytes of its own still unacknowledged (KB);
+* the newest frame result it has: its latency (ms / 100, capped at 10) and whether it
+  fell back to local (1) or not (0);
 * the previous action, one-hot.
 
 Reward: see :class:`~policies.simulator.RewardWeights`. Episodes walk ``episode_frames``

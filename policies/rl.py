@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from policies.base import N_SCALARS, SCALAR_HIGH, Observation, observation_vector
+from policies.base import LEGACY_SCALARS, N_SCALARS, SCALAR_HIGH, Observation, observation_vector
 from policies.baselines import OraclePolicy
 from policies.env import OffloadEnv
 from policies.profile import Profile
@@ -44,14 +44,20 @@ def _algo_class(algo: str):
     return PPO if algo == "ppo" else DQN
 
 
-def _new_model(algo: str, env, seed: int = 0, verbose: int = 0):
+HYPERPARAMETERS = {
+    "ppo": {"n_steps": 2048, "batch_size": 256, "gamma": 0.9, "learning_rate": 3e-4, "ent_coef": 0.01},
+    "dqn": {"gamma": 0.9, "learning_rate": 5e-4, "buffer_size": 100_000, "learning_starts": 2000,
+            "exploration_fraction": 0.3, "exploration_final_eps": 0.02, "target_update_interval": 2000,
+            "train_freq": 4},
+}
+
+
+def _new_model(algo: str, env, seed: int = 0, verbose: int = 0, net_arch: Sequence[int] = NET_ARCH,
+               **overrides: object):
     cls = _algo_class(algo)
-    if algo == "ppo":
-        return cls("MlpPolicy", env, seed=seed, verbose=verbose, n_steps=2048, batch_size=256, gamma=0.9,
-                   learning_rate=3e-4, ent_coef=0.01, policy_kwargs={"net_arch": NET_ARCH}, device="cpu")
-    return cls("MlpPolicy", env, seed=seed, verbose=verbose, gamma=0.9, learning_rate=5e-4, buffer_size=100_000,
-               learning_starts=2000, exploration_fraction=0.3, exploration_final_eps=0.02, target_update_interval=2000,
-               train_freq=4, policy_kwargs={"net_arch": NET_ARCH}, device="cpu")
+    kwargs = {**HYPERPARAMETERS[algo], **overrides}
+    return cls("MlpPolicy", env, seed=seed, verbose=verbose, policy_kwargs={"net_arch": list(net_arch)},
+               device="cpu", **kwargs)
 
 
 def oracle_demonstrations(env: OffloadEnv, frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -100,10 +106,14 @@ def imitate(model, obs: np.ndarray, actions: np.ndarray, epochs: int = 10, batch
 def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: int, out: str | Path,
                  seed: int = 0, fps: float = 10.0, deadline_ms: float = 100.0,
                  weights: RewardWeights | None = None, progress: bool = True,
-                 imitation_frames: int = 50_000) -> Path:
-    """Train on ``traces`` (imitation of the oracle, then ``steps`` frames of RL) and save to ``out`` (a zip)."""
+                 imitation_frames: int = 50_000, net_arch: Sequence[int] = NET_ARCH,
+                 hyperparameters: dict | None = None) -> Path:
+    """Train on ``traces`` (imitation of the oracle, then ``steps`` frames of RL) and save to ``out`` (a zip).
+
+    ``hyperparameters`` override stable-baselines3's arguments in :data:`HYPERPARAMETERS`.
+    """
     env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
-    model = _new_model(algo, env, seed)
+    model = _new_model(algo, env, seed, net_arch=net_arch, **(hyperparameters or {}))
     imitation_accuracy = None
     if imitation_frames > 0:
         demo_env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
@@ -114,8 +124,9 @@ def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: in
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    meta = {"algo": algo, "actions": profile.names, "net_arch": NET_ARCH,
-            "obs_dim": int(env.observation_space.shape[0]),
+    meta = {"algo": algo, "actions": profile.names, "net_arch": list(net_arch),
+            "hyperparameters": {**HYPERPARAMETERS[algo], **(hyperparameters or {})},
+            "obs_dim": int(env.observation_space.shape[0]), "n_scalars": N_SCALARS,
             "steps": steps, "seed": seed, "fps": fps, "deadline_ms": deadline_ms,
             "imitation_frames": imitation_frames, "imitation_accuracy": imitation_accuracy,
             "traces": [t.source or t.name for t in traces], "profile_sha256": profile.checkpoint_sha256}
@@ -140,7 +151,11 @@ class LearnedPolicy:
         self.meta = meta
         self.actions: list[str] = list(meta["actions"])
         self.name = name or meta["algo"]
-        high = np.concatenate([SCALAR_HIGH, np.ones(meta["obs_dim"] - N_SCALARS, dtype=np.float32)])
+        self.n_scalars = int(meta.get("n_scalars", LEGACY_SCALARS))  # files without it predate the newer features
+        if self.n_scalars not in (LEGACY_SCALARS, N_SCALARS) or meta["obs_dim"] != self.n_scalars + len(self.actions):
+            raise CheckpointError(f"{path}: observation size {meta['obs_dim']} does not fit "
+                                  f"its {len(self.actions)} actions")
+        high = np.concatenate([SCALAR_HIGH[:self.n_scalars], np.ones(len(self.actions), dtype=np.float32)])
         obs_space = spaces.Box(np.zeros_like(high), high, dtype=np.float32)
         act_space = spaces.Discrete(len(self.actions))
         if meta["algo"] == "ppo":
@@ -153,16 +168,13 @@ class LearnedPolicy:
             self.net = DQNPolicy(obs_space, act_space, lambda _: 0.0, net_arch=meta["net_arch"])
         self.net.load_state_dict(state)
         self.net.set_training_mode(False)
-        if meta["obs_dim"] != N_SCALARS + len(self.actions):
-            raise CheckpointError(f"{path}: observation size {meta['obs_dim']} does not fit "
-                                  f"its {len(self.actions)} actions")
 
     def check_actions(self, names: Sequence[str]) -> None:
         if list(names) != self.actions:
             raise CheckpointError(f"policy {self.name} was trained on actions {self.actions}, not {list(names)}")
 
     def act(self, observation: Observation) -> str:
-        vec = observation_vector(observation, self.actions)
+        vec = observation_vector(observation, self.actions, self.n_scalars)
         with torch.no_grad():
             action, _ = self.net.predict(vec, deterministic=True)
         return self.actions[int(action)]

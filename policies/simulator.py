@@ -96,6 +96,7 @@ class OffloadSimulator:
         self._samples: deque[tuple[float, float]] = deque()  # (time known, Mbit/s)
         self._rtts: deque[tuple[float, float]] = deque()  # (time known, ms)
         self._inflight: deque[tuple[float, int]] = deque()  # (ack time, bytes)
+        self._results: deque[tuple[float, float, bool]] = deque(maxlen=4)  # (time known, latency ms, fell back)
         self.next_image = int(self.rng.integers(self.profile.n_images))
 
     # ------------------------------------------------------------ timing
@@ -118,6 +119,13 @@ class OffloadSimulator:
 
     def inflight_bytes(self, now: float) -> int:
         return sum(b for t, b in self._inflight if t > now)
+
+    def last_result(self, now: float) -> tuple[float, bool]:
+        """Latency (ms) of the newest frame whose result the device has by ``now``, and whether it fell back."""
+        for known_s, latency_ms, fallback in reversed(self._results):
+            if known_s <= now:
+                return latency_ms, fallback
+        return 0.0, False
 
     def queue_frames(self, now: float) -> int:
         """Frames dropped just before the next one (the device was too busy for them)."""
@@ -210,6 +218,7 @@ class OffloadSimulator:
                 self._inflight.append((sample[0], nbytes))
                 while len(self._inflight) > 4 * HISTORY:
                     self._inflight.popleft()
+            self._results.append((done, latency_ms, fallback))
             self.previous = action
             self.frame += 1 + dropped
             self.dropped = dropped
@@ -227,9 +236,10 @@ class OffloadSimulator:
         known = [t for t, _ in self._samples if t <= now]
         names = self.profile.names
         lookahead = (lambda name: self.outcome(names.index(name), dry=True).reward) if with_lookahead else None
+        last_ms, last_fallback = self.last_result(now)
         return Observation(harmonic_mean(tputs), self.known_rtt_ms(now), self.deadline_ms, names[self.previous],
                            self.queue_frames(now), True, tputs, (now - max(known)) if known else 10.0,
-                           self.inflight_bytes(now), lookahead)
+                           self.inflight_bytes(now), last_ms, last_fallback, lookahead)
 
     def true_mbps(self, at_s: float) -> float:
         """The link's real throughput at ``at_s`` (for the oracle only)."""

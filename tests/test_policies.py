@@ -74,7 +74,10 @@ def test_observation_only_holds_past_measurements() -> None:
     later = sim.observation()
     assert later.throughputs_mbps and all(v > 0 for v in later.throughputs_mbps)
     vec = observation_vector(later, sim.profile.names)
-    assert vec.shape == (10 + 4,) and vec[10 + 2] == 1.0  # previous action one-hot
+    assert vec.shape == (12 + 4,) and vec[12 + 2] == 1.0  # previous action one-hot
+    assert later.last_latency_ms > 0 and vec[10] == np.float32(later.last_latency_ms / 100)
+    legacy = observation_vector(later, sim.profile.names, n_scalars=10)  # the layout of older policy files
+    assert legacy.shape == (10 + 4,) and np.array_equal(legacy, np.concatenate([vec[:10], vec[12:]]))
 
 
 def test_queueing_on_a_slow_link() -> None:
@@ -93,6 +96,8 @@ def test_late_answers_fall_back_to_local_at_the_deadline() -> None:
     local_ms = p.device_ms(0)
     assert all(o.latency_ms <= 100 + local_ms + 1e-6 for o in outs[:1])
     assert max(o.latency_ms for o in outs) < 100 + 10 * local_ms  # bounded, not piling up on the link
+    obs = sim.observation()  # the device knows the last frame came back late and ran locally
+    assert obs.last_fallback and obs.last_latency_ms == outs[-1].latency_ms
 
 
 def test_baselines() -> None:

@@ -61,12 +61,24 @@ def test_a_learned_policy_drives_the_live_client(tiny_checkpoint, tmp_path: Path
     profile = Profile.from_dict({**measured, "scenario": {}}).with_scenario(Scenario(device_speed=4.0))
     traces = [Trace("t", np.arange(0, 60.0), np.where(np.arange(60) % 20 < 10, 0.05, 5.0))]
     policy = LearnedPolicy(train_policy(profile, traces, "ppo", 2048, tmp_path / "p.zip", progress=False))
+    seen = []
+
+    class Recording:  # the learned policy, keeping the observations the client fed it
+        name = policy.name
+
+        def act(self, observation):
+            seen.append(observation)
+            return policy.act(observation)
+
     server = start_server(tmp_path, tiny_checkpoint.path)
     try:
-        with SplitClient(server.address, checkpoint=tiny_checkpoint, policy=policy) as client:
+        with SplitClient(server.address, checkpoint=tiny_checkpoint, policy=Recording()) as client:
             results = list(client.stream(data.images[:30]))
     finally:
         server.kill()
     assert len(results) == 30
     assert {r.chosen for r in results} <= set(profile.names)
     assert all(r.offloaded == (r.chosen != "local") for r in results)
+    # the client feeds the features the policy was trained on: the newest result's latency and fallback
+    assert seen[0].last_latency_ms == 0 and all(o.last_latency_ms > 0 for o in seen[10:])
+    assert all(o.inflight_bytes >= 0 for o in seen)
