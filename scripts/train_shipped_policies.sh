@@ -3,8 +3,7 @@
 # trained on the training traces with the training-image profile (about 25 min on 2 CPU cores).
 # DQN (observation with the last frame's latency and fallback): seeds 0-4 were trained with the command
 # below and the one with the best mean reward on the TRAINING traces was kept (seed 4; about 8 min each).
-# The shipped ppo.zip predates those two features (it uses the older 10-scalar observation, which
-# LearnedPolicy still reads); rerunning the PPO line trains one with the current observation.
+# PPO: one run, seed 0 (about 14 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${S:-.venv/bin/splitnet}

@@ -196,13 +196,18 @@ def format_table(report: dict) -> str:
         enc = f"{c['encode_ms']:.2f}" if "encode_ms" in c else "-"
         dec = f"{c['decode_ms']:.2f}" if "decode_ms" in c else "-"
         lines.append(f"{name:<24}{c['top1'] * 100:>9.2f}{c['bytes_mean']:>10.1f}{c['bytes_p95']:>8.0f}{enc:>9}{dec:>9}")
-    s = report.get("summary", {})
-    if s.get("smallest_bottleneck") and s.get("smallest_image"):
-        b, i = s["smallest_bottleneck"], s["smallest_image"]
-        lines.append(f"within {s['within_pt']} pt of the teacher: bottleneck {b['split']}/w{b['width']:g} "
-                     f"{b['bytes_mean']:.1f} B vs {i['codec']} q{i.get('quality')} {i['bytes_mean']:.1f} B "
-                     f"-> {s['image_to_bottleneck_bytes_ratio']:.1f}x fewer bytes")
-    return "\n".join(lines)
+    line = summary_line(report.get("summary", {}), "pt of the teacher")
+    return "\n".join(lines + ([line] if line else []))
+
+
+def summary_line(summary: dict, within: str) -> str | None:
+    """The smallest bottleneck against the smallest image codec within the report's tolerance, as one line."""
+    if not (summary.get("smallest_bottleneck") and summary.get("smallest_image")):
+        return None
+    b, i = summary["smallest_bottleneck"], summary["smallest_image"]
+    return (f"within {summary['within_pt']} {within}: bottleneck {b['split']}/w{b['width']:g} "
+            f"{b['bytes_mean']:.1f} B vs {i['codec']} q{i.get('quality')} {i['bytes_mean']:.1f} B "
+            f"-> {summary['image_to_bottleneck_bytes_ratio']:.1f}x fewer bytes")
 
 
 def plot_rate_accuracy(report: dict, path: str | Path) -> None:

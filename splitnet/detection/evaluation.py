@@ -22,6 +22,7 @@ from splitnet.codecs import BottleneckCodec, create_codec
 from splitnet.detection.filter import filter_report
 from splitnet.detection.synth import DetectionSet
 from splitnet.detection.train import to_input
+from splitnet.evaluation import summary_line
 from splitnet.models import detections_from_output
 
 DEFAULT_DETECTION_QUALITIES = (10, 30, 50, 70, 90)
@@ -172,10 +173,5 @@ def format_detection_table(report: dict) -> str:
                     f"missed {c['objects_missed']}/{c['objects']} objects")
         lines.append(f"{name:<28}{c['map_50'] * 100:>8.2f}{c['map'] * 100:>8.2f}{c['bytes_mean']:>9.1f}"
                      f"{c['bytes_p95']:>8.0f}  {note}")
-    s = report.get("summary", {})
-    if s.get("smallest_bottleneck") and s.get("smallest_image"):
-        b, i = s["smallest_bottleneck"], s["smallest_image"]
-        lines.append(f"within {s['within_pt']} mAP@0.5 pt of the unsplit detector: bottleneck {b['split']}/w"
-                     f"{b['width']:g} {b['bytes_mean']:.1f} B vs {i['codec']} q{i['quality']} {i['bytes_mean']:.1f} B"
-                     f" -> {s['image_to_bottleneck_bytes_ratio']:.1f}x fewer bytes")
-    return "\n".join(lines)
+    line = summary_line(report.get("summary", {}), "mAP@0.5 pt of the unsplit detector")
+    return "\n".join(lines + ([line] if line else []))
