@@ -1,20 +1,29 @@
-"""Round trip of an empty ``Probe`` RPC on loopback, back to back and after the server idled.
+"""What an idle gap costs on this machine, apart from anything splitnet adds.
 
-Separates what gRPC and this machine cost from what splitnet adds: while the device
-computes a head the server sleeps, and waking its threads costs time on every frame.
+* Round trip of an empty ``Probe`` RPC on loopback, back to back and after the server
+  idled: while the device computes a head the server sleeps, and waking its threads
+  costs time on every frame.
+* The split model's four compute stages (head, encode, decode, tail) in one process, no
+  RPC at all, back to back and with the thread sleeping between device and server side
+  as each side does in the runtime: the same work runs slower after a sleep.
 
-    python -m benchmarks.rpc_wakeup [--calls 300] [--json OUT]
+    python -m benchmarks.rpc_wakeup [--calls 300] [--policy layer2/w0.5] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import grpc
+import torch
 
 from benchmarks.common import summary, write_json
 from edge_server.process import spawn_server, wait_serving
+from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.data import load_npz
+from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
@@ -32,11 +41,32 @@ def round_trips(stub: pb_grpc.SplitInferenceStub, calls: int, idle_s: float) -> 
     return out[20:]
 
 
+def compute_after_sleep(policy: str, sleep_s: float, frames: int = 300) -> dict[str, float]:
+    """Median ms of each compute stage when the thread sleeps ``sleep_s`` after each side's part."""
+    ckpt = SplitCheckpoint.load(None)
+    device, server = DeviceSide(ckpt), ServerSide(ckpt)
+    images, action = load_npz(DEMO_DATA).images[:frames], Action.parse(policy)
+    timings = []
+    for i, image in enumerate(images):
+        t = Timing()
+        payloads = device.encode(image, action, seq=i, timing=t)
+        time.sleep(sleep_s)
+        server.infer(payloads, t)
+        time.sleep(sleep_s)
+        timings.append(t)
+    stages = ("head_ms", "encode_ms", "decode_ms", "tail_ms")
+    out = {name: statistics.median(getattr(t, name) for t in timings) for name in stages}
+    out["sum_ms"] = sum(out[name] for name in stages)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--policy", default="layer2/w0.5")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    torch.set_num_threads(1)
     server = spawn_server()
     try:
         wait_serving(server.address)
@@ -48,7 +78,13 @@ def main() -> None:
     for key, s in result.items():
         idle = key.removeprefix("idle_")
         print(f"Probe round trip after {idle:>5}: median {s['median']:.3f} ms, p95 {s['p95']:.3f} ms")
-    write_json("rpc_wakeup", result, args.json)
+    compute_after_sleep(args.policy, 0.0, 30)  # warm up
+    compute = {f"sleep_{int(gap * 1e3)}ms": compute_after_sleep(args.policy, gap) for gap in (0.0, 0.001, 0.004)}
+    for key, c in compute.items():
+        print(f"{args.policy} compute, {key.removeprefix('sleep_'):>3} sleep between sides: "
+              + ", ".join(f"{name[:-3]} {ms:.2f}" for name, ms in c.items()) + " ms")
+    write_json("rpc_wakeup", {"probe_round_trip_ms": result, "policy": args.policy,
+                              "compute_stage_ms_median": compute}, args.json)
 
 
 if __name__ == "__main__":

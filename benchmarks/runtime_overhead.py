@@ -6,7 +6,8 @@ machine's cores):
 * in process, batch 1: head, encode, decode and tail ms of every frame;
 * ``splitnet serve`` (its defaults) as a separate process, unary ``Infer`` per frame:
   end-to-end latency; overhead = latency - (head + encode + decode + tail). One frame at
-  a time, so the server's micro-batching never joins two of them;
+  a time, so the server's micro-batching never joins two of them. Each stage's median in
+  process and in the runtime (the server's own decode and tail times) shows where it goes;
 * the same frames through ``InferStream`` (8 in flight) to the same server: frames per
   second against unary (frames in flight may share a tail batch: that is the point of
   streaming); then again with the device running head and encoder on groups of
@@ -31,16 +32,23 @@ from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 
+STAGES = ("head_ms", "encode_ms", "decode_ms", "tail_ms")
 
-def in_process(ckpt: SplitCheckpoint, frames: np.ndarray, action: Action) -> list[float]:
+
+def in_process(ckpt: SplitCheckpoint, frames: np.ndarray, action: Action) -> list[Timing]:
+    """Per frame, the four compute stages run back to back in this process (ms)."""
     device, server = DeviceSide(ckpt), ServerSide(ckpt)
-    sums = []
+    timings = []
     for i, frame in enumerate(frames):
         t = Timing()
         payloads = device.encode(frame, action, seq=i, timing=t)
         server.infer(payloads, t)
-        sums.append(t.head_ms + t.encode_ms + t.decode_ms + t.tail_ms)
-    return sums
+        timings.append(t)
+    return timings
+
+
+def stage_medians(rows: list, names: tuple[str, ...]) -> dict[str, float]:
+    return {name: statistics.median(getattr(r, name) for r in rows) for name in names}
 
 
 def main() -> None:
@@ -57,7 +65,8 @@ def main() -> None:
     frames = np.concatenate([frames] * (args.frames // len(frames) + 1))[: args.frames]
     action = Action.parse(args.policy)
     in_process(ckpt, frames[:30], action)  # warm up
-    compute = in_process(ckpt, frames, action)
+    local_timings = in_process(ckpt, frames, action)
+    compute = [sum(getattr(t, name) for name in STAGES) for t in local_timings]
 
     extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
     server = spawn_server(*extra)
@@ -89,6 +98,10 @@ def main() -> None:
         "unary_latency_ms": {"median": statistics.median(e2e), "p95": float(np.percentile(e2e, 95))},
         "overhead_ms_median": statistics.median(e2e) - compute_median,
         "overhead_ms_per_frame_median": statistics.median(overhead),
+        # where the time goes: the same stages in process and in the runtime (the server's own timings);
+        # network = the RPC's round trip minus the server's queue + decode + tail
+        "stage_ms_median": {"in_process": stage_medians(local_timings, STAGES),
+                            "runtime": stage_medians(unary, (*STAGES, "network_ms", "queue_ms"))},
         "unary_fps": len(frames) / unary_s,
         "stream_fps": len(frames) / stream_s,
         "stream_over_unary": unary_s / stream_s,
@@ -100,6 +113,10 @@ def main() -> None:
     print(f"unary end-to-end median {result['unary_latency_ms']['median']:.2f} ms -> framework overhead "
           f"{result['overhead_ms_median']:.2f} ms "
           f"(per frame, from its own breakdown: {result['overhead_ms_per_frame_median']:.2f} ms)")
+    here, there = result["stage_ms_median"]["in_process"], result["stage_ms_median"]["runtime"]
+    print("stage medians, in process -> runtime: " + ", ".join(
+        f"{name[:-3]} {here[name]:.2f} -> {there[name]:.2f}" for name in STAGES)
+        + f"; network {there['network_ms']:.2f}, queue {there['queue_ms']:.2f} ms")
     print(f"throughput: unary {result['unary_fps']:.1f} fps, stream {result['stream_fps']:.1f} fps "
           f"-> {result['stream_over_unary']:.2f}x; stream with device batches of {args.device_batch}: "
           f"{result['stream_device_batch_fps']:.1f} fps -> {result['stream_device_batch_over_unary']:.2f}x")
