@@ -12,11 +12,9 @@ from tqdm import tqdm
 
 from splitnet.data import ImageSet, load_npz
 from splitnet.detection.synth import DetectionSet, make_detection_set
-from splitnet.errors import CheckpointError
-from splitnet.models import read_checkpoint
 from splitnet.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from splitnet.models.tiny_detector import TinyDetector, decode, detection_loss, encode_targets
-from splitnet.training.common import save_atomic, seed_everything
+from splitnet.training.common import load_run_state, save_atomic, seed_everything
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -89,10 +87,8 @@ def train_detector(cfg: DetectorConfig, out: str | Path, command: str = "") -> d
     model = TinyDetector(width=cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history = 0, []
-    if last.is_file():
-        state = read_checkpoint(last)
-        if state.get("config") != asdict(cfg):
-            raise CheckpointError(f"{last} was written with other settings")
+    state = load_run_state(last, asdict(cfg))
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])

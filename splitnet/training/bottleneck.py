@@ -33,7 +33,7 @@ from splitnet.data import ImageSet, augment, batches, load_npz, to_tensor
 from splitnet.errors import CheckpointError
 from splitnet.models import ModelSpec, create_model, file_sha256, model_spec, read_checkpoint
 from splitnet.splitting import split_model
-from splitnet.training.common import save_atomic, seed_everything, split_holdout
+from splitnet.training.common import load_run_state, save_atomic, seed_everything, split_holdout
 
 
 @dataclass
@@ -214,11 +214,8 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
 
     stage = 1 if cfg.epochs > 0 else 2
     opt, aux_opt = optimizers(stage)
-    if last.is_file():
-        state = read_checkpoint(last)
-        if state.get("config") != _config_dict(cfg):
-            raise CheckpointError(f"{last} was written by a run with other settings; "
-                                  f"remove {work} or pass another --work-dir")
+    state = load_run_state(last, _config_dict(cfg))
+    if state is not None:
         start_epoch, history = int(state["epoch"]), list(state["history"])
         stage = 1 if start_epoch < cfg.epochs else 2
         opt, aux_opt = optimizers(stage)

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from splitnet.data import ImageSet, batches, to_tensor
+from splitnet.errors import CheckpointError
 from splitnet.models.registry import ModelSpec
+from splitnet.models.weights import read_checkpoint
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -31,6 +33,22 @@ def save_atomic(obj: dict, path: str | Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_run_state(last: str | Path, config: dict) -> dict | None:
+    """The state a resumable run saved after its last finished epoch, or None when there is none.
+
+    Raises :class:`CheckpointError` when that state was written with other settings: resuming
+    would mix two runs.
+    """
+    last = Path(last)
+    if not last.is_file():
+        return None
+    state = read_checkpoint(last)
+    if state.get("config") != config:
+        raise CheckpointError(f"{last} was written by a run with other settings; "
+                              f"remove {last.parent} to start afresh")
+    return state
 
 
 def split_holdout(data: ImageSet, holdout: int, seed: int) -> tuple[ImageSet, ImageSet]:

@@ -11,9 +11,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from splitnet.data import augment, load_npz, to_tensor
-from splitnet.errors import CheckpointError
-from splitnet.models import create_model, model_spec, read_checkpoint
-from splitnet.training.common import save_atomic, seed_everything, split_holdout, top1_accuracy
+from splitnet.models import create_model, model_spec
+from splitnet.training.common import load_run_state, save_atomic, seed_everything, split_holdout, top1_accuracy
 
 
 @dataclass
@@ -61,11 +60,8 @@ def train_teacher(cfg: TeacherConfig, out: str | Path, work_dir: str | Path | No
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=True)
     start_epoch, history = 0, []
-    if last.is_file():
-        state = read_checkpoint(last)
-        if state.get("config") != asdict(cfg):
-            raise CheckpointError(f"{last} was written by a run with other settings; "
-                                  f"remove {work} or pass another --work-dir")
+    state = load_run_state(last, asdict(cfg))
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
