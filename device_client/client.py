@@ -160,7 +160,6 @@ class SplitClient:
         self._action_stats: dict[str, _ActionStats] = {}
         self._previous = "local"
         self._last_result: tuple[float, bool] = (0.0, False)  # newest result: latency ms, fell back to local
-        self._unacked: dict[int, int] = {}  # seq -> payload bytes sent and not answered yet
         self._session: StreamSession | None = None
         self._lock = threading.Lock()
         self._last_send = time.monotonic()
@@ -230,7 +229,12 @@ class SplitClient:
         last_ms, last_fallback = self._last_result
         return Observation(est.throughput_mbps, est.rtt_ms, self.deadline_ms or 0.0, self._previous, queue_frames,
                            self._stub is not None and self._backoff.available(), est.recent_throughputs(),
-                           est.throughput_age_s, sum(self._unacked.values()), last_ms, last_fallback)
+                           est.throughput_age_s, self._inflight_bytes(), last_ms, last_fallback)
+
+    def _inflight_bytes(self) -> int:
+        """Payload bytes sent on the stream and not answered yet (a unary frame is answered before the next)."""
+        session = self._session
+        return session.inflight_bytes if session is not None and not session.broken else 0
 
     def _note(self, result: FrameResult) -> FrameResult:
         """Remember the newest result's latency and whether it fell back (the policy's observation)."""
@@ -263,7 +267,6 @@ class SplitClient:
     def _answered(self, seq: int, resp: pb.InferResponse, t0: float, sent: float, chosen: str,
                   timing: Timing, payload_bytes: int) -> FrameResult:
         now = time.perf_counter()
-        self._unacked.pop(seq, None)
         st = convert.timing_from_response(resp)
         server_ms = st.queue_ms + st.decode_ms + st.tail_ms
         network_ms = max(0.0, (now - sent) * 1e3 - server_ms)
@@ -332,9 +335,8 @@ class SplitClient:
                                          "server_down", pending.timing, pending.payload_bytes)
             return
         pending.session, pending.sent = session, time.perf_counter()
-        self._unacked[pending.seq] = pending.payload_bytes
         try:
-            session.send(request)
+            session.send(request, pending.payload_bytes)
         except StreamBroken as exc:
             pending.result = self._failed(pending, exc.code)
 
@@ -355,7 +357,6 @@ class SplitClient:
             if request is None:
                 return pending.result  # type: ignore[return-value]
             pending.sent = time.perf_counter()
-            self._unacked[pending.seq] = pending.payload_bytes
             try:
                 resp = self._stub.Infer(request, timeout=self._timeout_s(pending.t0), metadata=self._metadata)
             except grpc.RpcError as exc:
@@ -364,7 +365,6 @@ class SplitClient:
                                   pending.payload_bytes)
 
     def _failed(self, p: _Pending, code: grpc.StatusCode | None) -> FrameResult:
-        self._unacked.pop(p.seq, None)
         if code is None or code in _RETRYABLE:
             self._backoff.failure()
         reason = "late" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"rpc:{code.name if code else 'BROKEN'}"

@@ -23,11 +23,17 @@ class StreamBroken(Exception):
 
 
 class StreamSession:
-    """Requests go in through :meth:`send`; :meth:`wait` returns the response for a sequence number."""
+    """Requests go in through :meth:`send`; :meth:`wait` returns the response for a sequence number.
+
+    Also counts the payload bytes of frames sent and not answered yet (:attr:`inflight_bytes`),
+    late ones included: their bytes are on the link until their answer comes back.
+    """
 
     def __init__(self, stub: pb_grpc.SplitInferenceStub, metadata: tuple = ()) -> None:
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._responses: dict[int, pb.InferResponse] = {}
+        self._unanswered: dict[int, int] = {}  # seq -> payload bytes
+        self._discarded: set[int] = set()  # seqs whose answers nobody waits for any more
         self._cond = threading.Condition()
         self._error: StreamBroken | None = None
         self._closed = False
@@ -39,6 +45,10 @@ class StreamSession:
         try:
             for resp in self._call:
                 with self._cond:
+                    self._unanswered.pop(resp.seq, None)
+                    if resp.seq in self._discarded:
+                        self._discarded.discard(resp.seq)
+                        continue
                     self._responses[resp.seq] = resp
                     self._cond.notify_all()
             error = StreamBroken(None, "stream ended")
@@ -46,6 +56,8 @@ class StreamSession:
             error = StreamBroken(exc.code(), exc.details() or str(exc.code()))
         with self._cond:
             self._error = error
+            self._unanswered.clear()
+            self._discarded.clear()
             self._cond.notify_all()
         self._requests.put(_END)  # release gRPC's request-iterator thread
 
@@ -55,9 +67,17 @@ class StreamSession:
         with self._cond:
             return self._error is not None
 
-    def send(self, request: pb.InferRequest) -> None:
-        if self._error is not None:
-            raise self._error
+    @property
+    def inflight_bytes(self) -> int:
+        """Payload bytes of the frames sent on this stream and not answered yet."""
+        with self._cond:
+            return sum(self._unanswered.values())
+
+    def send(self, request: pb.InferRequest, payload_bytes: int = 0) -> None:
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            self._unanswered[request.seq] = payload_bytes
         self._requests.put(request)
 
     def wait(self, seq: int, timeout_s: float | None) -> pb.InferResponse:
@@ -74,9 +94,10 @@ class StreamSession:
             return self._responses.pop(seq)
 
     def discard(self, seq: int) -> None:
-        """Forget a frame whose answer is no longer wanted (it came too late)."""
+        """Forget a frame whose answer is no longer wanted (late): now, or when it arrives."""
         with self._cond:
-            self._responses.pop(seq, None)
+            if self._responses.pop(seq, None) is None and seq in self._unanswered:
+                self._discarded.add(seq)
 
     def close(self) -> None:
         if not self._closed:

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from device_client import SplitClient, TlsOptions
 from device_client.channel import open_channel
+from device_client.stream import StreamSession
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.pipeline import Action, DeviceSide, ServerSide
 from splitnet.rpc import convert
@@ -138,6 +139,26 @@ def test_bad_frames_in_a_stream_get_statuses_and_the_stream_goes_on(stub, tiny_c
     assert [r.status_code for r in responses] == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], 0,
                                                   grpc.StatusCode.NOT_FOUND.value[0], 0]
     assert responses[1].status_message and responses[4].classification.class_ids
+
+
+def test_stream_session_drops_late_answers_and_counts_bytes_in_flight(stub, tiny_checkpoint) -> None:
+    session = StreamSession(stub)
+    try:
+        reqs = []
+        for seq in range(3):
+            r = _request(tiny_checkpoint)
+            r.seq = seq
+            reqs.append(r)
+        session.send(reqs[0], 100)
+        session.discard(0)  # given up before its answer came: the answer must not pile up
+        session.send(reqs[1], 50)
+        assert session.inflight_bytes in (0, 50, 100, 150)
+        session.send(reqs[2], 7)
+        assert session.wait(1, 30).seq == 1 and session.wait(2, 30).seq == 2
+        # answers come in order, so the late one (seq 0) arrived first and was dropped on arrival
+        assert session.inflight_bytes == 0 and session._responses == {} and session._discarded == set()
+    finally:
+        session.close()
 
 
 def test_deadline_is_honoured(server, tiny_checkpoint) -> None:
