@@ -17,6 +17,7 @@ import statistics
 import time
 
 import grpc
+import numpy as np
 import torch
 
 from benchmarks.common import summary, write_json
@@ -41,11 +42,9 @@ def round_trips(stub: pb_grpc.SplitInferenceStub, calls: int, idle_s: float) -> 
     return out[20:]
 
 
-def compute_after_sleep(policy: str, sleep_s: float, frames: int = 300) -> dict[str, float]:
+def compute_after_sleep(device: DeviceSide, server: ServerSide, images: np.ndarray, action: Action,
+                        sleep_s: float) -> dict[str, float]:
     """Median ms of each compute stage when the thread sleeps ``sleep_s`` after each side's part."""
-    ckpt = SplitCheckpoint.load(None)
-    device, server = DeviceSide(ckpt), ServerSide(ckpt)
-    images, action = load_npz(DEMO_DATA).images[:frames], Action.parse(policy)
     timings = []
     for i, image in enumerate(images):
         t = Timing()
@@ -78,8 +77,12 @@ def main() -> None:
     for key, s in result.items():
         idle = key.removeprefix("idle_")
         print(f"Probe round trip after {idle:>5}: median {s['median']:.3f} ms, p95 {s['p95']:.3f} ms")
-    compute_after_sleep(args.policy, 0.0, 30)  # warm up
-    compute = {f"sleep_{int(gap * 1e3)}ms": compute_after_sleep(args.policy, gap) for gap in (0.0, 0.001, 0.004)}
+    ckpt = SplitCheckpoint.load(None)
+    device, server_side = DeviceSide(ckpt), ServerSide(ckpt)
+    images, action = load_npz(DEMO_DATA).images[:300], Action.parse(args.policy)
+    compute_after_sleep(device, server_side, images[:30], action, 0.0)  # warm up
+    compute = {f"sleep_{int(gap * 1e3)}ms": compute_after_sleep(device, server_side, images, action, gap)
+               for gap in (0.0, 0.001, 0.004)}
     for key, c in compute.items():
         print(f"{args.policy} compute, {key.removeprefix('sleep_'):>3} sleep between sides: "
               + ", ".join(f"{name[:-3]} {ms:.2f}" for name, ms in c.items()) + " ms")

@@ -233,8 +233,8 @@ class SplitClient:
 
     def _inflight_bytes(self) -> int:
         """Payload bytes sent on the stream and not answered yet (a unary frame is answered before the next)."""
-        session = self._session
-        return session.inflight_bytes if session is not None and not session.broken else 0
+        session = self._session  # a broken session has nothing in flight any more
+        return session.inflight_bytes if session is not None else 0
 
     def _note(self, result: FrameResult) -> FrameResult:
         """Remember the newest result's latency and whether it fell back (the policy's observation)."""

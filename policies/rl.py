@@ -52,12 +52,10 @@ HYPERPARAMETERS = {
 }
 
 
-def _new_model(algo: str, env, seed: int = 0, verbose: int = 0, net_arch: Sequence[int] = NET_ARCH,
-               **overrides: object):
-    cls = _algo_class(algo)
-    kwargs = {**HYPERPARAMETERS[algo], **overrides}
-    return cls("MlpPolicy", env, seed=seed, verbose=verbose, policy_kwargs={"net_arch": list(net_arch)},
-               device="cpu", **kwargs)
+def _new_model(algo: str, env, hyperparameters: dict, seed: int = 0, verbose: int = 0,
+               net_arch: Sequence[int] = NET_ARCH):
+    return _algo_class(algo)("MlpPolicy", env, seed=seed, verbose=verbose,
+                             policy_kwargs={"net_arch": list(net_arch)}, device="cpu", **hyperparameters)
 
 
 def oracle_demonstrations(env: OffloadEnv, frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +111,8 @@ def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: in
     ``hyperparameters`` override stable-baselines3's arguments in :data:`HYPERPARAMETERS`.
     """
     env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
-    model = _new_model(algo, env, seed, net_arch=net_arch, **(hyperparameters or {}))
+    hyperparameters = {**HYPERPARAMETERS[algo], **(hyperparameters or {})}
+    model = _new_model(algo, env, hyperparameters, seed, net_arch=net_arch)
     imitation_accuracy = None
     if imitation_frames > 0:
         demo_env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
@@ -125,7 +124,7 @@ def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: in
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     meta = {"algo": algo, "actions": profile.names, "net_arch": list(net_arch),
-            "hyperparameters": {**HYPERPARAMETERS[algo], **(hyperparameters or {})},
+            "hyperparameters": hyperparameters,
             "obs_dim": int(env.observation_space.shape[0]), "n_scalars": N_SCALARS,
             "steps": steps, "seed": seed, "fps": fps, "deadline_ms": deadline_ms,
             "imitation_frames": imitation_frames, "imitation_accuracy": imitation_accuracy,
