@@ -165,9 +165,11 @@ class SplitClient:
         self._last_send = time.monotonic()
         self._closed = threading.Event()
         self.probe_bytes = probe_bytes
+        self._probe_thread: threading.Thread | None = None
         if self._stub is not None and link_probe_s > 0:
-            threading.Thread(target=self._probe_loop, args=(link_probe_s,), name="splitnet-probe",
-                             daemon=True).start()
+            self._probe_thread = threading.Thread(target=self._probe_loop, args=(link_probe_s,),
+                                                  name="splitnet-probe", daemon=True)
+            self._probe_thread.start()
 
     # ---------------------------------------------------------- lifecycle
     def __enter__(self) -> SplitClient:
@@ -177,12 +179,15 @@ class SplitClient:
         self.close()
 
     def close(self) -> None:
+        """End the stream, close the channel and wait for this client's threads to finish."""
         self._closed.set()
         if self._session is not None:
             self._session.close()
             self._session = None
         if self._channel is not None:
             self._channel.close()
+        if self._probe_thread is not None and self._probe_thread is not threading.current_thread():
+            self._probe_thread.join(5.0)
 
     def server_info(self, timeout_s: float = 5.0) -> pb.GetModelInfoResponse:
         """What the server holds (raises ``grpc.RpcError`` when unreachable)."""

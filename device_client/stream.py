@@ -99,8 +99,15 @@ class StreamSession:
             if self._responses.pop(seq, None) is None and seq in self._unanswered:
                 self._discarded.add(seq)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
+        """End the call and wait (up to ``timeout_s``) for the reader thread to finish.
+
+        Joining matters at process exit: a daemon thread still inside gRPC's C++ code when
+        the interpreter shuts down can abort the process.
+        """
         if not self._closed:
             self._closed = True
             self._requests.put(_END)
             self._call.cancel()
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout_s)

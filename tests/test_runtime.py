@@ -367,6 +367,19 @@ def test_idle_client_probes_the_link(server, tiny_checkpoint) -> None:
     assert after - before >= 3
 
 
+def test_close_waits_for_the_clients_threads(server, tiny_checkpoint) -> None:
+    """A daemon thread left inside gRPC when the interpreter exits can abort the process."""
+    import threading
+
+    for _ in range(3):
+        client = SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w0.5", link_probe_s=0.01)
+        results = list(client.stream(_frames(6)))
+        time.sleep(0.05)  # let the probe thread send a few probes
+        client.close()
+        alive = [t.name for t in threading.enumerate() if t.name in ("splitnet-probe", "splitnet-stream")]
+        assert alive == [] and len(results) == 6
+
+
 def test_a_device_batch_of_mixed_shapes_is_a_shape_error(tiny_checkpoint) -> None:
     from splitnet.errors import ShapeError
 
