@@ -143,20 +143,26 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
             finally:
                 put(_END)
 
-        threading.Thread(target=read, name="splitnet-stream-reader", daemon=True).start()
-        while True:
-            item = inflight.get()
-            if item is _END:
-                return
-            seq, t0, outcome = item
-            if isinstance(outcome, Future):
-                try:
-                    prediction, timing = outcome.result()
-                except (DeadlineExpired, SplitnetError, Exception) as exc:  # noqa: BLE001
-                    outcome = exc
-                else:
-                    self.stats.observe("total", (time.monotonic() - t0) * 1e3)
-                    yield convert.response(seq, prediction, timing)
-                    continue
-            code, message = self._fail(outcome)
-            yield convert.response(seq, None, status_code=code.value[0], status_message=message)
+        reader = threading.Thread(target=read, name="splitnet-stream-reader", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = inflight.get()
+                if item is _END:
+                    return
+                seq, t0, outcome = item
+                if isinstance(outcome, Future):
+                    try:
+                        prediction, timing = outcome.result()
+                    except (DeadlineExpired, SplitnetError, Exception) as exc:  # noqa: BLE001
+                        outcome = exc
+                    else:
+                        self.stats.observe("total", (time.monotonic() - t0) * 1e3)
+                        yield convert.response(seq, prediction, timing)
+                        continue
+                code, message = self._fail(outcome)
+                yield convert.response(seq, None, status_code=code.value[0], status_message=message)
+        finally:
+            # The call is over (or being cancelled): the reader leaves gRPC at once. Waiting
+            # for it keeps daemon threads out of gRPC's C++ code when the process exits.
+            reader.join(2.0)
