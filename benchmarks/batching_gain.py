@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import torch
 
-from benchmarks.common import write_json
+from benchmarks.common import run_concurrently, write_json
 from edge_server.process import spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
@@ -31,9 +31,8 @@ def run_load(address: str, requests: list[pb.InferRequest], streams: int, frames
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    start = threading.Barrier(streams + 1)
 
-    def one_stream(k: int) -> None:
+    def one_stream(k: int, start: threading.Barrier) -> None:
         channel = grpc.insecure_channel(address)
         stub = pb_grpc.SplitInferenceStub(channel)
         reqs = [requests[(k * frames + i) % len(requests)] for i in range(frames)]
@@ -56,14 +55,7 @@ def run_load(address: str, requests: list[pb.InferRequest], streams: int, frames
             errors[0] += bad + frames - len(local)
         channel.close()
 
-    threads = [threading.Thread(target=one_stream, args=(k,)) for k in range(streams)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_concurrently(one_stream, streams)
     lat = np.asarray(latencies)
     # Errors are frames answered with a non-OK status (RESOURCE_EXHAUSTED when the bounded queue is full).
     return {"frames": streams * frames, "seconds": elapsed, "fps": streams * frames / elapsed, "errors": errors[0],

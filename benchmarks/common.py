@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: machine facts and JSON output."""
+"""Shared bits of the benchmark scripts: machine facts, JSON output, timing helpers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,3 +45,20 @@ def summary(samples: list[float]) -> dict:
     s = sorted(samples)
     return {"median": statistics.median(s), "mean": statistics.fmean(s), "p95": s[int(0.95 * (len(s) - 1))],
             "min": s[0], "n": len(s)}
+
+
+def run_concurrently(work: Callable[[int, threading.Barrier], None], n: int, setup_timeout_s: float = 300.0) -> float:
+    """Run ``work(k, start)`` for k < n on n threads; seconds from the common start until all end.
+
+    Each ``work`` does its own setup (connect, warm up), then calls ``start.wait()``;
+    the clock starts when all n are ready.
+    """
+    start = threading.Barrier(n + 1, timeout=setup_timeout_s)
+    threads = [threading.Thread(target=work, args=(k, start)) for k in range(n)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0

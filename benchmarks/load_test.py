@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 from collections import Counter
 
 import numpy as np
 import torch
 
-from benchmarks.common import write_json
+from benchmarks.common import run_concurrently, write_json
 from device_client import SplitClient
 from edge_server.process import spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
@@ -40,25 +39,17 @@ def main() -> None:
     server = spawn_server("--max-queue", str(args.max_queue),
                           *(["--checkpoint", args.checkpoint] if args.checkpoint else []))
     results: dict[int, list] = {}
-    barrier = threading.Barrier(args.clients + 1)
 
-    def client(k: int) -> None:
+    def client(k: int, start: threading.Barrier) -> None:
         idx = (np.arange(args.frames) + k * 7) % len(data)
         with SplitClient(server.address, checkpoint=ckpt, policy=args.policy, rpc_timeout_ms=30000) as c:
             c.wait_until_ready(60)
-            barrier.wait()
+            start.wait()
             results[k] = [(r, int(data.labels[i])) for r, i in zip(c.stream(iter(data.images[idx])), idx)]
 
     try:
         wait_serving(server.address)
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
+        elapsed = run_concurrently(client, args.clients)
     finally:
         code = server.terminate()
     flat = [pair for k in sorted(results) for pair in results[k]]
