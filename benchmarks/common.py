@@ -11,9 +11,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
+
 OUT = Path(__file__).resolve().parents[1] / "out" / "benchmarks"
+
+
+STAGES = ("head_ms", "encode_ms", "decode_ms", "tail_ms")  # the split model's compute stages, in order
 
 
 def machine() -> dict:
@@ -62,3 +68,28 @@ def run_concurrently(work: Callable[[int, threading.Barrier], None], n: int, set
     for t in threads:
         t.join()
     return time.perf_counter() - t0
+
+
+def in_process_timings(device: DeviceSide, server: ServerSide, frames: np.ndarray, action: Action,
+                       sleep_s: float = 0.0) -> list[Timing]:
+    """Per frame, the compute stages of ``action`` in this process, no RPC (ms).
+
+    ``sleep_s`` > 0 sleeps after the device side and after the server side of every
+    frame, as each side idles while the other works in the runtime.
+    """
+    timings = []
+    for i, frame in enumerate(frames):
+        t = Timing()
+        payloads = device.encode(frame, action, seq=i, timing=t)
+        if sleep_s:
+            time.sleep(sleep_s)
+        server.infer(payloads, t)
+        if sleep_s:
+            time.sleep(sleep_s)
+        timings.append(t)
+    return timings
+
+
+def stage_medians(rows: list, names: tuple[str, ...] = STAGES) -> dict[str, float]:
+    """Median ms of each named stage over ``rows`` (Timing or FrameResult objects)."""
+    return {name: statistics.median(getattr(r, name) for r in rows) for name in names}

@@ -13,18 +13,17 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import grpc
 import numpy as np
 import torch
 
-from benchmarks.common import summary, write_json
+from benchmarks.common import in_process_timings, stage_medians, summary, write_json
 from edge_server.process import spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
-from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
+from splitnet.pipeline import Action, DeviceSide, ServerSide
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
@@ -44,18 +43,9 @@ def round_trips(stub: pb_grpc.SplitInferenceStub, calls: int, idle_s: float) -> 
 
 def compute_after_sleep(device: DeviceSide, server: ServerSide, images: np.ndarray, action: Action,
                         sleep_s: float) -> dict[str, float]:
-    """Median ms of each compute stage when the thread sleeps ``sleep_s`` after each side's part."""
-    timings = []
-    for i, image in enumerate(images):
-        t = Timing()
-        payloads = device.encode(image, action, seq=i, timing=t)
-        time.sleep(sleep_s)
-        server.infer(payloads, t)
-        time.sleep(sleep_s)
-        timings.append(t)
-    stages = ("head_ms", "encode_ms", "decode_ms", "tail_ms")
-    out = {name: statistics.median(getattr(t, name) for t in timings) for name in stages}
-    out["sum_ms"] = sum(out[name] for name in stages)
+    """Median ms of each compute stage, and their sum, when the thread sleeps ``sleep_s`` after each side."""
+    out = stage_medians(in_process_timings(device, server, images, action, sleep_s))
+    out["sum_ms"] = sum(out.values())
     return out
 
 

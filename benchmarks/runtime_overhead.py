@@ -25,30 +25,12 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import write_json
+from benchmarks.common import STAGES, in_process_timings, stage_medians, write_json
 from device_client import SplitClient
 from edge_server.process import spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
-from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
-
-STAGES = ("head_ms", "encode_ms", "decode_ms", "tail_ms")
-
-
-def in_process(ckpt: SplitCheckpoint, frames: np.ndarray, action: Action) -> list[Timing]:
-    """Per frame, the four compute stages run back to back in this process (ms)."""
-    device, server = DeviceSide(ckpt), ServerSide(ckpt)
-    timings = []
-    for i, frame in enumerate(frames):
-        t = Timing()
-        payloads = device.encode(frame, action, seq=i, timing=t)
-        server.infer(payloads, t)
-        timings.append(t)
-    return timings
-
-
-def stage_medians(rows: list, names: tuple[str, ...]) -> dict[str, float]:
-    return {name: statistics.median(getattr(r, name) for r in rows) for name in names}
+from splitnet.pipeline import Action, DeviceSide, ServerSide
 
 
 def main() -> None:
@@ -64,8 +46,9 @@ def main() -> None:
     frames = load_npz(DEMO_DATA).images
     frames = np.concatenate([frames] * (args.frames // len(frames) + 1))[: args.frames]
     action = Action.parse(args.policy)
-    in_process(ckpt, frames[:30], action)  # warm up
-    local_timings = in_process(ckpt, frames, action)
+    device, server_side = DeviceSide(ckpt), ServerSide(ckpt)
+    in_process_timings(device, server_side, frames[:30], action)  # warm up
+    local_timings = in_process_timings(device, server_side, frames, action)
     compute = [sum(getattr(t, name) for name in STAGES) for t in local_timings]
 
     extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
@@ -100,7 +83,7 @@ def main() -> None:
         "overhead_ms_per_frame_median": statistics.median(overhead),
         # where the time goes: the same stages in process and in the runtime (the server's own timings);
         # network = the RPC's round trip minus the server's queue + decode + tail
-        "stage_ms_median": {"in_process": stage_medians(local_timings, STAGES),
+        "stage_ms_median": {"in_process": stage_medians(local_timings),
                             "runtime": stage_medians(unary, (*STAGES, "network_ms", "queue_ms"))},
         "unary_fps": len(frames) / unary_s,
         "stream_fps": len(frames) / stream_s,

@@ -369,8 +369,6 @@ def test_idle_client_probes_the_link(server, tiny_checkpoint) -> None:
 
 def test_close_waits_for_the_clients_threads(server, tiny_checkpoint) -> None:
     """A daemon thread left inside gRPC when the interpreter exits can abort the process."""
-    import threading
-
     for _ in range(5):  # the threads end soon after a close that does not wait: try a few times
         before = set(threading.enumerate())
         client = SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w0.5", link_probe_s=0.01)
