@@ -44,9 +44,14 @@ class Scenario:
     probe_interval_s: float = 1.0
 
 
+COMPUTE_FIELDS = ("device_macs", "server_macs", "device_share")
+
+
 @dataclass
 class ActionProfile:
-    """One action's costs: ms on the device and the server, bytes and correctness per image."""
+    """One action's costs: ms on the device and the server, bytes and correctness per image, and
+    the compute it needs (MACs per frame on each side, counted by :mod:`splitnet.compute`; absent,
+    ``None``, in profiles written before they were recorded)."""
 
     name: str
     kind: str
@@ -54,6 +59,9 @@ class ActionProfile:
     server_ms: float
     bytes: np.ndarray
     correct: np.ndarray
+    device_macs: float | None = None
+    server_macs: float | None = None
+    device_share: float | None = None  # device MACs / the unsplit model's MACs
 
     @property
     def top1(self) -> float:
@@ -110,7 +118,9 @@ class Profile:
         return {"model": self.model, "checkpoint_sha256": self.checkpoint_sha256, "scenario": asdict(self.scenario),
                 "actions": [{"name": a.name, "kind": a.kind, "device_ms": a.device_ms, "server_ms": a.server_ms,
                              "top1": a.top1, "bytes_mean": a.bytes_mean, "bytes": a.bytes.tolist(),
-                             "correct": a.correct.astype(int).tolist()} for a in self.actions]}
+                             "correct": a.correct.astype(int).tolist(),
+                             **{k: getattr(a, k) for k in COMPUTE_FIELDS if getattr(a, k) is not None}}
+                            for a in self.actions]}
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +133,8 @@ class Profile:
             power = PowerModel(**sc.pop("power", {}))
             scenario = Scenario(**sc, power=power)
             actions = [ActionProfile(a["name"], a["kind"], float(a["device_ms"]), float(a["server_ms"]),
-                                     np.asarray(a["bytes"], dtype=np.int64), np.asarray(a["correct"], dtype=bool))
+                                     np.asarray(a["bytes"], dtype=np.int64), np.asarray(a["correct"], dtype=bool),
+                                     **{k: float(a[k]) for k in COMPUTE_FIELDS if a.get(k) is not None})
                        for a in d["actions"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"malformed profile {source}: {exc}") from exc

@@ -47,13 +47,20 @@ def run_policy(policy: Policy, profile: Profile, trace: Trace, fps: float = 10.0
     return run
 
 
-def summarize(runs: Sequence[Run]) -> dict:
-    """The per-policy fields of the ``splitnet simulate`` report."""
+def summarize(runs: Sequence[Run], profile: Profile | None = None) -> dict:
+    """The per-policy fields of the ``splitnet simulate`` report (with the device's mean MACs per
+    frame and share of the model's MACs when the profile records them)."""
     outs = [o for r in runs for o in r.outcomes]
     lat = np.asarray([o.latency_ms for o in outs])
     counts = Counter(a for r in runs for a in r.actions)
     dropped = sum(o.dropped_after for o in outs)
     arrived = len(outs) + dropped
+    compute = {}
+    if profile is not None and all(a.device_macs is not None for a in profile.actions):
+        by_name = {a.name: a for a in profile.actions}
+        compute = {key: float(sum(getattr(by_name[a], key) * c for a, c in counts.items()) / len(outs))
+                   for key in ("device_macs", "server_macs", "device_share")}
+        compute = {f"{k}_mean": v for k, v in compute.items()}
     return {
         "frames": arrived,
         "frames_processed": len(outs),
@@ -67,6 +74,7 @@ def summarize(runs: Sequence[Run]) -> dict:
         "reward_mean": float(np.mean([o.reward for o in outs])),
         "bytes_mean": float(np.mean([o.payload_bytes for o in outs])),
         "actions": {a: c / len(outs) for a, c in counts.most_common()},
+        **compute,
     }
 
 
@@ -75,7 +83,7 @@ def static_best(profile: Profile, traces: Sequence[Trace], **kw: object) -> tupl
     scores = {}
     for name in profile.names:
         runs = [run_policy(FixedPolicy(name), profile, t, **kw) for t in traces]
-        scores[name] = summarize(runs)
+        scores[name] = summarize(runs, profile)
     best = max(scores, key=lambda n: scores[n]["reward_mean"])
     return best, scores
 
@@ -93,7 +101,7 @@ def simulate(profile: Profile, traces: Sequence[Trace], policies: dict[str, Poli
             policy = FixedPolicy(best)
             policy.name = "static_best"
         runs[name] = [run_policy(policy, profile, t, **kw) for t in traces]
-        report_policies[name] = summarize(runs[name])
+        report_policies[name] = summarize(runs[name], profile)
         if name == "static_best":
             report_policies[name]["action"] = policy.action
     w = weights or RewardWeights()
@@ -113,13 +121,15 @@ def simulate(profile: Profile, traces: Sequence[Trace], policies: dict[str, Poli
 
 
 def format_report(report: dict) -> str:
+    """A plain-text table of a simulate report; ``dev %`` is the device's mean share of the model's MACs."""
     lines = [f"{len(report['traces'])} traces, deadline {report['deadline_ms']:g} ms, {report['fps']:g} fps",
              f"{'policy':<22}{'lat mean':>9}{'lat p95':>9}{'miss %':>8}{'top-1 %':>8}{'energy J':>9}"
-             f"{'reward':>8}{'bytes':>8}"]
+             f"{'reward':>8}{'bytes':>8}{'dev %':>7}"]
     for name, p in report["policies"].items():
+        share = f"{p['device_share_mean'] * 100:>7.1f}" if "device_share_mean" in p else f"{'-':>7}"
         lines.append(f"{name:<22}{p['latency_ms_mean']:>9.1f}{p['latency_ms_p95']:>9.1f}"
                      f"{p['deadline_miss_rate'] * 100:>8.2f}{p['top1'] * 100:>8.2f}{p['energy_j_mean']:>9.3f}"
-                     f"{p['reward_mean']:>8.3f}{p['bytes_mean']:>8.1f}")
+                     f"{p['reward_mean']:>8.3f}{p['bytes_mean']:>8.1f}{share}")
     return "\n".join(lines)
 
 

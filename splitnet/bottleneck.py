@@ -7,6 +7,15 @@ tensor of the shape the tail expects. The contract follows CompressAI:
 returns ``{"strings", "shape"}`` with real bytes, ``decompress`` restores, and
 ``update()`` builds the CDF tables after training.
 
+Two kinds of encoder (``BottleneckConfig.encoder``):
+
+- ``"features"``: the encoder takes the teacher's features at the split point (the
+  device first runs the teacher's head up to that node);
+- ``"light"``: the encoder takes the model's normalized input image itself: a few
+  strided 5x5 convolutions with GDN (as in the Entropic Student and FrankenSplit),
+  so the device does a few percent of the model's work; the decoder on the server
+  rebuilds the teacher's features at the split point and the model runs on from there.
+
 Every layer is slimmable: ``set_width(w)`` selects a fraction of the latent and
 hidden channels, that width's BatchNorms and its own entropy model, by setting an
 index on each layer. Nothing is reloaded or allocated.
@@ -27,6 +36,7 @@ from splitnet.slimmable import (
     PerWidth,
     SlimmableConv2d,
     SlimmableConvTranspose2d,
+    SlimmableGDN,
     SwitchableBatchNorm2d,
     _Switchable,
     channels_for,
@@ -34,15 +44,21 @@ from splitnet.slimmable import (
 )
 
 PRIORS = ("factorized", "hyperprior")
+ENCODERS = ("features", "light")
 
 
 @dataclass(frozen=True)
 class BottleneckConfig:
     """Shape of a slimmable bottleneck; stored in checkpoints so it can be rebuilt.
 
-    ``in_channels`` is the channel count of the features at the split point;
+    ``in_channels`` is the channel count of what the encoder takes: the features at
+    the split point (``encoder="features"``) or the image (``encoder="light"``, 3);
     the latent has ``latent_channels * width`` channels at ``1 / 2**downsample``
-    of the features' resolution.
+    of that input's resolution. The decoder outputs ``out_channels`` (default
+    ``in_channels``) at ``2**upsample`` times the latent's resolution (default
+    ``upsample = downsample``), cropped to the features the tail expects; a light
+    encoder's decoder keeps ``decoder_channels`` hidden channels at every width
+    (it runs on the server, so it need not slim).
     """
 
     in_channels: int
@@ -53,13 +69,32 @@ class BottleneckConfig:
     prior: str = "factorized"
     hyper_channels: int = 32
     out_relu: bool = True  # the tail's input comes after a ReLU in ResNets
+    encoder: str = "features"
+    out_channels: int = 0  # 0: same as in_channels
+    upsample: int = -1  # -1: same as downsample
+    decoder_channels: int = 0  # light encoders: hidden channels of the decoder (0: hidden_channels)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", check_widths(self.widths))
         if self.prior not in PRIORS:
             raise SplitnetError(f"prior must be one of {PRIORS}, got {self.prior!r}")
-        if min(self.in_channels, self.latent_channels, self.hidden_channels) < 1 or self.downsample < 0:
+        if self.encoder not in ENCODERS:
+            raise SplitnetError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.out_channels == 0:
+            object.__setattr__(self, "out_channels", self.in_channels)
+        if self.upsample < 0:
+            object.__setattr__(self, "upsample", self.downsample)
+        if self.decoder_channels == 0:
+            object.__setattr__(self, "decoder_channels", self.hidden_channels)
+        if (min(self.in_channels, self.latent_channels, self.hidden_channels, self.out_channels,
+                self.decoder_channels) < 1 or self.downsample < 0 or self.upsample > self.downsample
+                or (self.encoder == "light" and self.downsample < 1)):
             raise SplitnetError(f"invalid bottleneck config {self}")
+
+    @property
+    def is_light(self) -> bool:
+        """True when the encoder takes the input image (the device runs no part of the teacher)."""
+        return self.encoder == "light"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -81,6 +116,56 @@ def _conv_bn_relu(cin: tuple[int, ...], cout: tuple[int, ...], stride: int) -> l
 def _up_bn_relu(cin: tuple[int, ...], cout: tuple[int, ...]) -> list[nn.Module]:
     return [SlimmableConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
             SwitchableBatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def _features_encoder(config: BottleneckConfig, c_in: tuple[int, ...], hidden: tuple[int, ...],
+                      latent: tuple[int, ...]) -> list[nn.Module]:
+    enc: list[nn.Module] = []
+    prev = c_in
+    for _ in range(config.downsample):
+        enc += _conv_bn_relu(prev, hidden, stride=2)
+        prev = hidden
+    if config.downsample == 0:
+        enc += _conv_bn_relu(prev, hidden, stride=1)
+    enc.append(SlimmableConv2d(hidden, latent, 3, padding=1))
+    return enc
+
+
+def _features_decoder(config: BottleneckConfig, c_in: tuple[int, ...], hidden: tuple[int, ...],
+                      latent: tuple[int, ...]) -> list[nn.Module]:
+    dec: list[nn.Module] = _conv_bn_relu(latent, hidden, stride=1)
+    for _ in range(config.downsample):
+        dec += _up_bn_relu(hidden, hidden)
+    dec += [SlimmableConv2d(hidden, c_in, 3, padding=1, bias=False), SwitchableBatchNorm2d(c_in)]
+    if config.out_relu:
+        dec.append(nn.ReLU(inplace=True))
+    return dec
+
+
+def _light_encoder(config: BottleneckConfig, hidden: tuple[int, ...], latent: tuple[int, ...]) -> list[nn.Module]:
+    """Strided 5x5 convolutions with GDN on the image, then a 3x3 convolution to the latent."""
+    enc: list[nn.Module] = []
+    prev = (config.in_channels,) * len(hidden)
+    for _ in range(config.downsample):
+        enc += [SlimmableConv2d(prev, hidden, 5, stride=2, padding=2), SlimmableGDN(hidden)]
+        prev = hidden
+    enc.append(SlimmableConv2d(hidden, latent, 3, padding=1))
+    return enc
+
+
+def _light_decoder(config: BottleneckConfig, latent: tuple[int, ...]) -> list[nn.Module]:
+    """Latent to the teacher's features at the split point (runs on the server, full width)."""
+    n = len(latent)
+    dec_ch = (config.decoder_channels,) * n
+    out = (config.out_channels,) * n
+    dec: list[nn.Module] = _conv_bn_relu(latent, dec_ch, stride=1)
+    for _ in range(config.upsample):
+        dec += _up_bn_relu(dec_ch, dec_ch)
+    dec += _conv_bn_relu(dec_ch, dec_ch, stride=1)
+    dec += [SlimmableConv2d(dec_ch, out, 3, padding=1, bias=False), SwitchableBatchNorm2d(out)]
+    if config.out_relu:
+        dec.append(nn.ReLU(inplace=True))
+    return dec
 
 
 def _round_ste(x: torch.Tensor, medians: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,23 +228,10 @@ class SlimmableBottleneck(CompressionModel):
         latent = channels_for(ws, config.latent_channels)
         self.latent_per_width = latent
 
-        enc: list[nn.Module] = []
-        prev = c_in
-        for _ in range(config.downsample):
-            enc += _conv_bn_relu(prev, hidden, stride=2)
-            prev = hidden
-        if config.downsample == 0:
-            enc += _conv_bn_relu(prev, hidden, stride=1)
-        enc.append(SlimmableConv2d(hidden, latent, 3, padding=1))
-        self.g_a = nn.Sequential(*enc)
-
-        dec: list[nn.Module] = _conv_bn_relu(latent, hidden, stride=1)
-        for _ in range(config.downsample):
-            dec += _up_bn_relu(hidden, hidden)
-        dec += [SlimmableConv2d(hidden, c_in, 3, padding=1, bias=False), SwitchableBatchNorm2d(c_in)]
-        if config.out_relu:
-            dec.append(nn.ReLU(inplace=True))
-        self.g_s = nn.Sequential(*dec)
+        self.g_a = nn.Sequential(*(_light_encoder(config, hidden, latent) if config.is_light
+                                   else _features_encoder(config, c_in, hidden, latent)))
+        self.g_s = nn.Sequential(*(_light_decoder(config, latent) if config.is_light
+                                   else _features_decoder(config, c_in, hidden, latent)))
 
         if config.prior == "factorized":
             self.entropy = PerWidth([EntropyBottleneck(c) for c in latent])
@@ -204,6 +276,16 @@ class SlimmableBottleneck(CompressionModel):
         for _ in range(self.config.downsample):
             h, w = (h + 1) // 2, (w + 1) // 2
         return (self.latent_per_width[self.entropy.active], h, w)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """(C, H, W) of the decoder's output (what the tail takes) for an input of shape (C, H, W)."""
+        _, h, w = self.latent_shape(input_shape)
+        scale = 2 ** self.config.upsample
+        if not self.config.is_light:
+            return (self.config.out_channels, int(input_shape[1]), int(input_shape[2]))
+        stride = 2 ** (self.config.downsample - self.config.upsample)
+        return (self.config.out_channels, min(h * scale, -(-int(input_shape[1]) // stride)),
+                min(w * scale, -(-int(input_shape[2]) // stride)))
 
     # --------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, decoder_input: str = "noise") -> dict:
@@ -260,7 +342,7 @@ class SlimmableBottleneck(CompressionModel):
 
     def _check_features(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ShapeError(f"bottleneck expects features [N, {self.config.in_channels}, H, W], "
+            raise ShapeError(f"bottleneck expects input [N, {self.config.in_channels}, H, W], "
                              f"got {tuple(x.shape)}")
 
     def _encode_factorized(self, eb: EntropyBottleneck, y: torch.Tensor) -> list[bytes]:
@@ -328,5 +410,6 @@ class SlimmableBottleneck(CompressionModel):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"in={c.in_channels}, latent={c.latent_channels}, hidden={c.hidden_channels}, "
-                f"downsample={c.downsample}, prior={c.prior}, widths={list(c.widths)}")
+        return (f"encoder={c.encoder}, in={c.in_channels}, out={c.out_channels}, latent={c.latent_channels}, "
+                f"hidden={c.hidden_channels}, downsample={c.downsample}, upsample={c.upsample}, prior={c.prior}, "
+                f"widths={list(c.widths)}")

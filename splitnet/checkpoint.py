@@ -38,8 +38,9 @@ DETECTION_DEMO_DATA = Path(__file__).parent / "assets" / "detection_demo.npz"  #
 
 @dataclass
 class SplitPoint:
-    """One split point of a checkpoint: its bottleneck, its own tail if fine-tuned, and
-    for detectors optionally an object filter on the head's features."""
+    """One split point of a checkpoint: its bottleneck (on the teacher's features at ``node``,
+    or a light encoder on the image whose decoder rebuilds those features), its own tail if
+    fine-tuned, and for detectors optionally an object filter on the head's features."""
 
     node: str
     bottleneck: SlimmableBottleneck
@@ -90,6 +91,13 @@ class SplitCheckpoint:
         if key not in self._traced:
             self._traced[key] = split_model(self.teacher, node)
         return self._traced[key]
+
+    def encoder_input(self, node: str) -> nn.Module:
+        """What the device runs before the bottleneck's encoder at ``node``: the teacher's head,
+        or nothing (identity on the normalized image) for a light encoder."""
+        if self.split(node).bottleneck.config.is_light:
+            return nn.Identity()
+        return self.teacher_split(node)[0]
 
     def bottleneck_tail(self, node: str) -> fx.GraphModule:
         """The tail that follows the bottleneck at ``node``: fine-tuned if the checkpoint has one (cached)."""

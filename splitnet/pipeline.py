@@ -104,9 +104,17 @@ class DeviceSide:
         self._heads: dict[str, nn.Module] = {}
 
     def head(self, node: str) -> nn.Module:
+        """The teacher's head up to ``node`` (what raw-feature actions send)."""
         if node not in self._heads:
             self._heads[node] = self.checkpoint.teacher_split(node)[0]
         return self._heads[node]
+
+    def encoder_input(self, action: Action) -> nn.Module:
+        """What runs on the device before the action's codec: the teacher's head, or nothing
+        (identity) for a light encoder, which takes the image itself."""
+        if action.kind == "bottleneck":
+            return self.checkpoint.encoder_input(action.split)
+        return self.head(action.split)
 
     def actions(self, feature_codecs: Sequence[str] = ("int8+zstd",),
                 image_qualities: Sequence[int] = (75,)) -> list[Action]:
@@ -166,7 +174,7 @@ class DeviceSide:
             shape = tuple(frames.shape[1:])
         else:
             t0 = time.perf_counter()
-            features = self.head(action.split)(self.preprocess(frames))
+            features = self.encoder_input(action)(self.preprocess(frames))
             keep = None
             point = self.checkpoint.splits.get(action.split)
             if use_filter and point is not None and point.object_filter is not None:
@@ -214,7 +222,8 @@ class ServerSide:
             head, teacher_tail = ckpt.teacher_split(node)
             with torch.no_grad():
                 shape = tuple(head(torch.zeros(1, 3, h, w)).shape[1:])
-            self._routes[(node, "bottleneck")] = _Route(ckpt.bottleneck_tail(node), point.bottleneck, shape)
+            coded_shape = (3, h, w) if point.bottleneck.config.is_light else shape
+            self._routes[(node, "bottleneck")] = _Route(ckpt.bottleneck_tail(node), point.bottleneck, coded_shape)
             self._routes[(node, "features")] = _Route(teacher_tail, None, shape)
 
     @property
@@ -239,7 +248,8 @@ class ServerSide:
             route.tail(x)
 
     def feature_shape(self, node: str) -> tuple[int, ...]:
-        """Shape (no batch dimension) of the tensor crossing the cut at ``node``."""
+        """Shape (no batch dimension) of the tensor the bottleneck at ``node`` encodes
+        (the teacher's features there, or the normalized image for a light encoder)."""
         route = self._routes.get((node, "bottleneck"))
         if route is None:
             raise UnknownSplitPointError(f"no split point {node!r} on this server")

@@ -3,7 +3,8 @@
 For each image of a data set and each action (local, split x width, features,
 image codecs) the profile keeps the payload's bytes and whether the answer was
 right, aligned by image, so a simulator can replay real frames. Compute times are
-medians of single-frame (batch 1) runs.
+medians of single-frame (batch 1) runs; each action also records its device and server
+MACs and the device's share of the model's MACs (:mod:`splitnet.compute`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from splitnet.checkpoint import SplitCheckpoint
+from splitnet.compute import ComputeModel
 from splitnet.data import ImageSet, batches
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 
@@ -50,7 +52,7 @@ def _median_timing(device: DeviceSide, server: ServerSide, frames: np.ndarray, a
 def profile_actions(ckpt: SplitCheckpoint, data: ImageSet, actions: Sequence[Action] | None = None,
                     timing_frames: int = 50, batch_size: int = 100, progress: bool = True) -> dict:
     """Per action: device and server ms (batch 1, this machine), bytes and correctness per image."""
-    device, server = DeviceSide(ckpt), ServerSide(ckpt)
+    device, server, compute = DeviceSide(ckpt), ServerSide(ckpt), ComputeModel(ckpt)
     actions = list(actions) if actions is not None else default_actions(ckpt)
     timing_set = data.images[: max(1, min(timing_frames, len(data)))]
     rows = []
@@ -68,10 +70,13 @@ def profile_actions(ckpt: SplitCheckpoint, data: ImageSet, actions: Sequence[Act
                 sizes += [len(p.data) for p in payloads]
                 logits = server.infer(payloads)
             correct += (logits.argmax(1).numpy() == data.labels[s]).tolist()
+        cost = compute.cost(action)
         rows.append({"name": action.name, "kind": action.kind, "device_ms": device_ms, "server_ms": server_ms,
-                     "bytes_mean": float(np.mean(sizes)), "top1": float(np.mean(correct)),
-                     "bytes": sizes, "correct": [int(c) for c in correct]})
+                     "device_macs": cost.device_macs, "server_macs": cost.server_macs,
+                     "device_share": cost.device_share, "bytes_mean": float(np.mean(sizes)),
+                     "top1": float(np.mean(correct)), "bytes": sizes, "correct": [int(c) for c in correct]})
     return {"model": ckpt.model_name, "checkpoint_sha256": ckpt.sha256, "data": data.path, "n_images": len(data),
+            "model_macs": compute.model_macs,
             "measured_on": {"machine": platform.machine(), "processor": platform.processor(),
                             "torch_threads": torch.get_num_threads()},
             "actions": rows}

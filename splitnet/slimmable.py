@@ -115,3 +115,29 @@ def set_active_width(module: nn.Module, index: int) -> None:
     for m in module.modules():
         if isinstance(m, _Switchable):
             m._set_index(index)
+
+
+class SlimmableGDN(_Switchable):
+    """CompressAI's GDN (Ballé et al.) over the first ``channels[i]`` channels at width ``i``.
+
+    The GDN's parameters (``beta`` [C], ``gamma`` [C, C]) are sliced like a convolution's
+    weights; CompressAI's :class:`~compressai.layers.GDN` holds them and their
+    non-negative reparametrization.
+    """
+
+    def __init__(self, channels: Sequence[int], inverse: bool = False) -> None:
+        from compressai.layers import GDN
+
+        super().__init__()
+        self.gdn = GDN(max(channels), inverse=inverse)
+        self.channels = tuple(channels)
+        self.active = len(channels) - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.channels[self.active]
+        if x.ndim != 4 or x.shape[1] != c:
+            raise ShapeError(f"SlimmableGDN expects [N, {c}, H, W] at this width, got {tuple(x.shape)}")
+        beta = self.gdn.beta_reparam(self.gdn.beta)[:c]
+        gamma = self.gdn.gamma_reparam(self.gdn.gamma)[:c, :c].reshape(c, c, 1, 1)
+        norm = F.conv2d(x * x, gamma, beta)
+        return x * (torch.sqrt(norm) if self.gdn.inverse else torch.rsqrt(norm))

@@ -66,8 +66,9 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
     from splitnet.training.bottleneck import BottleneckTrainConfig, train_bottleneck
 
     cfg = BottleneckTrainConfig(
-        teacher=args.teacher, weights=args.weights, split=args.split, data=args.data,
-        latent_channels=args.latent_channels, hidden_channels=args.hidden_channels, downsample=args.downsample,
+        teacher=args.teacher, weights=args.weights, split=args.split, data=args.data, encoder=args.encoder,
+        latent_channels=args.latent_channels, hidden_channels=args.hidden_channels,
+        decoder_channels=args.decoder_channels, downsample=args.downsample, widths_per_step=args.widths_per_step,
         prior=args.prior, widths=tuple(args.widths), stage1_lmbda=args.stage1_lmbda, lmbda=args.lmbda,
         width_rate_scale=tuple(args.width_rate_scale or ()), epochs=args.epochs,
         finetune_epochs=args.finetune_epochs, finetune_encoder=not args.freeze_encoder,
@@ -142,15 +143,34 @@ def cmd_checkpoint_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a fraction in (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
 def cmd_checkpoint_info(args: argparse.Namespace) -> int:
     from splitnet.checkpoint import SplitCheckpoint
 
+    from splitnet.compute import ComputeModel
+    from splitnet.pipeline import Action
+
     ckpt = SplitCheckpoint.load(args.checkpoint)
+    compute = ComputeModel(ckpt)
     print(f"{ckpt.path}\n  model {ckpt.model_name}, sha256 {ckpt.sha256}")
+    print(f"  unsplit model: {compute.model_macs / 1e6:.2f} M MACs, {compute.model_params:,} parameters")
     for node, point in ckpt.splits.items():
         c = point.bottleneck.config
-        print(f"  {node}: {c.prior}, latent {c.latent_channels} x 1/{2 ** c.downsample} res, widths "
+        kind = ("light encoder on the image, decoder rebuilds the features at " + node if c.is_light
+                else "bottleneck on the teacher's features at " + node)
+        print(f"  {node}: {kind}; {c.prior}, latent {c.latent_channels} x 1/{2 ** c.downsample} res, widths "
               f"{list(c.widths)}, tail {'fine-tuned' if point.tail_state is not None else 'teacher'}")
+        for width in c.widths:
+            cost = compute.cost(Action("bottleneck", node, width, c.prior))
+            print(f"    w{width:g}: device {cost.device_macs / 1e6:.2f} M MACs ({cost.device_share * 100:.2f} % of "
+                  f"the model), {cost.device_params:,} device parameters; server {cost.server_macs / 1e6:.2f} M MACs")
         cmd = ckpt.meta.get("bottlenecks", {}).get(node, {}).get("command")
         if cmd:
             print(f"    trained with: {cmd}")
@@ -196,6 +216,8 @@ def _eval_detector(ckpt, args: argparse.Namespace) -> int:
         data = data.subset(0, min(args.limit, len(data)))
     opts = DetectionEvalOptions(jpeg_qualities=args.qualities, webp_qualities=args.qualities,
                                 batch_size=min(args.batch_size, 100))
+    if args.device_budget is not None:
+        opts.device_budget = args.device_budget
     report = evaluate_detection(ckpt, data, opts, data_path=args.data)
     print(format_detection_table(report))
     _write_json(report, args.json)
@@ -213,6 +235,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = load_npz(args.data or DEMO_DATA, limit=args.limit)
     opts = EvalOptions(jpeg_qualities=args.qualities, webp_qualities=args.qualities, png=not args.no_png,
                        timing_frames=args.timing_frames, batch_size=args.batch_size)
+    if args.device_budget is not None:
+        opts.device_budget = args.device_budget
     report = evaluate(ckpt, data, opts)
     print(format_table(report))
     _write_json(report, args.json)
@@ -335,11 +359,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     profile = profile.with_scenario(scenario)
     out = profile.to_dict()
     out.update({"data": measured["data"], "n_images": measured["n_images"], "measured_on": measured["measured_on"],
-                "command": _command_line()})
-    print(f"{'action':<22}{'device ms':>10}{'server ms':>10}{'bytes':>9}{'top-1 %':>9}   (scaled to the scenario)")
+                "model_macs": measured["model_macs"], "command": _command_line()})
+    print(f"{'action':<22}{'device ms':>10}{'server ms':>10}{'bytes':>9}{'top-1 %':>9}{'dev MMAC':>10}{'dev %':>8}"
+          "   (ms scaled to the scenario)")
     for i, a in enumerate(profile.actions):
         print(f"{a.name:<22}{profile.device_ms(i):>10.2f}{profile.server_ms(i):>10.2f}{a.bytes_mean:>9.1f}"
-              f"{a.top1 * 100:>9.2f}")
+              f"{a.top1 * 100:>9.2f}{a.device_macs / 1e6:>10.2f}{a.device_share * 100:>8.2f}")
     _write_json(out, args.json)
     return 0
 
@@ -444,8 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--weights", required=True, help="teacher weights (teacher file, third-party, or checkpoint)")
     b.add_argument("--split", default="layer2", help="split node name, e.g. layer1")
     b.add_argument("--data", default="../shared/data/cifar10/train.npz")
+    b.add_argument("--encoder", choices=("features", "light"), default="features",
+                   help="features: encoder on the teacher's features at --split (the device runs the teacher's "
+                        "head); light: encoder on the image (strided convolutions + GDN, a few percent of the "
+                        "model's MACs) whose decoder rebuilds the features at --split on the server")
     b.add_argument("--latent-channels", type=int, default=32)
-    b.add_argument("--hidden-channels", type=int, default=64)
+    b.add_argument("--hidden-channels", type=int, default=64, help="encoder channels (slimmed with the width)")
+    b.add_argument("--decoder-channels", type=int, default=0,
+                   help="light encoder: the server-side decoder's channels, every width (0: --hidden-channels)")
+    b.add_argument("--widths-per-step", type=int, default=0,
+                   help="0: train every width in every step; 1: the widest and one random other width on "
+                        "alternate steps (cheaper per epoch)")
     b.add_argument("--downsample", type=int, default=1, help="stride-2 stages in the encoder")
     b.add_argument("--prior", choices=("factorized", "hyperprior"), default="factorized")
     b.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
@@ -582,6 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--qualities", type=int, nargs="+", default=list(DEFAULT_QUALITIES),
                    help="JPEG and WebP qualities")
     e.add_argument("--no-png", action="store_true")
+    e.add_argument("--device-budget", type=_fraction, default=None,
+                   help="the verdict considers only configurations whose device share of the model's MACs is at "
+                        "most this fraction (default 0.10 for classifiers, 0.15 for detectors); the report also "
+                        "lists the frontier at 5, 10, 20 and 100 %%")
     e.add_argument("--timing-frames", type=int, default=50)
     e.add_argument("--batch-size", type=int, default=250)
     e.add_argument("--json", default=None, help="write the report here")

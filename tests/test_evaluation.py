@@ -31,10 +31,11 @@ def test_report_follows_the_design_contract(report: dict, tiny_checkpoint: Split
     assert {"model", "checkpoint_sha256", "data", "n_images", "teacher_top1", "configs"} <= set(report)
     assert report["checkpoint_sha256"] == tiny_checkpoint.sha256 and report["n_images"] == 12
     kinds = {c["kind"] for c in report["configs"]}
-    assert kinds == {"local", "bottleneck", "features", "input"}
+    assert kinds == {"local", "local_label", "bottleneck", "features", "input"}
     for c in report["configs"]:
-        assert {"kind", "top1", "bytes_mean"} <= set(c)
+        assert {"kind", "top1", "bytes_mean", "device_macs", "server_macs", "device_params", "device_share"} <= set(c)
         assert 0.0 <= c["top1"] <= 1.0
+        assert c["device_share"] == pytest.approx(c["device_macs"] / report["model_macs"])
         if c["kind"] == "bottleneck":
             assert {"codec", "split", "width", "bytes_p95", "encode_ms", "decode_ms"} <= set(c)
             assert c["bytes_mean"] > 0
@@ -42,9 +43,32 @@ def test_report_follows_the_design_contract(report: dict, tiny_checkpoint: Split
             assert "quality" in c
     n_bottleneck = sum(c["kind"] == "bottleneck" for c in report["configs"])
     assert n_bottleneck == 2 * 4  # two splits x four widths
-    local = report["configs"][0]
+    local, label = report["configs"][:2]
     assert local["kind"] == "local" and local["top1"] == report["teacher_top1"] and local["bytes_mean"] == 0
+    assert label["kind"] == "local_label" and label["top1"] == local["top1"] and label["bytes_mean"] == 1
+    assert local["device_share"] == label["device_share"] == 1.0 and local["server_macs"] == 0
+    assert [f["device_budget"] for f in report["frontier"]] == [0.05, 0.10, 0.20, 1.0]
     json.dumps(report)  # serializable as is
+
+
+def test_compute_of_each_kind_of_action(report: dict) -> None:
+    """A light encoder (layer1 of the tiny checkpoint) runs no part of the teacher on the device;
+    a bottleneck on layer2's features runs the teacher's head; images cost the device no MACs."""
+    rows = {(c["kind"], c.get("split"), c.get("width"), c["codec"]): c for c in report["configs"]}
+    light = [c for c in report["configs"] if c["kind"] == "bottleneck" and c["split"] == "layer1"]
+    on_features = [c for c in report["configs"] if c["kind"] == "bottleneck" and c["split"] == "layer2"]
+    features = rows[("features", "layer2", None, "int8+zstd")]
+    assert all(c["encoder"] == "light" for c in light) and all(c["encoder"] == "features" for c in on_features)
+    # device MACs grow with the width and stay a few percent of ResNet-20's for the light encoder
+    assert [c["device_macs"] for c in light] == sorted(c["device_macs"] for c in light)
+    assert light[0]["device_macs"] < light[-1]["device_macs"] and light[-1]["device_share"] < 0.05
+    # the head of layer2 is most of the model; the encoder adds to it
+    assert all(c["device_macs"] > features["device_macs"] > 0.6 * report["model_macs"] for c in on_features)
+    # the server runs everything after the cut
+    assert features["device_macs"] + features["server_macs"] == pytest.approx(report["model_macs"])
+    for c in report["configs"]:
+        if c["kind"] == "input":
+            assert c["device_macs"] == 0 and c["server_macs"] == report["model_macs"] and c["device_params"] == 0
 
 
 def test_png_through_the_model_equals_local(report: dict) -> None:
@@ -65,9 +89,24 @@ def test_summary_picks_the_smallest_within_tolerance() -> None:
     assert s["image_to_bottleneck_bytes_ratio"] == 10
 
 
+def test_summary_keeps_to_the_device_budget() -> None:
+    """A configuration over the budget is not the verdict, however few bytes it sends."""
+    configs = [
+        {"kind": "bottleneck", "codec": "factorized", "split": "a", "width": 1.0, "top1": 0.90, "bytes_mean": 100,
+         "device_share": 0.04},
+        {"kind": "bottleneck", "codec": "factorized", "split": "b", "width": 1.0, "top1": 0.90, "bytes_mean": 10,
+         "device_share": 0.99},
+        {"kind": "input", "codec": "webp", "quality": 90, "top1": 0.902, "bytes_mean": 500, "device_share": 0.0},
+    ]
+    assert summarize(configs, 0.90, 1.0, device_budget=0.10)["smallest_bottleneck"]["split"] == "a"
+    assert summarize(configs, 0.90, 1.0, device_budget=1.0)["smallest_bottleneck"]["split"] == "b"
+    assert summarize(configs, 0.90, 1.0, device_budget=0.03)["smallest_bottleneck"] is None
+
+
 def test_table_and_plot(report: dict, tmp_path: Path) -> None:
     table = format_table(report)
-    assert "layer1/w0.25" in table and "teacher top-1" in table
+    assert "layer1/w0.25 light" in table and "local+label" in table and "teacher top-1" in table
+    assert "device <= 10 % of MACs" in table and "device <= 100 % of MACs" in table
     plot_rate_accuracy(report, tmp_path / "ra.png")
     assert (tmp_path / "ra.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -32,10 +32,10 @@ def _reference(ckpt: SplitCheckpoint, frames: np.ndarray, action: Action) -> tor
     with torch.no_grad():
         if action.kind == "local":
             return ckpt.teacher(x)
-        head, _ = ckpt.teacher_split(action.split)
+        enc_input = ckpt.encoder_input(action.split)  # the teacher's head, or nothing for a light encoder
         b = ckpt.split(action.split).bottleneck
         b.set_width(action.width)
-        return ckpt.bottleneck_tail(action.split)(b(head(x))["x_hat"])
+        return ckpt.bottleneck_tail(action.split)(b(enc_input(x))["x_hat"])
 
 
 def test_actions_cover_local_splits_widths_features_and_images(sides: tuple[DeviceSide, ServerSide]) -> None:

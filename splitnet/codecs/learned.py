@@ -34,7 +34,8 @@ class BottleneckCodec(Codec):
     """Codes features ``[C, H, W]`` with a :class:`SlimmableBottleneck` at its active width.
 
     Factorized prior: the bytes are the latent's rANS stream. Hyperprior:
-    ``varint(len(z)) + z stream + y stream``. ``decode`` returns the decoder's
+    ``varint(len(z)) + z stream + y stream``. ``decode`` takes the shape of what was
+    encoded (features, or the image for a light encoder) and returns the decoder's
     output, i.e. the features the tail expects.
     """
 
@@ -77,6 +78,5 @@ class BottleneckCodec(Codec):
         parts = [self._split(bytes(d)) for d in data]
         strings = [list(p) for p in zip(*parts)]
         x_hat = self.bottleneck.decompress(strings, latent)["x_hat"]
-        if tuple(x_hat.shape[1:]) != dims:
-            x_hat = x_hat[:, :, : dims[1], : dims[2]]
-        return x_hat
+        _, h, w = self.bottleneck.output_shape(dims)
+        return x_hat[:, :, :h, :w]

@@ -5,7 +5,9 @@ Every configuration runs on the same scenes in one run: the unsplit detector
 split's object filter, when it has one), and the input image coded with JPEG/WebP at
 several qualities then run through the whole detector. mAP@0.5 and mAP@[.5:.95] come
 from torchmetrics (COCO definition); bytes are the real coded bytes of each frame
-(0 for a frame the filter drops).
+(0 for a frame the filter drops). Every configuration carries its device and server MACs
+and the device's share of the unsplit detector's MACs (the object filter's MACs included
+where it runs); the summary and the frontier compare configurations under device budgets.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from splitnet.codecs import BottleneckCodec, create_codec
 from splitnet.detection.filter import filter_report
 from splitnet.detection.synth import DetectionSet
 from splitnet.detection.train import to_input
-from splitnet.evaluation import summary_line
+from splitnet.compute import ComputeModel, count_macs
+from splitnet.evaluation import config_action, summarize, summary_line
 from splitnet.models import detections_from_output
 
 DEFAULT_DETECTION_QUALITIES = (10, 30, 50, 70, 90)
+DETECTION_DEVICE_BUDGET = 0.15
+DETECTION_FRONTIER_BUDGETS = (0.05, 0.10, 0.15, 0.20, 1.0)
 
 
 @dataclass
@@ -36,6 +41,7 @@ class DetectionEvalOptions:
     webp_qualities: Sequence[int] = DEFAULT_DETECTION_QUALITIES
     batch_size: int = 100
     within_pt: float = 2.0  # mAP@0.5 tolerance (points) for the summary's smallest configurations
+    device_budget: float = DETECTION_DEVICE_BUDGET  # the summary considers at most this device share of MACs
     progress: bool = True
 
 
@@ -82,13 +88,13 @@ def evaluate_detection(ckpt: SplitCheckpoint, data: DetectionSet,
 
     jobs.append(("local", local))
     for node, point in ckpt.splits.items():
-        head = ckpt.teacher_split(node)[0]
+        head = ckpt.encoder_input(node)
         tail = ckpt.bottleneck_tail(node)
 
         def bottleneck_job(node=node, point=point, head=head, tail=tail) -> list[dict]:
             feats = [head(x) for x in inputs]
             keep = None
-            if point.object_filter is not None:
+            if point.object_filter is not None and not point.bottleneck.config.is_light:
                 keep = np.concatenate([point.object_filter.keep(f).numpy() for f in feats])
             rows = []
             for width in point.bottleneck.widths:
@@ -100,7 +106,7 @@ def evaluate_detection(ckpt: SplitCheckpoint, data: DetectionSet,
                     sizes += [len(b) for b in blobs]
                     outputs.append(tail(codec.decode_batch(blobs, tuple(f.shape[1:]))))
                 rows.append(_row("bottleneck", codec.codec_id, _map(name, outputs, data, bs), sizes,
-                                 split=node, width=width))
+                                 split=node, width=width, encoder=point.bottleneck.config.encoder))
                 if keep is not None:
                     rep = filter_report(keep, data)
                     filtered_sizes = [s if k else 0 for s, k in zip(sizes, keep)]
@@ -132,27 +138,42 @@ def evaluate_detection(ckpt: SplitCheckpoint, data: DetectionSet,
     for job_name, job in bar:
         bar.set_postfix_str(job_name)
         configs.extend(job())
+    configs.insert(1, {**configs[0], "kind": "local_label", "bytes_mean": 1.0, "bytes_p95": 1.0})
+    _add_compute(ckpt, configs)
     unsplit = configs[0]["map_50"]
     return {"model": name, "task": "detection", "checkpoint_sha256": ckpt.sha256, "checkpoint": ckpt.path,
             "data": data_path, "n_images": len(data), "teacher_map_50": unsplit, "teacher_map": configs[0]["map"],
-            "configs": configs, "summary": summarize_detection(configs, unsplit, opt.within_pt),
+            "model_macs": configs[0]["device_macs"], "configs": configs,
+            "summary": summarize_detection(configs, unsplit, opt.within_pt, opt.device_budget),
+            "frontier": [summarize_detection(configs, unsplit, opt.within_pt, b) for b in DETECTION_FRONTIER_BUDGETS],
             "torch_threads": torch.get_num_threads()}
 
 
-def summarize_detection(configs: list[dict], unsplit_map_50: float, within_pt: float = 2.0) -> dict:
-    """Smallest bottleneck and smallest JPEG/WebP setting within ``within_pt`` mAP@0.5 points of the unsplit model."""
-    floor = unsplit_map_50 - within_pt / 100.0 - 1e-12
+def _add_compute(ckpt: SplitCheckpoint, configs: list[dict]) -> None:
+    """Device/server MACs of every row; a filtered row adds the object filter's MACs to the device's."""
+    compute = ComputeModel(ckpt)
+    h, w = ckpt.spec.input_size
+    for c in configs:
+        filtered = c["kind"] == "bottleneck+filter"
+        cost = compute.cost(config_action({**c, "kind": "bottleneck"} if filtered else c)).to_dict()
+        if filtered:
+            point = ckpt.split(c["split"])
+            with torch.no_grad():
+                features = ckpt.teacher_split(c["split"])[0](torch.zeros(1, 3, h, w))
+            cost["device_macs"] += count_macs(point.object_filter, features)
+            cost["device_share"] = cost["device_macs"] / compute.model_macs
+        c.update(cost)
 
-    def smallest(kinds: tuple[str, ...]) -> dict | None:
-        ok = [c for c in configs if c["kind"] in kinds and c["map_50"] >= floor]
-        return min(ok, key=lambda c: c["bytes_mean"]) if ok else None
 
-    best_b, best_i = smallest(("bottleneck",)), smallest(("input",))
-    best_f = smallest(("bottleneck+filter",))
-    ratio = best_i["bytes_mean"] / best_b["bytes_mean"] if best_b and best_i else None
-    return {"within_pt": within_pt, "map_50_floor": floor, "smallest_bottleneck": best_b,
-            "smallest_bottleneck_with_filter": best_f, "smallest_image": best_i,
-            "image_to_bottleneck_bytes_ratio": ratio}
+def summarize_detection(configs: list[dict], unsplit_map_50: float, within_pt: float = 2.0,
+                        device_budget: float = DETECTION_DEVICE_BUDGET) -> dict:
+    """Smallest bottleneck and smallest JPEG/WebP setting within ``within_pt`` mAP@0.5 points of the
+    unsplit model, among configurations using at most ``device_budget`` of its MACs on the device."""
+    summary = summarize(configs, unsplit_map_50, within_pt, device_budget, score_key="map_50")
+    with_filter = summarize([{**c, "kind": "bottleneck"} for c in configs if c["kind"] == "bottleneck+filter"],
+                            unsplit_map_50, within_pt, device_budget, score_key="map_50")
+    return {**summary, "map_50_floor": summary["accuracy_floor"],
+            "smallest_bottleneck_with_filter": with_filter["smallest_bottleneck"]}
 
 
 def format_detection_table(report: dict) -> str:
@@ -160,10 +181,11 @@ def format_detection_table(report: dict) -> str:
     lines = [f"{report['model']} on {report['n_images']} scenes of {report['data'] or 'the given set'}",
              f"unsplit detector mAP@0.5 {report['teacher_map_50'] * 100:.2f}, mAP@[.5:.95] "
              f"{report['teacher_map'] * 100:.2f}",
-             f"{'configuration':<28}{'mAP@.5':>8}{'mAP':>8}{'bytes':>9}{'p95':>8}  filter"]
+             f"{'configuration':<28}{'mAP@.5':>8}{'mAP':>8}{'bytes':>9}{'p95':>8}{'dev MMAC':>10}{'dev %':>8}  filter"]
     for c in report["configs"]:
-        name = {"local": "local (unsplit)",
-                "bottleneck": f"{c.get('split')}/w{c.get('width', 0):g}",
+        light = " light" if c.get("encoder") == "light" else ""
+        name = {"local": "local (unsplit)", "local_label": "local+label",
+                "bottleneck": f"{c.get('split')}/w{c.get('width', 0):g}{light}",
                 "bottleneck+filter": f"{c.get('split')}/w{c.get('width', 0):g} + filter",
                 "input": f"{c['codec']} q{c.get('quality')}"}[c["kind"]]
         note = ""
@@ -172,6 +194,7 @@ def format_detection_table(report: dict) -> str:
                     f"({c['empty_frames_filtered']}/{c['empty_frames']} empty), "
                     f"missed {c['objects_missed']}/{c['objects']} objects")
         lines.append(f"{name:<28}{c['map_50'] * 100:>8.2f}{c['map'] * 100:>8.2f}{c['bytes_mean']:>9.1f}"
-                     f"{c['bytes_p95']:>8.0f}  {note}")
-    line = summary_line(report.get("summary", {}), "mAP@0.5 pt of the unsplit detector")
-    return "\n".join(lines + ([line] if line else []))
+                     f"{c['bytes_p95']:>8.0f}{c['device_macs'] / 1e6:>10.2f}{c['device_share'] * 100:>8.2f}  {note}")
+    for summary in [report.get("summary", {})] + report.get("frontier", []):
+        lines.append(summary_line(summary, "mAP@0.5 pt of the unsplit detector"))
+    return "\n".join(lines)

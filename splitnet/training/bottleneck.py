@@ -2,7 +2,10 @@
 
 Stage 1 (head distillation): the encoder/decoder learn to reproduce the teacher's
 features at the split through the quantized latent, ``MSE(x_hat, f) + lambda * bits``,
-summed over every width in each step. Stage 2 (optional): the decoder and a copy of
+summed over every width in each step (or one width per step, see ``widths_per_step``).
+With ``encoder="light"`` the encoder takes the image instead of the teacher's features
+(strided convolutions with GDN, a few percent of the model's MACs) and the decoder
+learns to rebuild the teacher's features at the split. Stage 2 (optional): the decoder and a copy of
 the tail (and, unless frozen, the encoder) are fine-tuned with a task loss against
 the teacher's outputs plus the same rate term: for classifiers KD on the logits plus
 cross-entropy, for detectors (``splitnet.detection.distill``) MSE on the output maps
@@ -44,8 +47,10 @@ class BottleneckTrainConfig:
     weights: str = ""  # teacher weights: a teacher file, third-party weights or a split checkpoint
     split: str = "layer2"
     data: str = "../shared/data/cifar10/train.npz"
+    encoder: str = "features"  # "features": on the teacher's features at the split; "light": on the image
     latent_channels: int = 32
     hidden_channels: int = 64
+    decoder_channels: int = 0  # light encoders: the server-side decoder's channels (0: hidden_channels)
     downsample: int = 1
     prior: str = "factorized"
     widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -63,6 +68,7 @@ class BottleneckTrainConfig:
     seed: int = 0
     limit: int | None = None
     width_rate_scale: tuple[float, ...] = field(default_factory=tuple)  # optional per-width lambda factors
+    widths_per_step: int = 0  # 0: every width in every step; 1: the widest and one other width on alternate steps
     detection_images: int = 12000  # detectors: synthetic training scenes generated from ``data``
 
 
@@ -185,11 +191,11 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     task = make_task(cfg)
 
     with torch.no_grad():
-        f0 = head(task.batch(torch.arange(2), torch.Generator().manual_seed(0))[0])
-    bcfg = BottleneckConfig(in_channels=f0.shape[1], latent_channels=cfg.latent_channels,
-                            hidden_channels=cfg.hidden_channels, downsample=cfg.downsample,
-                            widths=tuple(cfg.widths), prior=cfg.prior)
+        x0 = task.batch(torch.arange(2), torch.Generator().manual_seed(0))[0]
+        f0 = head(x0)
+    bcfg = bottleneck_config(cfg, tuple(x0.shape[1:]), tuple(f0.shape[1:]))
     bottleneck = SlimmableBottleneck(bcfg)
+    enc_input: nn.Module = nn.Identity() if bcfg.is_light else head  # what the encoder takes
     student_model = copy.deepcopy(teacher)
     _, tail = split_model(student_model, cfg.split)
     tail.requires_grad_(False)
@@ -245,18 +251,23 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
             with torch.no_grad():
                 feats = head(x)
                 t_logits = teacher_tail(feats) if stage == 2 else None
+                enc_in = enc_input(x)
             loss = torch.zeros(())
             bits_total = 0.0
+            step_widths = _step_widths(bcfg.widths, cfg.widths_per_step, i, gen)
             for w, scale in zip(bcfg.widths, rate_scale):
+                if w not in step_widths:
+                    continue
                 bottleneck.set_width(w)
-                res = bottleneck(feats, decoder_input="noise" if stage == 1 else "ste")
+                res = bottleneck(enc_in, decoder_input="noise" if stage == 1 else "ste")
+                x_hat = res["x_hat"][:, :, : feats.shape[2], : feats.shape[3]]
                 bits = _rate_bits(res["likelihoods"], len(idx))
                 if stage == 1:
-                    task_loss = F.mse_loss(res["x_hat"], feats)
+                    task_loss = F.mse_loss(x_hat, feats)
                 else:
-                    task_loss = task.loss(tail(res["x_hat"]), t_logits, extra)
+                    task_loss = task.loss(tail(x_hat), t_logits, extra)
                 loss = loss + task_loss + (cfg.stage1_lmbda if stage == 1 else cfg.lmbda) * scale * bits
-                bits_total += bits.item()
+                bits_total += bits.item() * len(bcfg.widths) / len(step_widths)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -267,7 +278,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
             sums["bits"] += bits_total / len(bcfg.widths)
             bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}", bits=f"{sums['bits'] / (i + 1):.0f}")
         bottleneck.update(force=True)
-        rows = task.evaluate(head, bottleneck, tail)
+        rows = task.evaluate(enc_input, bottleneck, tail)
         history.append({"epoch": epoch + 1, "stage": stage, "loss": sums["loss"] / steps_per_epoch,
                         "bits_mean": sums["bits"] / steps_per_epoch, "holdout": rows})
         tqdm.write(f"epoch {epoch + 1}/{total_epochs} (stage {stage}): loss {sums['loss'] / steps_per_epoch:.4f}; "
@@ -293,6 +304,33 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
                                                           "history": history}
     sha = ckpt.save(out)
     return {"split": cfg.split, "sha256": sha, "holdout": history[-1]["holdout"] if history else []}
+
+
+def bottleneck_config(cfg: BottleneckTrainConfig, input_shape: tuple[int, ...],
+                      feature_shape: tuple[int, ...]) -> BottleneckConfig:
+    """The bottleneck's shape for a run: on the features (C, H, W) at the split, or (light) on
+    the image (3, H, W) with a decoder that rebuilds those features."""
+    common = {"latent_channels": cfg.latent_channels, "hidden_channels": cfg.hidden_channels,
+              "downsample": cfg.downsample, "widths": tuple(cfg.widths), "prior": cfg.prior}
+    if cfg.encoder != "light":
+        return BottleneckConfig(in_channels=feature_shape[0], encoder=cfg.encoder, **common)
+    stride = input_shape[1] / feature_shape[1]
+    levels = round(math.log2(stride)) if stride >= 1 else -1
+    if levels < 0 or 2 ** levels != stride or levels > cfg.downsample:
+        raise CheckpointError(f"a light encoder with downsample {cfg.downsample} cannot rebuild features "
+                              f"{tuple(feature_shape)} from an input {tuple(input_shape)}: the features' stride "
+                              f"must be a power of two no larger than 2**downsample")
+    return BottleneckConfig(in_channels=input_shape[0], out_channels=feature_shape[0], encoder="light",
+                            upsample=cfg.downsample - levels, decoder_channels=cfg.decoder_channels, **common)
+
+
+def _step_widths(widths: tuple[float, ...], per_step: int, step: int, gen: torch.Generator) -> tuple[float, ...]:
+    """The widths trained in one step: all of them, or the widest on even steps and a random other on odd ones."""
+    if per_step <= 0 or per_step >= len(widths):
+        return widths
+    if step % 2 == 0:
+        return (widths[-1],)
+    return (widths[int(torch.randint(len(widths) - 1, (1,), generator=gen))],)
 
 
 def _config_dict(cfg: BottleneckTrainConfig) -> dict:
