@@ -30,8 +30,8 @@ from tqdm import tqdm
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.codecs import BottleneckCodec, Codec, create_codec
 from splitnet.compute import ComputeModel
-from splitnet.pipeline import Action
 from splitnet.data import ImageSet, batches, to_tensor
+from splitnet.pipeline import Action
 
 DEFAULT_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95)
 DEFAULT_DEVICE_BUDGET = 0.10  # share of the unsplit model's MACs the device may spend
@@ -269,7 +269,8 @@ def summary_line(summary: dict, within: str) -> str:
     if not b:
         return f"{budget}: no learned configuration within {summary['within_pt']} {within}"
     if not i:
-        return f"{budget}: {config_name(b)} {b['bytes_mean']:.1f} B; no JPEG/WebP within {summary['within_pt']} {within}"
+        return (f"{budget}: {config_name(b)} {b['bytes_mean']:.1f} B; "
+                f"no JPEG/WebP within {summary['within_pt']} {within}")
     return (f"{budget}, within {summary['within_pt']} {within}: {config_name(b)} "
             f"{b['bytes_mean']:.1f} B ({b['device_share'] * 100:.1f} % on the device) vs {config_name(i)} "
             f"{i['bytes_mean']:.1f} B -> {summary['image_to_bottleneck_bytes_ratio']:.1f}x fewer bytes")

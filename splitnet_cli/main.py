@@ -153,7 +153,6 @@ def _fraction(text: str) -> float:
 
 def cmd_checkpoint_info(args: argparse.Namespace) -> int:
     from splitnet.checkpoint import SplitCheckpoint
-
     from splitnet.compute import ComputeModel
     from splitnet.pipeline import Action
 

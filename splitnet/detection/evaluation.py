@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.codecs import BottleneckCodec, create_codec
+from splitnet.compute import ComputeModel, count_macs
 from splitnet.detection.filter import filter_report
 from splitnet.detection.synth import DetectionSet
 from splitnet.detection.train import to_input
-from splitnet.compute import ComputeModel, count_macs
 from splitnet.evaluation import config_action, summarize, summary_line
 from splitnet.models import detections_from_output
 
