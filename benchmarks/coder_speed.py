@@ -1,8 +1,8 @@
 """Encode/decode ms per frame of every codec, at batch 1 and batch 32.
 
 The learned bottleneck's encode is encoder network + entropy coding; its decode is
-entropy decoding + decoder network. Feature codecs work on the split tensor; image
-codecs on the 32x32 frame.
+entropy decoding + decoder network. A bottleneck on the teacher's features and the
+feature codecs work on the split tensor; a light encoder and the image codecs on the frame.
 
     python benchmarks/coder_speed.py [--checkpoint C] [--threads 1] [--json OUT]
 """
@@ -50,14 +50,17 @@ def main() -> None:
         head, _ = ckpt.teacher_split(node)
         with torch.no_grad():
             feats = head(x)
-        shape = tuple(feats.shape[1:])
+            coded = ckpt.encoder_input(node)(x)  # the teacher's features, or the frame for a light encoder
+        shape, coded_shape = tuple(feats.shape[1:]), tuple(coded.shape[1:])
+        encoder = point.bottleneck.config.encoder
         for width in point.bottleneck.widths:
             point.bottleneck.set_width(width)
             codec = BottleneckCodec(point.bottleneck)
             for batch in (1, 32):
-                f = feats[:batch]
-                measure(f"{node}/w{width:g} {codec.codec_id}", lambda f=f, c=codec: c.encode_batch(f),
-                        lambda b, c=codec, s=shape: c.decode_batch(b, s), batch, {"split": node, "width": width})
+                f = coded[:batch]
+                measure(f"{node}/w{width:g} {codec.codec_id} {encoder}", lambda f=f, c=codec: c.encode_batch(f),
+                        lambda b, c=codec, s=coded_shape: c.decode_batch(b, s), batch,
+                        {"split": node, "width": width, "encoder": encoder})
         for codec_id in ("int8+zstd", "int4+zstd", "fp16"):
             codec = create_codec(codec_id)
             for batch in (1, 32):

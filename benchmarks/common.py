@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
+from splitnet.provenance import provenance
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "benchmarks"
 
@@ -22,15 +21,12 @@ OUT = Path(__file__).resolve().parents[1] / "out" / "benchmarks"
 STAGES = ("head_ms", "encode_ms", "decode_ms", "tail_ms")  # the split model's compute stages, in order
 
 
-def machine() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
-
-
 def write_json(name: str, obj: dict, path: str | None = None) -> Path:
+    """The benchmark's report with its provenance (command, date, machine, commit)."""
     target = Path(path) if path else OUT / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps({"benchmark": name, "machine": machine(), **obj}, indent=2) + "\n")
+    command = "python -m benchmarks." + name + "".join(f" {a}" for a in sys.argv[1:])
+    target.write_text(json.dumps({"benchmark": name, **provenance(command), **obj}, indent=2) + "\n")
     print(f"wrote {target}")
     return target
 

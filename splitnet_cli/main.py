@@ -14,9 +14,12 @@ from splitnet.errors import SplitnetError
 
 
 def _write_json(obj: dict, path: str | None) -> None:
+    """Write a report with its provenance (command, date, machine, commit) when ``path`` is given."""
     if path:
+        from splitnet.provenance import provenance
+
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+        Path(path).write_text(json.dumps({**provenance(_command_line()), **obj}, indent=2) + "\n")
         print(f"wrote {path}")
 
 

@@ -1,0 +1,100 @@
+"""Device time of every action at batch 1 against running the whole model on the device, in one run.
+
+For each action the device's work (the teacher's head, if any, then the encoder and the
+entropy coder: what ``DeviceSide.encode`` does) and the server's (decode + tail) are timed
+on single frames, interleaved round by round with the local model so a noisy machine slows
+both alike: ``--rounds`` rounds of ``--frames`` frames each; a round's figure is the median
+over its frames and the reported figure the median of the rounds (with min and max over
+rounds). ``device_to_local`` is the device's median time over the local model's, per round,
+then the median over rounds. MACs come from :mod:`splitnet.compute`.
+
+    python -m benchmarks.device_time [--checkpoint C] [--rounds 5] [--frames 50] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from benchmarks.common import write_json
+from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.compute import ComputeModel
+from splitnet.data import load_npz
+from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--actions", nargs="*", default=None, help="action names (default: every learned one + webp/q75)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    device, server, compute = DeviceSide(ckpt), ServerSide(ckpt), ComputeModel(ckpt)
+    frames = load_npz(DEMO_DATA, limit=args.frames).images
+    if args.actions:
+        actions = [Action.parse(a) for a in args.actions]
+    else:
+        actions = [a for a in device.actions(feature_codecs=(), image_qualities=(75,)) if a.kind != "local"]
+    device.warm_up()
+    server.warm_up()
+    per_round: dict[str, list[dict]] = {a.name: [] for a in actions}
+    local_rounds: list[float] = []
+    with torch.no_grad():
+        for _ in range(args.rounds):
+            local = []
+            for f in frames:
+                t0 = time.perf_counter()
+                device.run_local(f)
+                local.append((time.perf_counter() - t0) * 1e3)
+            local_ms = statistics.median(local)
+            local_rounds.append(local_ms)
+            for action in actions:
+                dev, srv = [], []
+                for i, f in enumerate(frames):
+                    t = Timing()
+                    payloads = device.encode(f, action, seq=i, timing=t)
+                    dev.append(t.head_ms + t.encode_ms)
+                    server.infer(payloads, t)
+                    srv.append(t.decode_ms + t.tail_ms)
+                per_round[action.name].append({"device_ms": statistics.median(dev),
+                                               "server_ms": statistics.median(srv),
+                                               "device_to_local": statistics.median(dev) / local_ms})
+    rows = []
+    print(f"local model: {statistics.median(local_rounds):.2f} ms per frame (median of {args.rounds} rounds of "
+          f"{len(frames)} frames), {compute.model_macs / 1e6:.1f} M MACs")
+    print(f"{'action':<20}{'device ms':>10}{'range':>14}{'dev/local %':>12}{'server ms':>10}{'dev MMAC':>10}"
+          f"{'dev %':>7}")
+    for action in actions:
+        rounds = per_round[action.name]
+        cost = compute.cost(action)
+        row = {"action": action.name, **cost.to_dict(),
+               "device_ms": _spread([r["device_ms"] for r in rounds]),
+               "server_ms": _spread([r["server_ms"] for r in rounds]),
+               "device_to_local": _spread([r["device_to_local"] for r in rounds])}
+        if action.kind == "bottleneck":
+            row["encoder"] = ckpt.split(action.split).bottleneck.config.encoder
+        rows.append(row)
+        d = row["device_ms"]
+        print(f"{action.name:<20}{d['median']:>10.3f}{d['min']:>7.2f}-{d['max']:<6.2f}"
+              f"{row['device_to_local']['median'] * 100:>12.1f}{row['server_ms']['median']:>10.3f}"
+              f"{cost.device_macs / 1e6:>10.2f}{cost.device_share * 100:>7.2f}")
+    write_json("device_time", {"checkpoint_sha256": ckpt.sha256, "threads": args.threads, "rounds": args.rounds,
+                               "frames_per_round": len(frames), "model_macs": compute.model_macs,
+                               "local_ms": _spread(local_rounds), "actions": rows,
+                               "frames_source": DEMO_DATA.name}, args.json)
+
+
+if __name__ == "__main__":
+    main()
