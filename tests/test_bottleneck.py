@@ -156,3 +156,77 @@ def test_oversized_streams_are_refused_before_decoding() -> None:
     n = symbols[0] * symbols[1] * symbols[2]
     with pytest.raises(DecodeError, match="longer than any stream"):
         codec.decode(b"\xff" * (8 * n + 64), (16, 16, 16))
+
+
+# ------------------------------------------------------------------ light encoders
+@pytest.fixture(params=["factorized", "hyperprior"])
+def light(request: pytest.FixtureRequest) -> SlimmableBottleneck:
+    from tests.conftest import make_light_bottleneck
+
+    return make_light_bottleneck(16, prior=request.param)
+
+
+def test_light_encoder_takes_the_image_and_rebuilds_features(light: SlimmableBottleneck) -> None:
+    """The encoder runs on a [N, 3, H, W] image; the decoder's output has the features' shape."""
+    x = torch.randn(3, 3, 32, 32)
+    for w in light.widths:
+        light.set_width(w)
+        coded = light.compress(x)
+        assert coded["shape"] == light.latent_shape((3, 32, 32))
+        assert coded["shape"][1:] == (8, 8)  # two stride-2 stages
+        out = light.decompress(coded["strings"], coded["shape"])["x_hat"]
+        assert out.shape == (3, 16, 32, 32) and light.output_shape((3, 32, 32)) == (16, 32, 32)
+        with torch.no_grad():
+            assert torch.allclose(out, light(x)["x_hat"], atol=1e-4)  # real bytes give what eval-mode forward gives
+    with pytest.raises(ShapeError):
+        light.compress(torch.randn(1, 16, 32, 32))  # features instead of an image
+
+
+def test_light_codec_round_trip_on_odd_sizes() -> None:
+    """Sizes that do not divide by the encoder's stride: the decoder's output is cropped to the features."""
+    from tests.conftest import make_light_bottleneck
+
+    light = make_light_bottleneck(24, downsample=3, upsample=1)  # features at stride 4
+    codec = BottleneckCodec(light)
+    x = torch.randn(2, 3, 30, 34)
+    blobs = codec.encode_batch(x)
+    out = codec.decode_batch(blobs, (3, 30, 34))
+    assert out.shape == (2, 24, 8, 9)  # ceil(30 / 4), ceil(34 / 4)
+    assert light.output_shape((3, 30, 34)) == (24, 8, 9)
+
+
+def test_slimmable_gdn_at_full_width_is_compressai_gdn() -> None:
+    from compressai.layers import GDN
+
+    from splitnet.slimmable import SlimmableGDN
+
+    layer = SlimmableGDN((4, 8))
+    with torch.no_grad():
+        layer.gdn.gamma.add_(0.05 * torch.rand_like(layer.gdn.gamma))
+    ref = GDN(8)
+    ref.load_state_dict(layer.gdn.state_dict())
+    x = torch.randn(2, 8, 5, 5)
+    assert torch.allclose(layer(x), ref(x), atol=1e-6)
+    layer.active = 0  # the narrow width uses the first 4 channels' parameters
+    narrow = GDN(4)
+    narrow.beta.data.copy_(layer.gdn.beta.data[:4])
+    narrow.gamma.data.copy_(layer.gdn.gamma.data[:4, :4])
+    assert torch.allclose(layer(x[:, :4]), narrow(x[:, :4]), atol=1e-6)
+    with pytest.raises(ShapeError):
+        layer(x)
+
+
+@pytest.mark.parametrize("change", [dict(encoder="tiny"), dict(encoder="light", downsample=0),
+                                    dict(downsample=1, upsample=2), dict(out_channels=-1)])
+def test_light_config_errors(change: dict) -> None:
+    with pytest.raises(SplitnetError):
+        BottleneckConfig(**{"in_channels": 3, **change})
+
+
+def test_old_checkpoint_configs_still_load() -> None:
+    """Configs saved before light encoders existed have no encoder fields: they mean a features encoder."""
+    old = {"in_channels": 16, "latent_channels": 8, "hidden_channels": 16, "downsample": 1,
+           "widths": [0.25, 0.5, 0.75, 1.0], "prior": "factorized", "hyper_channels": 32, "out_relu": True}
+    config = BottleneckConfig.from_dict(old)
+    assert config.encoder == "features" and not config.is_light
+    assert config.out_channels == 16 and config.upsample == 1

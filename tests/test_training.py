@@ -44,11 +44,17 @@ def test_teacher_training_learns_and_resumes(toy_data: str, tmp_path) -> None:
         train_teacher(TeacherConfig(**{**cfg.__dict__, "lr": 0.01}), out)
 
 
-@pytest.mark.slow
-def test_bottleneck_training_builds_a_loadable_checkpoint(toy_data: str, tmp_path) -> None:
-    teacher_path = tmp_path / "teacher.pt"
+@pytest.fixture(scope="module")
+def toy_teacher(toy_data: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    teacher_path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     train_teacher(TeacherConfig(model="resnet20_cifar", data=toy_data, epochs=2, batch_size=32, lr=0.05,
                                 holdout=40), teacher_path)
+    return str(teacher_path)
+
+
+@pytest.mark.slow
+def test_bottleneck_training_builds_a_loadable_checkpoint(toy_data: str, toy_teacher: str, tmp_path) -> None:
+    teacher_path = toy_teacher
     out = tmp_path / "split.pt"
     cfg = BottleneckTrainConfig(teacher="resnet20_cifar", weights=str(teacher_path), split="layer2", data=toy_data,
                                 latent_channels=8, hidden_channels=16, epochs=2, finetune_epochs=1, batch_size=32,
@@ -64,3 +70,27 @@ def test_bottleneck_training_builds_a_loadable_checkpoint(toy_data: str, tmp_pat
     assert set(ckpt.splits) == {"layer1", "layer2"}
     assert ckpt.splits["layer2"].tail_state is not None and ckpt.splits["layer1"].tail_state is None
     assert ckpt.meta["bottlenecks"]["layer2"]["command"] == "test"
+
+
+@pytest.mark.slow
+def test_light_encoder_training_rebuilds_the_teachers_features(toy_data: str, toy_teacher: str, tmp_path) -> None:
+    """``encoder="light"``: the encoder takes the image, the decoder learns the teacher's layer1 features
+    (stage 1: feature MSE falls), stage 2 fine-tunes with the tail; the checkpoint's split runs no teacher layer
+    on the device."""
+    out = tmp_path / "light.pt"
+    cfg = BottleneckTrainConfig(teacher="resnet20_cifar", weights=toy_teacher, split="layer1", data=toy_data,
+                                encoder="light", latent_channels=8, hidden_channels=8, decoder_channels=16,
+                                downsample=2, epochs=2, finetune_epochs=1, widths_per_step=1, batch_size=32,
+                                holdout=40, lmbda=1e-3)
+    result = train_bottleneck(cfg, out, command="test")
+    history = read_checkpoint(tmp_path / "light.layer1.work" / "last.pt")["history"]
+    assert history[1]["loss"] < history[0]["loss"]
+    assert [r["width"] for r in result["holdout"]] == [0.25, 0.5, 0.75, 1.0]
+    ckpt = SplitCheckpoint.load(out)
+    config = ckpt.splits["layer1"].bottleneck.config
+    assert config.is_light and config.in_channels == 3 and config.out_channels == 16 and config.upsample == 2
+    assert isinstance(ckpt.encoder_input("layer1"), torch.nn.Identity)
+    assert ckpt.splits["layer1"].tail_state is not None
+    with pytest.raises(CheckpointError, match="stride"):  # features at stride 4 cannot come from a stride-2 latent
+        train_bottleneck(BottleneckTrainConfig(**{**cfg.__dict__, "split": "layer3", "downsample": 1}),
+                         tmp_path / "bad.pt")
