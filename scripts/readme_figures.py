@@ -1,0 +1,168 @@
+"""Write the README's generated tables from the JSON reports committed under ``reports/``.
+
+Each generated block sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` in
+README.md and is rebuilt from one report; nothing in it is typed by hand.
+
+    python scripts/readme_figures.py          # rewrite the blocks
+    python scripts/readme_figures.py --check  # exit 1 if README.md differs from the reports (a test runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ROOT / "reports"
+README = ROOT / "README.md"
+
+
+def _load(name: str) -> dict:
+    return json.loads((REPORTS / name).read_text())
+
+
+def _provenance(report: dict) -> str:
+    commit = report.get("commit", "")[:10] or "unknown"
+    return (f"<sub>`reports/{report['_file']}`: `{report.get('command', '')}` on {report.get('date', '')[:10]}, "
+            f"commit {commit}, {report.get('machine', {}).get('cpu_count', '?')} CPU cores.</sub>")
+
+
+def _name(c: dict) -> str:
+    if c["kind"] == "bottleneck":
+        what = "light encoder" if c.get("encoder") == "light" else "teacher head + bottleneck"
+        return f"`{c['split']}/w{c['width']:g}` ({what})"
+    if c["kind"] == "features":
+        return f"`{c['split']}/{c['codec']}` (teacher head + raw features)"
+    if c["kind"] == "input":
+        label = {"jpeg": "JPEG", "webp": "WebP", "png": "PNG"}.get(c["codec"], c["codec"])
+        return label + (f" q{c['quality']}" if c.get("quality") is not None else "")
+    return {"local": "local (whole model on the device)", "local_label": "local + class id sent (1 byte)"}[c["kind"]]
+
+
+def _verdict_line(summary: dict, score: str) -> str:
+    b, i, ratio = summary.get("smallest_bottleneck"), summary.get("smallest_image"), \
+        summary.get("image_to_bottleneck_bytes_ratio")
+    budget = f"device ≤ {summary['device_budget'] * 100:g} % of the model's MACs"
+    image = f"{_name(i)}: {i[score] * 100:.2f} at {i['bytes_mean']:.1f} B" if i else "none"
+    if not b:
+        return f"| {budget} | none | {image} | – |"
+    return (f"| {budget} | {_name(b)}: {b[score] * 100:.2f} at {b['bytes_mean']:.1f} B "
+            f"({b['device_share'] * 100:.1f} % on the device) | {image} | "
+            + (f"**{ratio:.1f}×** |" if ratio else "– |"))
+
+
+def _rate_table(report: dict, score: str, score_title: str, keep: Callable[[dict], bool]) -> list[str]:
+    rows = [f"| configuration | {score_title} | bytes/frame | device MACs (M) | device share | server MACs (M) |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for c in report["configs"]:
+        if keep(c):
+            rows.append(f"| {_name(c)} | {c[score] * 100:.2f} | {c['bytes_mean']:.1f} | {c['device_macs'] / 1e6:.2f} | "
+                        f"{c['device_share'] * 100:.2f} % | {c['server_macs'] / 1e6:.2f} |")
+    return rows
+
+
+def _frontier(report: dict, score: str, tolerance: str) -> list[str]:
+    rows = [f"| device budget | smallest learned configuration within {tolerance} | smallest JPEG/WebP within "
+            f"{tolerance} | fewer bytes |", "|---|---|---|---:|"]
+    return rows + [_verdict_line(s, score) for s in report["frontier"]]
+
+
+def _image_rows_near_floor(report: dict, score: str, floor: float) -> set[int]:
+    """Per image codec, the smallest setting at or above the floor and the largest below it."""
+    keep: set[int] = set()
+    for codec in ("jpeg", "webp", "png"):
+        rows = sorted((c for c in report["configs"] if c["kind"] == "input" and c["codec"] == codec),
+                      key=lambda c: c["bytes_mean"])
+        above = [c for c in rows if c[score] >= floor]
+        below = [c for c in rows if c[score] < floor]
+        keep |= {id(c) for c in (above[:1] + below[-1:])}
+    return keep
+
+
+def classifier_block() -> str:
+    report = {**_load("eval_resnet56_cifar.json"), "_file": "eval_resnet56_cifar.json"}
+    floor = report["summary"]["accuracy_floor"]
+    near = _image_rows_near_floor(report, "top1", floor)
+
+    def keep(c: dict) -> bool:
+        return c["kind"] in ("local", "local_label", "bottleneck") or id(c) in near or (
+            c["kind"] == "features" and c["codec"] == "int8+zstd")
+
+    lines = [f"ResNet-56 on the {report['n_images']:,} validation images: teacher "
+             f"**{report['teacher_top1'] * 100:.2f} %** top-1, {report['model_macs'] / 1e6:.1f} M MACs per image.", ""]
+    lines += _rate_table(report, "top1", "top-1 %", keep)
+    lines += ["", "Verdicts (smallest configuration within 1 pt of the teacher's top-1, by device budget):", ""]
+    lines += _frontier(report, "top1", "1 pt")
+    return "\n".join(lines + ["", _provenance(report)])
+
+
+def detector_block() -> str:
+    report = {**_load("eval_tinydet_synth.json"), "_file": "eval_tinydet_synth.json"}
+    floor = report["summary"]["accuracy_floor"]
+    near = _image_rows_near_floor(report, "map_50", floor)
+
+    def keep(c: dict) -> bool:
+        return c["kind"] in ("local", "local_label", "bottleneck", "bottleneck+filter") or id(c) in near
+
+    lines = [f"`tinydet_synth` on {report['n_images']:,} validation scenes: unsplit "
+             f"**{report['teacher_map_50'] * 100:.2f}** mAP@0.5, {report['model_macs'] / 1e6:.1f} M MACs a frame.",
+             ""]
+    lines += _rate_table(report, "map_50", "mAP@0.5", keep)
+    lines += ["", "Verdicts (smallest configuration within 2 mAP@0.5 points of the unsplit detector):", ""]
+    lines += _frontier(report, "map_50", "2 pts")
+    return "\n".join(lines + ["", _provenance(report)])
+
+
+def device_time_block() -> str:
+    report = {**_load("device_time.json"), "_file": "device_time.json"}
+    local = report["local_ms"]
+    lines = [f"Local model: {local['median']:.2f} ms per frame at batch 1 "
+             f"(rounds {local['min']:.2f}–{local['max']:.2f}).",
+             "", "| action | device ms (head + encode) | rounds min–max | of local time | device share of MACs |",
+             "|---|---:|---:|---:|---:|"]
+    for a in report["actions"]:
+        d = a["device_ms"]
+        lines.append(f"| `{a['action']}`{' (light)' if a.get('encoder') == 'light' else ''} | {d['median']:.3f} | "
+                     f"{d['min']:.3f}–{d['max']:.3f} | {a['device_to_local']['median'] * 100:.1f} % | "
+                     f"{a['device_share'] * 100:.2f} % |")
+    return "\n".join(lines + ["", _provenance(report)])
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "eval-classifier": classifier_block,
+    "eval-detector": detector_block,
+    "device-time": device_time_block,
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every generated block rebuilt from its report."""
+    for name, build in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda m, build=build: m.group(1) + build() + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the reports give")
+    args = ap.parse_args()
+    current = README.read_text()
+    fresh = render(current)
+    if args.check:
+        if fresh != current:
+            print("README.md differs from the reports under reports/: run python scripts/readme_figures.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(fresh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
