@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Reproduces splitnet/assets/resnet56_cifar_split.pt from ../shared (about 9 h on 2 CPU cores).
+# Reproduces splitnet/assets/resnet56_cifar_split.pt from ../shared (about 10 h on 2 CPU cores).
 # The teacher first (fine-tuned from the third-party weights on the training split), then one
-# slimmable bottleneck per split point (layer1 and layer2 in parallel, one thread each), then the merge.
+# slimmable bottleneck on the teacher's features per split point (layer1 and layer2 in parallel, one thread
+# each, then layer3), then the light encoder at relu (on the image; its decoder rebuilds the stem's output),
+# then the merge.
 # Every training step checkpoints to <out>.<split>.work/ and resumes when rerun with the same flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +25,9 @@ wait $P2
 $S --threads 1 train bottleneck $COMMON --split layer3 --downsample 1 --lmbda 2e-3 --finetune-epochs 8 \
   --out "$R/ckpt/layer3.pt" > "$R/ckpt/layer3.log" 2>&1
 wait $P1
-$S checkpoint merge "$R/ckpt/layer1.pt" "$R/ckpt/layer2.pt" "$R/ckpt/layer3.pt" --out splitnet/assets/resnet56_cifar_split.pt
+$S --threads 2 train bottleneck --teacher resnet56_cifar --weights $T --encoder light --split relu --downsample 2 \
+  --latent-channels 16 --hidden-channels 48 --decoder-channels 64 --epochs 3 --finetune-epochs 5 --widths-per-step 1 \
+  --stage1-lmbda 1e-5 --lmbda 2e-4 --width-rate-scale 4 2 1 0.5 --finetune-lr 1e-3 --out "$R/ckpt/relu.pt" \
+  > "$R/ckpt/relu.log" 2>&1
+$S checkpoint merge "$R/ckpt/layer1.pt" "$R/ckpt/layer2.pt" "$R/ckpt/layer3.pt" "$R/ckpt/relu.pt" \
+  --out splitnet/assets/resnet56_cifar_split.pt

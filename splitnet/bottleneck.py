@@ -86,10 +86,13 @@ class BottleneckConfig:
             object.__setattr__(self, "upsample", self.downsample)
         if self.decoder_channels == 0:
             object.__setattr__(self, "decoder_channels", self.hidden_channels)
+        same_shape = self.upsample == self.downsample and self.out_channels == self.in_channels
         if (min(self.in_channels, self.latent_channels, self.hidden_channels, self.out_channels,
                 self.decoder_channels) < 1 or self.downsample < 0 or self.upsample > self.downsample
-                or (self.encoder == "light" and self.downsample < 1)):
-            raise SplitnetError(f"invalid bottleneck config {self}")
+                or (self.encoder == "light" and self.downsample < 1)
+                or (self.encoder == "features" and not same_shape)):
+            raise SplitnetError(f"invalid bottleneck config {self} (a features encoder restores its input's "
+                                f"shape; a light one needs downsample >= 1 and upsample <= downsample)")
 
     @property
     def is_light(self) -> bool:
@@ -278,14 +281,11 @@ class SlimmableBottleneck(CompressionModel):
         return (self.latent_per_width[self.entropy.active], h, w)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
-        """(C, H, W) of the decoder's output (what the tail takes) for an input of shape (C, H, W)."""
-        _, h, w = self.latent_shape(input_shape)
-        scale = 2 ** self.config.upsample
-        if not self.config.is_light:
-            return (self.config.out_channels, int(input_shape[1]), int(input_shape[2]))
+        """(C, H, W) of the decoder's output (what the tail takes) for an input of shape (C, H, W):
+        the input's size over the stride left after the decoder's upsampling, rounded up."""
+        self.latent_shape(input_shape)  # checks the shape
         stride = 2 ** (self.config.downsample - self.config.upsample)
-        return (self.config.out_channels, min(h * scale, -(-int(input_shape[1]) // stride)),
-                min(w * scale, -(-int(input_shape[2]) // stride)))
+        return (self.config.out_channels, -(-int(input_shape[1]) // stride), -(-int(input_shape[2]) // stride))
 
     # --------------------------------------------------------------- training
     def forward(self, x: torch.Tensor, decoder_input: str = "noise") -> dict:

@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--hidden-channels", type=int, default=64, help="encoder channels (slimmed with the width)")
     b.add_argument("--decoder-channels", type=int, default=0,
                    help="light encoder: the server-side decoder's channels, every width (0: --hidden-channels)")
-    b.add_argument("--widths-per-step", type=int, default=0,
+    b.add_argument("--widths-per-step", type=int, choices=(0, 1), default=0,
                    help="0: train every width in every step; 1: the widest and one random other width on "
                         "alternate steps (cheaper per epoch)")
     b.add_argument("--downsample", type=int, default=1, help="stride-2 stages in the encoder")

@@ -216,7 +216,7 @@ def test_slimmable_gdn_at_full_width_is_compressai_gdn() -> None:
         layer(x)
 
 
-@pytest.mark.parametrize("change", [dict(encoder="tiny"), dict(encoder="light", downsample=0),
+@pytest.mark.parametrize("change", [dict(encoder="tiny"), dict(encoder="light", downsample=0), dict(upsample=0),
                                     dict(downsample=1, upsample=2), dict(out_channels=-1)])
 def test_light_config_errors(change: dict) -> None:
     with pytest.raises(SplitnetError):

@@ -199,6 +199,9 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     student_model = copy.deepcopy(teacher)
     _, tail = split_model(student_model, cfg.split)
     tail.requires_grad_(False)
+    if cfg.widths_per_step not in (0, 1):
+        raise CheckpointError(f"widths_per_step is 0 (every width each step) or 1 (alternate), "
+                              f"got {cfg.widths_per_step}")
     rate_scale = tuple(cfg.width_rate_scale) or (1.0,) * len(bcfg.widths)
     if len(rate_scale) != len(bcfg.widths):
         raise CheckpointError(f"width_rate_scale needs one factor per width {list(bcfg.widths)}, got {rate_scale}")
@@ -325,8 +328,9 @@ def bottleneck_config(cfg: BottleneckTrainConfig, input_shape: tuple[int, ...],
 
 
 def _step_widths(widths: tuple[float, ...], per_step: int, step: int, gen: torch.Generator) -> tuple[float, ...]:
-    """The widths trained in one step: all of them, or the widest on even steps and a random other on odd ones."""
-    if per_step <= 0 or per_step >= len(widths):
+    """The widths trained in one step: all of them (``per_step`` 0), or (1) the widest on even steps and a
+    random other one on odd steps."""
+    if per_step == 0 or len(widths) == 1:
         return widths
     if step % 2 == 0:
         return (widths[-1],)
