@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
-from splitnet.provenance import provenance
+from splitnet.provenance import provenance, remember_start
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "benchmarks"
+remember_start()  # a benchmark's report names the commit it started from
 
 
 STAGES = ("head_ms", "encode_ms", "decode_ms", "tail_ms")  # the split model's compute stages, in order

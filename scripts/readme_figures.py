@@ -55,6 +55,19 @@ def _verdict_line(summary: dict, score: str) -> str:
             + (f"**{ratio:.1f}×** |" if ratio else "– |"))
 
 
+def _headline(report: dict, score: str, tolerance: str) -> str:
+    """The verdict at the report's own device budget, as one sentence."""
+    s = report["summary"]
+    b, i, ratio = s["smallest_bottleneck"], s["smallest_image"], s["image_to_bottleneck_bytes_ratio"]
+    budget = f"with the device doing at most {s['device_budget'] * 100:g} % of the model's MACs"
+    if not b:
+        return f"**Headline: {budget}, no learned configuration is within {tolerance} yet.**"
+    if not i:
+        return f"**Headline: {budget}, {_name(b)} is within {tolerance} at {b['bytes_mean']:.1f} B.**"
+    return (f"**Headline: {budget}, {_name(b)} is within {tolerance} at {b['bytes_mean']:.1f} B, "
+            f"{ratio:.1f}× fewer bytes than {_name(i)} ({i['bytes_mean']:.1f} B).**")
+
+
 def _rate_table(report: dict, score: str, score_title: str, keep: Callable[[dict], bool]) -> list[str]:
     rows = [f"| configuration | {score_title} | bytes/frame | device MACs (M) | device share | server MACs (M) |",
             "|---|---:|---:|---:|---:|---:|"]
@@ -94,6 +107,7 @@ def classifier_block() -> str:
 
     lines = [f"ResNet-56 on the {report['n_images']:,} validation images: teacher "
              f"**{report['teacher_top1'] * 100:.2f} %** top-1, {report['model_macs'] / 1e6:.1f} M MACs per image.", ""]
+    lines += [_headline(report, "top1", "1 pt of the teacher"), ""]
     lines += _rate_table(report, "top1", "top-1 %", keep)
     lines += ["", "Verdicts (smallest configuration within 1 pt of the teacher's top-1, by device budget):", ""]
     lines += _frontier(report, "top1", "1 pt")
@@ -111,6 +125,7 @@ def detector_block() -> str:
     lines = [f"`tinydet_synth` on {report['n_images']:,} validation scenes: unsplit "
              f"**{report['teacher_map_50'] * 100:.2f}** mAP@0.5, {report['model_macs'] / 1e6:.1f} M MACs a frame.",
              ""]
+    lines += [_headline(report, "map_50", "2 mAP@0.5 points of the unsplit detector"), ""]
     lines += _rate_table(report, "map_50", "mAP@0.5", keep)
     lines += ["", "Verdicts (smallest configuration within 2 mAP@0.5 points of the unsplit detector):", ""]
     lines += _frontier(report, "map_50", "2 pts")

@@ -244,11 +244,15 @@ def format_table(report: dict) -> str:
         dec = f"{c['decode_ms']:.2f}" if "decode_ms" in c else "-"
         lines.append(f"{config_name(c):<28}{c['top1'] * 100:>9.2f}{c['bytes_mean']:>10.1f}{c['bytes_p95']:>8.0f}"
                      f"{enc:>9}{dec:>9}{c['device_macs'] / 1e6:>10.2f}{c['device_share'] * 100:>8.2f}")
-    summaries = [report.get("summary", {})] + [f for f in report.get("frontier", [])
-                                               if f["device_budget"] != report.get("summary", {}).get("device_budget")]
-    for summary in summaries:
+    for summary in verdicts(report):
         lines.append(summary_line(summary, "pt of the teacher"))
     return "\n".join(lines)
+
+
+def verdicts(report: dict) -> list[dict]:
+    """The report's verdict at its own device budget, then the frontier's at the other budgets."""
+    summary = report.get("summary", {})
+    return [summary] + [f for f in report.get("frontier", []) if f["device_budget"] != summary.get("device_budget")]
 
 
 def config_name(c: dict) -> str:

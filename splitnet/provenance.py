@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+_started: dict[str, str] = {}  # the commit when the measuring process started (see remember_start)
 
 
 def machine() -> dict:
@@ -37,7 +38,14 @@ def commit() -> str:
         return ""
 
 
+def remember_start() -> None:
+    """Record the commit now, at the start of a measuring process: a report written later names the code
+    that ran, even if the working tree changed meanwhile."""
+    _started.setdefault("commit", commit())
+
+
 def provenance(command: str) -> dict:
-    """``{"command", "date", "machine", "commit"}`` for a report written now."""
+    """``{"command", "date", "machine", "commit"}`` for a report written now (commit: at the process's start
+    when :func:`remember_start` was called)."""
     return {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine(), "commit": commit()}
+            "machine": machine(), "commit": _started.get("commit") or commit()}

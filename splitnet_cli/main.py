@@ -685,6 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "json", None):  # a report will be written: name the code it comes from now
+        from splitnet.provenance import remember_start
+
+        remember_start()
     if args.threads:
         import torch
 

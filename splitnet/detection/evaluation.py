@@ -25,7 +25,7 @@ from splitnet.compute import ComputeModel, count_macs
 from splitnet.detection.filter import filter_report
 from splitnet.detection.synth import DetectionSet
 from splitnet.detection.train import to_input
-from splitnet.evaluation import config_action, summarize, summary_line
+from splitnet.evaluation import config_action, summarize, summary_line, verdicts
 from splitnet.models import detections_from_output
 
 DEFAULT_DETECTION_QUALITIES = (10, 30, 50, 70, 90)
@@ -195,6 +195,6 @@ def format_detection_table(report: dict) -> str:
                     f"missed {c['objects_missed']}/{c['objects']} objects")
         lines.append(f"{name:<28}{c['map_50'] * 100:>8.2f}{c['map'] * 100:>8.2f}{c['bytes_mean']:>9.1f}"
                      f"{c['bytes_p95']:>8.0f}{c['device_macs'] / 1e6:>10.2f}{c['device_share'] * 100:>8.2f}  {note}")
-    for summary in [report.get("summary", {})] + report.get("frontier", []):
+    for summary in verdicts(report):
         lines.append(summary_line(summary, "mAP@0.5 pt of the unsplit detector"))
     return "\n".join(lines)
