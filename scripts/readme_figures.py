@@ -32,8 +32,9 @@ def _provenance(report: dict) -> str:
 
 
 def _name(c: dict) -> str:
-    if c["kind"] == "bottleneck":
+    if c["kind"] in ("bottleneck", "bottleneck+filter"):
         what = "light encoder" if c.get("encoder") == "light" else "teacher head + bottleneck"
+        what += " + object filter" if c["kind"] == "bottleneck+filter" else ""
         return f"`{c['split']}/w{c['width']:g}` ({what})"
     if c["kind"] == "features":
         return f"`{c['split']}/{c['codec']}` (teacher head + raw features)"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from splitnet.checkpoint import DETECTION_DEMO_DATA, SHIPPED_DETECTOR, SplitCheckpoint
 from splitnet.data import load_npz
-from splitnet.detection.evaluation import DetectionEvalOptions, evaluate_detection
+from splitnet.detection.evaluation import DetectionEvalOptions, evaluate_detection, summarize_detection
 from splitnet.detection.synth import DetectionSet, make_detection_set
 from splitnet.models import file_sha256
 from tests.conftest import CIFAR_VAL, needs_shared
@@ -49,21 +50,38 @@ def test_demo_scenes_are_validation_scenes_as_the_manifest_says() -> None:
     assert np.array_equal(rebuilt.labels, demo.labels)
 
 
+REPORT = json.loads((Path(__file__).resolve().parents[1] / "reports" / "eval_tinydet_synth.json").read_text())
+
+
+def test_committed_report_is_of_the_shipped_detector() -> None:
+    assert REPORT["checkpoint_sha256"] == MANIFEST["checkpoint"]["sha256"] and REPORT["n_images"] == 1000
+    assert {"command", "date", "machine", "commit"} <= set(REPORT)
+    for verdict in [REPORT["summary"]] + REPORT["frontier"]:
+        again = summarize_detection(REPORT["configs"], REPORT["teacher_map_50"], verdict["within_pt"],
+                                    verdict["device_budget"])
+        assert again == verdict
+
+
 @pytest.mark.slow
 @needs_shared(CIFAR_VAL)
-def test_split_detector_targets_on_validation_scenes(detector: SplitCheckpoint) -> None:
-    """On 500 validation scenes: the detector finds objects, the smallest bottleneck within 2 mAP@0.5 points
-    of the unsplit detector needs at most 1/5 of the bytes of the smallest JPEG/WebP within 2 points, and the
-    object filter keeps empty frames off the link while missing few objects (full figures:
-    ``splitnet eval --checkpoint splitnet/assets/tinydet_synth_split.pt --data ../shared/data/cifar10/val.npz``)."""
+def test_split_detector_claims_on_validation_scenes(detector: SplitCheckpoint) -> None:
+    """On 500 of the report's 1,000 validation scenes: the teacher-cut splits leave 59-95 % of the MACs on the
+    device; with that allowed (budget 100 %), the smallest bottleneck within 2 mAP@0.5 points of the unsplit
+    detector needs fewer bytes than the smallest JPEG/WebP within 2 points by at least 0.8x the report's
+    ratio (margin for the half-size subset); the object filter drops at least 95 % of the empty frames and misses
+    at most 1 % of the objects (the report: all 176 empty frames at layer2, 3 of 1,673 objects)."""
+    committed = next(f for f in REPORT["frontier"] if f["device_budget"] == 1.0)
     scenes = make_detection_set(load_npz(CIFAR_VAL), 500, size=detector.spec.input_size[0], seed=1)
-    report = evaluate_detection(detector, scenes, DetectionEvalOptions(jpeg_qualities=(10, 30, 50, 70, 90),
-                                                                       webp_qualities=(10, 30, 50, 70, 90),
-                                                                       progress=False))
-    assert report["teacher_map_50"] >= 0.5
+    qualities = (50, 60, 70, 75, 80)
+    report = evaluate_detection(detector, scenes, DetectionEvalOptions(jpeg_qualities=qualities,
+                                                                       webp_qualities=qualities,
+                                                                       device_budget=1.0, progress=False))
+    assert report["teacher_map_50"] == pytest.approx(REPORT["teacher_map_50"], abs=0.03)
     s = report["summary"]
     assert s["smallest_bottleneck"] is not None and s["smallest_image"] is not None
-    assert s["image_to_bottleneck_bytes_ratio"] >= 5, s
+    assert s["image_to_bottleneck_bytes_ratio"] >= 0.8 * committed["image_to_bottleneck_bytes_ratio"], s
+    learned = [c for c in report["configs"] if c["kind"].startswith("bottleneck")]
+    assert all(0.59 <= c["device_share"] <= 0.96 for c in learned)
     for row in (c for c in report["configs"] if c["kind"] == "bottleneck+filter"):
-        assert row["empty_frames_filtered"] >= 0.5 * row["empty_frames"]
-        assert row["objects_missed"] <= 0.05 * row["objects"]
+        assert row["empty_frames_filtered"] >= 0.95 * row["empty_frames"]
+        assert row["objects_missed"] <= 0.01 * row["objects"]

@@ -138,7 +138,6 @@ def evaluate_detection(ckpt: SplitCheckpoint, data: DetectionSet,
     for job_name, job in bar:
         bar.set_postfix_str(job_name)
         configs.extend(job())
-    configs.insert(1, {**configs[0], "kind": "local_label", "bytes_mean": 1.0, "bytes_p95": 1.0})
     _add_compute(ckpt, configs)
     unsplit = configs[0]["map_50"]
     return {"model": name, "task": "detection", "checkpoint_sha256": ckpt.sha256, "checkpoint": ckpt.path,
@@ -184,7 +183,7 @@ def format_detection_table(report: dict) -> str:
              f"{'configuration':<28}{'mAP@.5':>8}{'mAP':>8}{'bytes':>9}{'p95':>8}{'dev MMAC':>10}{'dev %':>8}  filter"]
     for c in report["configs"]:
         light = " light" if c.get("encoder") == "light" else ""
-        name = {"local": "local (unsplit)", "local_label": "local+label",
+        name = {"local": "local (unsplit)",
                 "bottleneck": f"{c.get('split')}/w{c.get('width', 0):g}{light}",
                 "bottleneck+filter": f"{c.get('split')}/w{c.get('width', 0):g} + filter",
                 "input": f"{c['codec']} q{c.get('quality')}"}[c["kind"]]
