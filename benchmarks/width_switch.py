@@ -25,11 +25,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--split", default=None, help="split node (default: the first light encoder, else the first)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = SplitCheckpoint.load(args.checkpoint)
-    node, point = next(iter(ckpt.splits.items()))
+    light = [n for n, p in ckpt.splits.items() if p.bottleneck.config.is_light]
+    node = args.split or (light + list(ckpt.splits))[0]
+    point = ckpt.split(node)
     b = point.bottleneck
     cycle = itertools.cycle(b.widths)
     switch = summary(time_ms(lambda: b.set_width(next(cycle)), 5000, warmup=50))

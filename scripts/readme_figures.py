@@ -148,7 +148,23 @@ def device_time_block() -> str:
     return "\n".join(lines + ["", _provenance(report)])
 
 
+def light_speed_block() -> str:
+    coder = {**_load("coder_speed.json"), "_file": "coder_speed.json"}
+    switch = {**_load("width_switch.json"), "_file": "width_switch.json"}
+    rows = [r for r in coder["rows"] if r.get("encoder") == "light" and r["batch"] == 1]
+    lines = ["| light encoder, batch 1 | encode ms | decode ms | encode + decode ms | bytes |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| `{r['split']}/w{r['width']:g}` | {r['encode_ms_per_frame']:.3f} | {r['decode_ms_per_frame']:.3f} | "
+              f"{r['encode_decode_ms_per_frame']:.3f} | {r['bytes_mean']:.1f} |" for r in rows]
+    s = switch["set_width_ms"]
+    lines += ["", f"Switching the width of `{switch['split']}` (`set_width`): median {s['median'] * 1e3:.1f} µs "
+              f"(p95 {s['p95'] * 1e3:.1f} µs); reloading the checkpoint instead: "
+              f"{switch['reload_checkpoint_ms']['median']:.0f} ms.", "", _provenance(coder), _provenance(switch)]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "light-speed": light_speed_block,
     "eval-classifier": classifier_block,
     "eval-detector": detector_block,
     "device-time": device_time_block,
