@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from splitnet.checkpoint import SplitCheckpoint, SplitPoint
 from splitnet.errors import CheckpointError
 from splitnet.models import create_model
-from tests.conftest import make_bottleneck
+from tests.conftest import make_bottleneck, make_light_bottleneck
 from tests.test_policies import toy_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def test_checkpoint_merge_and_info(tmp_path: Path) -> None:
     torch.manual_seed(0)
     teacher = create_model("resnet20_cifar")
-    a = SplitCheckpoint("resnet20_cifar", teacher, {"layer1": SplitPoint("layer1", make_bottleneck(16))})
+    a = SplitCheckpoint("resnet20_cifar", teacher, {"layer1": SplitPoint("layer1", make_light_bottleneck(16))})
     b = SplitCheckpoint("resnet20_cifar", teacher, {"layer2": SplitPoint("layer2", make_bottleneck(32))})
     a.save(tmp_path / "a.pt")
     b.save(tmp_path / "b.pt")
@@ -37,7 +38,11 @@ def test_checkpoint_merge_and_info(tmp_path: Path) -> None:
     merged = SplitCheckpoint.load(tmp_path / "m.pt")
     assert list(merged.splits) == ["layer1", "layer2"]
     info = run("checkpoint", "info", str(tmp_path / "m.pt"))
-    assert "layer2: factorized" in info.stdout and merged.sha256 in info.stdout
+    assert merged.sha256 in info.stdout and "unsplit model: 40.55 M MACs" in info.stdout  # ResNet-20
+    assert "layer1: light encoder on the image" in info.stdout
+    assert "layer2: bottleneck on the teacher's features at layer2; factorized" in info.stdout
+    shares = re.findall(r"w[0-9.]+: device [0-9.]+ M MACs \(([0-9.]+) % of the model\)", info.stdout)
+    assert len(shares) == 8 and all(float(s) < 5 for s in shares[:4]) and all(float(s) > 60 for s in shares[4:])
     other = SplitCheckpoint("resnet20_cifar", create_model("resnet20_cifar"), {})
     with pytest.raises(CheckpointError, match="another teacher"):
         merged.merge(other)
