@@ -291,19 +291,22 @@ def plot_rate_accuracy(report: dict, path: str | Path) -> None:
     series: dict[str, list[dict]] = {}
     for c in report["configs"]:
         if c["kind"] == "bottleneck":
-            key = (f"{'light encoder' if c.get('encoder') == 'light' else 'bottleneck'} {c['split']} "
-                   f"({c['device_share'] * 100:.0f}-% device)")
+            key = f"{'light encoder' if c.get('encoder') == 'light' else 'bottleneck'} {c['split']}"
         elif c["kind"] == "features":
             key = f"features {c['codec']}"
         elif c["kind"] == "input":
             key = c["codec"].upper()
+        elif c["kind"] == "local_label":
+            key = "local + class id"
         else:
             continue
         series.setdefault(key, []).append(c)
     for key, rows in series.items():
         rows = sorted(rows, key=lambda r: r["bytes_mean"])
+        share = max(r.get("device_share", 0.0) for r in rows)
         ax.plot([r["bytes_mean"] for r in rows], [r["top1"] * 100 for r in rows],
-                marker="o", linestyle="-" if len(rows) > 1 and "features" not in key else "none", label=key)
+                marker="o", linestyle="-" if len(rows) > 1 and "features" not in key else "none",
+                label=f"{key} (device ≤ {share * 100:.0f} % of MACs)")
     t = report["teacher_top1"] * 100
     ax.axhline(t, color="k", linewidth=1, label=f"teacher {t:.1f} %")
     ax.axhline(t - report.get("summary", {}).get("within_pt", 1.0), color="k", linestyle="--", linewidth=0.8,
