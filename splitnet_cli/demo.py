@@ -48,7 +48,7 @@ def run_detection_demo(policy: str, limit: int | None) -> int:
 
 
 def run_demo(policy: str, limit: int | None, json_path: str | None, eval_first: bool,
-             detection: bool = True) -> int:
+             detection: bool = True, detection_policy: str = "layer2/w0.5") -> int:
     import torch
     from tqdm import tqdm
 
@@ -91,5 +91,5 @@ def run_demo(policy: str, limit: int | None, json_path: str | None, eval_first: 
         print(f"server stopped with SIGTERM (exit code {code})")
     status = 0 if code == 0 and report["frames_lost"] == 0 else 1
     if detection:
-        status |= run_detection_demo(policy, limit)
+        status |= run_detection_demo(detection_policy, limit)
     return status

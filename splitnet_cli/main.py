@@ -253,7 +253,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Shipped checkpoint and demo sample: rate–accuracy table, then server + client over gRPC."""
     from splitnet_cli.demo import run_demo
 
-    return run_demo(args.policy, args.limit, args.json, not args.skip_eval, not args.skip_detection)
+    return run_demo(args.policy, args.limit, args.json, not args.skip_eval, not args.skip_detection,
+                    args.detection_policy)
 
 
 # ------------------------------------------------------------ runtime
@@ -674,7 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the shipped model on the shipped demo sample, in process and over gRPC")
     d.add_argument("--limit", type=int, default=None)
-    d.add_argument("--policy", default="layer2/w0.5", help="action the demo client uses")
+    d.add_argument("--policy", default="relu/w0.5",
+                   help="action the classification demo client uses (default: the light encoder at half width)")
+    d.add_argument("--detection-policy", default="layer2/w0.5", help="action the detection demo client uses")
     d.add_argument("--skip-eval", action="store_true", help="skip the in-process rate–accuracy table")
     d.add_argument("--skip-detection", action="store_true", help="skip the split-detection part")
     d.add_argument("--json", default="out/demo_client.json")
