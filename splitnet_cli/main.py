@@ -75,7 +75,7 @@ def cmd_train_bottleneck(args: argparse.Namespace) -> int:
         prior=args.prior, widths=tuple(args.widths), stage1_lmbda=args.stage1_lmbda, lmbda=args.lmbda,
         width_rate_scale=tuple(args.width_rate_scale or ()), epochs=args.epochs,
         finetune_epochs=args.finetune_epochs, finetune_encoder=not args.freeze_encoder,
-        batch_size=args.batch_size, lr=args.lr, finetune_lr=args.finetune_lr,
+        batch_size=args.batch_size, lr=args.lr, finetune_lr=args.finetune_lr, tail_lr_scale=args.tail_lr_scale,
         kd_temperature=args.kd_temperature, ce_weight=args.ce_weight, holdout=args.holdout,
         seed=args.seed, limit=args.limit, detection_images=args.detection_images)
     result = train_bottleneck(cfg, args.out, args.work_dir, command=_command_line())
@@ -496,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--lr", type=float, default=2e-3)
     b.add_argument("--finetune-lr", type=float, default=5e-4)
+    b.add_argument("--tail-lr-scale", type=float, default=1.0,
+                   help="stage 2: the pretrained tail learns at --finetune-lr times this (e.g. 0.1 when the tail "
+                        "is most of the model)")
     b.add_argument("--kd-temperature", type=float, default=1.0)
     b.add_argument("--ce-weight", type=float, default=0.5)
     b.add_argument("--holdout", type=int, default=1000)

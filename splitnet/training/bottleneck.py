@@ -69,6 +69,7 @@ class BottleneckTrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     finetune_lr: float = 5e-4
+    tail_lr_scale: float = 1.0  # stage 2: the tail's learning rate is finetune_lr times this
     kd_temperature: float = 1.0
     ce_weight: float = 0.5
     holdout: int = 1000
@@ -223,10 +224,12 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
             bottleneck.g_a.requires_grad_(cfg.finetune_encoder)
             tail.requires_grad_(True)
         main, aux = _split_params(bottleneck)
-        if stage == 2:
-            main += list(tail.parameters())
         lr = cfg.lr if stage == 1 else cfg.finetune_lr
-        return torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=1e-3)
+        groups = [{"params": main, "lr": lr, "lr_scale": 1.0}]
+        if stage == 2:  # the pretrained tail may learn more gently than the new encoder and decoder
+            groups.append({"params": list(tail.parameters()), "lr": lr * cfg.tail_lr_scale,
+                           "lr_scale": cfg.tail_lr_scale})
+        return torch.optim.Adam(groups), torch.optim.Adam(aux, lr=1e-3)
 
     stage = 1 if cfg.epochs > 0 else 2
     opt, aux_opt = optimizers(stage)
@@ -256,7 +259,8 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             for g in opt.param_groups:
-                g["lr"] = _cosine(stage_epoch * steps_per_epoch + i, stage_epochs * steps_per_epoch, base_lr)
+                g["lr"] = g.get("lr_scale", 1.0) * _cosine(stage_epoch * steps_per_epoch + i,
+                                                           stage_epochs * steps_per_epoch, base_lr)
             x, extra = task.batch(idx, gen)
             with torch.no_grad():
                 feats = head(x)
