@@ -26,8 +26,9 @@ $S --threads 1 train bottleneck $COMMON --split layer3 --downsample 1 --lmbda 2e
   --out "$R/ckpt/layer3.pt" > "$R/ckpt/layer3.log" 2>&1
 wait $P1
 $S --threads 2 train bottleneck --teacher resnet56_cifar --weights $T --encoder light --split relu --downsample 2 \
-  --latent-channels 16 --hidden-channels 48 --decoder-channels 64 --epochs 3 --finetune-epochs 5 --widths-per-step 1 \
-  --stage1-lmbda 1e-5 --lmbda 2e-4 --width-rate-scale 4 2 1 0.5 --finetune-lr 1e-3 --out "$R/ckpt/relu.pt" \
+  --latent-channels 16 --hidden-channels 48 --decoder-channels 64 --epochs 2 --finetune-epochs 3 --widths-per-step 1 \
+  --stage1-lmbda 1e-5 --lmbda 2e-4 --width-rate-scale 4 2 1 0.5 --finetune-lr 5e-4 --tail-lr-scale 0.1 \
+  --out "$R/ckpt/relu.pt" \
   > "$R/ckpt/relu.log" 2>&1
 $S checkpoint merge "$R/ckpt/layer1.pt" "$R/ckpt/layer2.pt" "$R/ckpt/layer3.pt" "$R/ckpt/relu.pt" \
   --out splitnet/assets/resnet56_cifar_split.pt
