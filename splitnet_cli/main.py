@@ -236,7 +236,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_detector(ckpt, args)
     data = load_npz(args.data or DEMO_DATA, limit=args.limit)
     opts = EvalOptions(jpeg_qualities=args.qualities, webp_qualities=args.qualities, png=not args.no_png,
-                       timing_frames=args.timing_frames, batch_size=args.batch_size)
+                       feature_codecs=tuple(args.feature_codecs), timing_frames=args.timing_frames,
+                       batch_size=args.batch_size)
     if args.device_budget is not None:
         opts.device_budget = args.device_budget
     report = evaluate(ckpt, data, opts)
@@ -622,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--qualities", type=int, nargs="+", default=list(DEFAULT_QUALITIES),
                    help="JPEG and WebP qualities")
     e.add_argument("--no-png", action="store_true")
+    e.add_argument("--feature-codecs", nargs="*", default=["int8+zstd", "int4+zstd"],
+                   choices=("fp32", "fp16", "int8+zstd", "int4+zstd"), help="raw-feature codecs at each split")
     e.add_argument("--device-budget", type=_fraction, default=None,
                    help="the verdict considers only configurations whose device share of the model's MACs is at "
                         "most this fraction (default 0.10 for classifiers, 0.15 for detectors); the report also "
