@@ -174,9 +174,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
 def render(text: str) -> str:
     """``text`` with every generated block rebuilt from its report."""
     for name, build in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
         if pattern.search(text):
-            text = pattern.sub(lambda m, build=build: m.group(1) + build() + m.group(2), text)
+            text = pattern.sub(lambda m, build=build: m.group(1) + build() + "\n" + m.group(2), text)
     return text
 
 
