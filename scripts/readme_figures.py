@@ -97,40 +97,39 @@ def _image_rows_near_floor(report: dict, score: str, floor: float) -> set[int]:
     return keep
 
 
-def classifier_block() -> str:
-    report = {**_load("eval_resnet56_cifar.json"), "_file": "eval_resnet56_cifar.json"}
-    floor = report["summary"]["accuracy_floor"]
-    near = _image_rows_near_floor(report, "top1", floor)
+def _eval_block(file: str, score: str, score_title: str, intro: Callable[[dict], str], headline: str, verdicts: str,
+                tolerance: str, kinds: tuple[str, ...], feature_codec: str | None = None) -> str:
+    """An eval report's block: intro, headline verdict, rate table (learned rows, the image settings around
+    the accuracy floor, one raw-feature codec), the frontier of verdicts and the report's provenance."""
+    report = {**_load(file), "_file": file}
+    near = _image_rows_near_floor(report, score, report["summary"]["accuracy_floor"])
 
     def keep(c: dict) -> bool:
-        return c["kind"] in ("local", "local_label", "bottleneck") or id(c) in near or (
-            c["kind"] == "features" and c["codec"] == "int8+zstd")
+        return c["kind"] in kinds or id(c) in near or (c["kind"] == "features" and c["codec"] == feature_codec)
 
-    lines = [f"ResNet-56 on the {report['n_images']:,} validation images: teacher "
-             f"**{report['teacher_top1'] * 100:.2f} %** top-1, {report['model_macs'] / 1e6:.1f} M MACs per image.", ""]
-    lines += [_headline(report, "top1", "1 pt of the teacher"), ""]
-    lines += _rate_table(report, "top1", "top-1 %", keep)
-    lines += ["", "Verdicts (smallest configuration within 1 pt of the teacher's top-1, by device budget):", ""]
-    lines += _frontier(report, "top1", "1 pt")
+    lines = [intro(report), "", _headline(report, score, headline), ""]
+    lines += _rate_table(report, score, score_title, keep)
+    lines += ["", verdicts, ""] + _frontier(report, score, tolerance)
     return "\n".join(lines + ["", _provenance(report)])
+
+
+def classifier_block() -> str:
+    return _eval_block(
+        "eval_resnet56_cifar.json", "top1", "top-1 %",
+        lambda r: f"ResNet-56 on the {r['n_images']:,} validation images: teacher **{r['teacher_top1'] * 100:.2f} %** "
+                  f"top-1, {r['model_macs'] / 1e6:.1f} M MACs per image.",
+        "1 pt of the teacher", "Verdicts (smallest configuration within 1 pt of the teacher's top-1, by device "
+        "budget):", "1 pt", ("local", "local_label", "bottleneck"), "int8+zstd")
 
 
 def detector_block() -> str:
-    report = {**_load("eval_tinydet_synth.json"), "_file": "eval_tinydet_synth.json"}
-    floor = report["summary"]["accuracy_floor"]
-    near = _image_rows_near_floor(report, "map_50", floor)
-
-    def keep(c: dict) -> bool:
-        return c["kind"] in ("local", "local_label", "bottleneck", "bottleneck+filter") or id(c) in near
-
-    lines = [f"`tinydet_synth` on {report['n_images']:,} validation scenes: unsplit "
-             f"**{report['teacher_map_50'] * 100:.2f}** mAP@0.5, {report['model_macs'] / 1e6:.1f} M MACs a frame.",
-             ""]
-    lines += [_headline(report, "map_50", "2 mAP@0.5 points of the unsplit detector"), ""]
-    lines += _rate_table(report, "map_50", "mAP@0.5", keep)
-    lines += ["", "Verdicts (smallest configuration within 2 mAP@0.5 points of the unsplit detector):", ""]
-    lines += _frontier(report, "map_50", "2 pts")
-    return "\n".join(lines + ["", _provenance(report)])
+    return _eval_block(
+        "eval_tinydet_synth.json", "map_50", "mAP@0.5",
+        lambda r: f"`tinydet_synth` on {r['n_images']:,} validation scenes: unsplit "
+                  f"**{r['teacher_map_50'] * 100:.2f}** mAP@0.5, {r['model_macs'] / 1e6:.1f} M MACs a frame.",
+        "2 mAP@0.5 points of the unsplit detector",
+        "Verdicts (smallest configuration within 2 mAP@0.5 points of the unsplit detector):", "2 pts",
+        ("local", "local_label", "bottleneck", "bottleneck+filter"))
 
 
 def device_time_block() -> str:
