@@ -38,11 +38,16 @@ class ComputeCost:
         return asdict(self)
 
 
+def counted(fn, *args: object) -> tuple[object, float]:
+    """``fn(*args)`` and the multiply-accumulates PyTorch performed while it ran (FLOPs / 2)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = fn(*args)
+    return out, counter.get_total_flops() / 2.0
+
+
 def count_macs(fn, *args: object) -> float:
     """Multiply-accumulates PyTorch performs while ``fn(*args)`` runs (FLOPs / 2)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return counter.get_total_flops() / 2.0
+    return counted(fn, *args)[1]
 
 
 def active_params(module: nn.Module) -> int:
@@ -92,25 +97,24 @@ class ComputeModel:
         if kind == "input":
             return self._cost(0.0, self.model_macs, 0)
         head, teacher_tail = ckpt.teacher_split(action.split)
-        with torch.no_grad():
-            features = head(self._x)
+        features, head_macs = counted(head, self._x)
         if kind == "features":
-            return self._cost(count_macs(head, self._x), count_macs(teacher_tail, features), active_params(head))
+            return self._cost(head_macs, count_macs(teacher_tail, features), active_params(head))
         point = ckpt.split(action.split)
         bottleneck = point.bottleneck
-        enc_input = ckpt.encoder_input(action.split)
         tail = ckpt.bottleneck_tail(action.split)
         with point.lock:
             bottleneck.set_width(action.width)
-            x = enc_input(self._x)
-            coded = bottleneck.compress(x)
-            device = count_macs(enc_input, self._x) + count_macs(bottleneck.compress, x)
-            decoded = bottleneck.decompress(coded["strings"], coded["shape"])["x_hat"]
-            decoded = decoded[:, :, : features.shape[2], : features.shape[3]]
-            server = count_macs(bottleneck.decompress, coded["strings"], coded["shape"]) + count_macs(tail, decoded)
+            light = bottleneck.config.is_light
+            x = self._x if light else features  # what the encoder takes
+            coded, encode_macs = counted(bottleneck.compress, x)
+            device = encode_macs + (0.0 if light else head_macs)
+            decoded, decode_macs = counted(bottleneck.decompress, coded["strings"], coded["shape"])
+            decoded = decoded["x_hat"][:, :, : features.shape[2], : features.shape[3]]
+            server = decode_macs + count_macs(tail, decoded)
             params = active_params(bottleneck.g_a) + active_params(bottleneck.entropy)
             if bottleneck.config.prior == "hyperprior":
                 params += active_params(bottleneck.h_a) + active_params(bottleneck.h_s)
-            if not bottleneck.config.is_light:
+            if not light:
                 params += active_params(head)
         return self._cost(device, server, params)
