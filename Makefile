@@ -1,6 +1,6 @@
 # Two entry points that do all set-up on a fresh machine:
 #   make demo   - create .venv if missing, install splitnet, run the demo
-#   make test   - create .venv if missing, install splitnet with dev extras, run the whole test suite
+#   make test   - create .venv if missing, install splitnet with dev and ray extras, run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed

@@ -3,12 +3,28 @@
 Every frame gets a result. A frame runs fully on the device when the policy says
 ``local``, when the server is marked down (after a failure, with exponential
 backoff before the next try), when the predicted latency would miss the deadline,
-or when its RPC fails or answers too late.
+when the action's circuit breaker is open (it kept missing), or when its RPC fails
+or answers too late. An overloaded server (RESOURCE_EXHAUSTED) is left alone for a
+jittered backoff while frames run locally ("server_busy").
+
+A misconfigured client does not quietly run everything locally: when the server refuses
+the credentials, the model, a split or the weights (UNAUTHENTICATED, PERMISSION_DENIED,
+NOT_FOUND, FAILED_PRECONDITION), ``infer`` and ``stream`` raise
+:class:`~device_client.channel.ServerConfigError`.
+
+The control loop: each frame's wait is bounded from its *arrival* by its deadline, or
+by a default budget when there is none; every answer, late ones included, feeds the
+link estimator and the action's statistics; an answer after the frame's deadline is a
+miss even when it is used; misses in a row open the action's breaker
+(:mod:`device_client.breaker`), and background probes close it again when the link
+recovers. At start the client times every action on its own device
+(:mod:`device_client.calibration`) and gives a profile-driven policy those times.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 import time
 from collections import deque
@@ -19,27 +35,51 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from device_client.channel import TlsOptions, open_channel
+from device_client.breaker import CircuitBreaker
+from device_client.calibration import DeviceCalibration, calibrate
+from device_client.channel import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.stream import StreamBroken, StreamSession
 from policies.base import FixedPolicy, Observation, Policy
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
+from splitnet.frames import FrameFit, fit_frame
 from splitnet.pipeline import Action, DeviceSide, Timing
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
+# Failures after which the server is left alone for a while (backoff with jitter) while frames run
+# locally. RESOURCE_EXHAUSTED is the server saying it is overloaded. Configuration errors (CONFIG_ERRORS)
+# are not retried at all: SplitClient raises ServerConfigError.
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
-              grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-              grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED}
+              grpc.StatusCode.CANCELLED, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+              grpc.StatusCode.ABORTED}
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+@dataclass(frozen=True)
+class TimedFrame:
+    """A frame and when it arrived (``time.perf_counter()``), e.g. from a paced camera.
+
+    ``SplitClient.stream`` counts a frame's latency and its deadline from ``arrived``;
+    a plain array counts from when the client takes it.
+    """
+
+    image: np.ndarray
+    arrived: float
+
+
 @dataclass
 class FrameResult:
-    """The result of one frame and where its time went (all times in ms)."""
+    """The result of one frame and where its time went (all times in ms).
+
+    ``latency_ms`` runs from the frame's arrival to its result and is the sum of
+    ``wait_ms`` (before the device started on it), the device's stages, ``network_ms``
+    (the round trip minus the server's own time), the server's stages and
+    ``client_queue_ms`` (the answer waiting in the client's in-order window).
+    """
 
     seq: int
     class_ids: list[int]
@@ -47,7 +87,10 @@ class FrameResult:
     action: str  # the action that produced the result ("local" after a fallback)
     chosen: str  # the action the policy chose
     offloaded: bool  # answered by the server
-    fallback: str = ""  # why an offload action ended up local: "", "server_down", "deadline", "rpc:CODE", "late"
+    # why an offload action ended up local: "", "server_down", "server_busy" (backing off after
+    # RESOURCE_EXHAUSTED), "deadline" (predicted miss), "breaker" (the action kept missing), "rpc:CODE",
+    # "late" (no answer within the frame's budget)
+    fallback: str = ""
     latency_ms: float = 0.0  # from the call to the result
     head_ms: float = 0.0
     encode_ms: float = 0.0
@@ -57,8 +100,13 @@ class FrameResult:
     decode_ms: float = 0.0
     tail_ms: float = 0.0
     payload_bytes: int = 0
-    boxes: list[convert.Box] = field(default_factory=list)  # a detector's result (input pixels)
+    boxes: list[convert.Box] = field(default_factory=list)  # a detector's result (pixels of the frame given)
     filtered: bool = False  # the object filter found nothing: no bytes sent, no boxes
+    deadline_missed: bool = False  # latency above the deadline (or the default budget when there is none)
+    budget_ms: float = 0.0  # the frame's deadline, or the default budget
+    wait_ms: float = 0.0  # arrival to the start of the device's work
+    client_queue_ms: float = 0.0  # the answer waited this long in the client's in-order window
+    probe: bool = False  # besides running locally, the frame was offloaded as a breaker probe
 
     @property
     def top1(self) -> int:
@@ -66,21 +114,29 @@ class FrameResult:
 
 
 class _Backoff:
-    """Marks the server down after a failure; the next try waits initial, 2x, 4x ... up to maximum."""
+    """Marks the server down after a failure; the next try waits initial, 2x, 4x ... up to maximum,
+    each wait drawn at random between half and all of it (jitter: clients that failed together
+    do not come back together)."""
 
-    def __init__(self, initial_ms: float, maximum_ms: float) -> None:
+    def __init__(self, initial_ms: float, maximum_ms: float, rng: random.Random | None = None) -> None:
         self.initial, self.maximum = initial_ms / 1e3, maximum_ms / 1e3
         self.delay = self.initial
         self.down_until = 0.0
+        self.reason = "server_down"  # the fallback reason of frames run locally meanwhile
+        self._rng = rng or random.Random()
         self._lock = threading.Lock()
 
     def available(self) -> bool:
         return time.monotonic() >= self.down_until
 
-    def failure(self) -> None:
+    def failure(self, reason: str = "server_down") -> float:
+        """Back off; returns the wait (s)."""
         with self._lock:
-            self.down_until = time.monotonic() + self.delay
+            wait = self.delay * self._rng.uniform(0.5, 1.0)
+            self.down_until = max(self.down_until, time.monotonic() + wait)
             self.delay = min(self.delay * 2, self.maximum)
+            self.reason = reason
+            return wait
 
     def success(self) -> None:
         with self._lock:
@@ -110,10 +166,14 @@ class _ActionStats:
 class _Pending:
     seq: int
     frame: np.ndarray
-    t0: float
+    t0: float  # arrival (time.perf_counter())
     chosen: str
+    fit: FrameFit | None = None
+    started: float = 0.0  # the device started on it
     result: FrameResult | None = None  # set when the frame already ran locally
     session: StreamSession | None = None
+    request: pb.InferRequest | None = None  # kept to resend over unary where InferStream is not served
+    call: grpc.Future | None = None  # a unary Infer in flight (stream over unary calls)
     sent: float = 0.0
     timing: Timing = field(default_factory=Timing)
     payload_bytes: int = 0
@@ -132,7 +192,17 @@ class SplitClient:
                  tls: TlsOptions | None = None, token: str | None = None, top_k: int = 5,
                  rpc_timeout_ms: float = 2000.0, backoff_ms: tuple[float, float] = (100.0, 5000.0),
                  max_in_flight: int = 8, warm_up: bool = True, probe_interval_s: float = 1.0,
-                 link_probe_s: float = 1.0, probe_bytes: int = 200, object_filter: bool = True) -> None:
+                 link_probe_s: float = 1.0, probe_bytes: int = 200, object_filter: bool = True,
+                 insecure_token_over_plaintext: bool = False,
+                 default_budget_ms: float | None = None, breaker: CircuitBreaker | None = None,
+                 calibration: DeviceCalibration | bool = True, emulate: object | None = None) -> None:
+        """``default_budget_ms``: the longest a frame may take, from its arrival, when there is no
+        deadline (None: ``rpc_timeout_ms``); the wait for the server ends early enough for a local
+        fallback to finish within it. ``calibration``: time
+        every action on this device at start (True), reuse a calibration, or skip it (False). ``emulate``:
+        a :class:`policies.profile.Profile` whose device this client pretends to be: device compute is
+        padded (slept) up to the profile's device ms and the policy keeps the profile's times
+        (replaying a slow device on a fast machine, e.g. to compare a live run with the simulator)."""
         ckpt = checkpoint if isinstance(checkpoint, SplitCheckpoint) else SplitCheckpoint.load(checkpoint)
         self.device = DeviceSide(ckpt)
         if warm_up:
@@ -142,6 +212,17 @@ class SplitClient:
         self.policy: Policy = FixedPolicy(policy) if isinstance(policy, str) else policy
         if isinstance(self.policy, FixedPolicy):
             self._check_action(self.policy.action)
+        profile = getattr(self.policy, "profile", None)
+        self.emulate = emulate
+        if emulate is not None:
+            calibration = False  # the emulated device's times are the profile's
+        self.calibration: DeviceCalibration | None = (
+            calibration if isinstance(calibration, DeviceCalibration)
+            else calibrate(self.device, getattr(profile, "names", ())) if calibration else None)
+        if self.calibration is not None:
+            self.calibration.apply(self.policy)
+        self.default_budget_ms = default_budget_ms or rpc_timeout_ms
+        self.breaker = breaker or CircuitBreaker()
         self.probe_interval_s = probe_interval_s
         self.object_filter = object_filter  # skip frames a detector split's filter finds empty
         self.deadline_ms = deadline_ms
@@ -150,19 +231,28 @@ class SplitClient:
         self.max_in_flight = max(1, max_in_flight)
         self.estimator = LinkEstimator()
         self._backoff = _Backoff(*backoff_ms)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata: tuple = ()  # the token rides on the channel (call credentials, TLS only)
         if isinstance(servers, str):
             servers = [s for s in servers.split(",") if s]
         self.servers = list(servers or [])
-        self._channel = open_channel(self.servers, tls) if self.servers else None
+        self.target = target_for(self.servers) if self.servers else ""
+        self._config_error: ServerConfigError | None = None  # set by the probe thread, raised by the next frame
+        self._channel = (open_channel(self.servers, tls, token=token,
+                                      insecure_token_over_plaintext=insecure_token_over_plaintext)
+                         if self.servers else None)
         self._stub = pb_grpc.SplitInferenceStub(self._channel) if self._channel else None
         self._seq = itertools.count()
         self._action_stats: dict[str, _ActionStats] = {}
+        self._stats_lock = threading.Lock()
         self._previous = "local"
         self._last_result: tuple[float, bool] = (0.0, False)  # newest result: latency ms, fell back to local
         self._session: StreamSession | None = None
+        # The server answered InferStream with UNIMPLEMENTED (the Ray Serve engine does, so that
+        # frames are routed one by one): stream() sends concurrent unary Infer calls from then on.
+        self.unary_only = False
         self._lock = threading.Lock()
-        self._last_send = time.monotonic()
+        self._last_send = 0.0  # the link probe measures the RTT right away
+        self._frames_seen = 0
         self._closed = threading.Event()
         self.probe_bytes = probe_bytes
         self._probe_thread: threading.Thread | None = None
@@ -212,8 +302,11 @@ class SplitClient:
                 self._stub.Probe(pb.ProbeRequest(padding=padding), timeout=max(1.0, self.rpc_timeout_s),
                                  metadata=self._metadata)
             except grpc.RpcError as exc:
+                if exc.code() in CONFIG_ERRORS:
+                    self._config_error = ServerConfigError(exc.code(), exc.details(), self.target)
+                    return
                 if exc.code() in _RETRYABLE:
-                    self._backoff.failure()
+                    self._backoff.failure(self._backoff_reason(exc.code()))
                 continue
             except ValueError:  # channel closed under us
                 return
@@ -250,80 +343,196 @@ class SplitClient:
         name = self.policy.act(self.observation(queue_frames))
         return name if isinstance(name, str) else name.name
 
-    def _would_miss(self, action: str) -> bool:
-        """Predicted to miss the deadline; estimates older than ``probe_interval_s`` get a fresh try."""
+    def _would_miss(self, action: str, spent_ms: float = 0.0) -> bool:
+        """Predicted to miss the frame's budget (``spent_ms`` of it gone already); estimates older than
+        ``probe_interval_s`` get a fresh try."""
         stats = self._action_stats.get(action)
-        if not self.deadline_ms or stats is None or time.monotonic() - stats.updated_at > self.probe_interval_s:
+        if stats is None or time.monotonic() - stats.updated_at > self.probe_interval_s:
             return False
         predicted = stats.device_ms + self.estimator.transfer_ms(int(stats.payload_bytes)) + stats.server_ms
-        return predicted > self.deadline_ms
+        return spent_ms + predicted > self.budget_ms
+
+    @property
+    def budget_ms(self) -> float:
+        """How long a frame may take from its arrival: the deadline, or the default budget."""
+        return self.deadline_ms or self.default_budget_ms
+
+    def _pad(self, action: str, since: float, frames: int) -> float:
+        """With ``emulate``: sleep until the device work begun at ``since`` took the profile's device ms
+        (per frame x ``frames``); returns the ms slept."""
+        if self.emulate is None:
+            return 0.0
+        try:
+            target_ms = self.emulate.device_ms(self.emulate.index(action)) * frames  # type: ignore[attr-defined]
+        except SplitnetError:
+            return 0.0
+        pad_ms = target_ms - (time.perf_counter() - since) * 1e3
+        if pad_ms > 0:
+            time.sleep(pad_ms / 1e3)
+        return max(0.0, pad_ms)
+
+    def _fit(self, frame: object) -> tuple[np.ndarray, FrameFit]:
+        """A frame of any size as the model's input (:func:`splitnet.frames.fit_frame`)."""
+        return fit_frame(frame, self.device.spec)
+
+    def _boxes_to_frame(self, boxes: list[convert.Box], fit: FrameFit | None) -> list[convert.Box]:
+        if fit is None or fit.identity or not boxes:
+            return boxes
+        return [convert.Box(*fit.box_to_frame(b.x1, b.y1, b.x2, b.y2), b.score, b.label) for b in boxes]
+
+    def _finalize(self, result: FrameResult, p: _Pending) -> FrameResult:
+        """Boxes to frame pixels, the deadline verdict, the wait before the device started."""
+        result.boxes = self._boxes_to_frame(result.boxes, p.fit)
+        result.budget_ms = self.budget_ms
+        result.deadline_missed = result.latency_ms > result.budget_ms
+        result.wait_ms = max(0.0, (p.started - p.t0) * 1e3) if p.started else 0.0
+        if self.calibration is not None and not result.offloaded and not result.filtered and result.local_ms > 0:
+            self.calibration.observe("local", result.local_ms)
+        return self._note(result)
 
     def _local(self, seq: int, frame: np.ndarray, t0: float, chosen: str, reason: str,
                timing: Timing | None = None, payload_bytes: int = 0) -> FrameResult:
         t = time.perf_counter()
         output = self.device.run_local(frame)
         pred = convert.predictions_from_output(self.device.checkpoint.model_name, output, self.top_k)[0]
+        self._pad("local", t, 1)
         local_ms = (time.perf_counter() - t) * 1e3
         timing = timing or Timing()
         return self._note(FrameResult(seq, pred.class_ids, pred.scores, "local", chosen, False, reason,
                                       (time.perf_counter() - t0) * 1e3, timing.head_ms, timing.encode_ms, local_ms,
                                       payload_bytes=payload_bytes, boxes=pred.boxes))
 
-    def _answered(self, seq: int, resp: pb.InferResponse, t0: float, sent: float, chosen: str,
-                  timing: Timing, payload_bytes: int) -> FrameResult:
-        now = time.perf_counter()
+    def _learn(self, chosen: str, resp: pb.InferResponse, sent: float, arrived: float, t0: float,
+               timing: Timing, payload_bytes: int) -> tuple[float, float]:
+        """Feed one answer (late or not) to the link estimator, the action's statistics and its breaker.
+
+        Returns (network ms, server ms). A miss is an answer after the frame's budget from its arrival.
+        """
         st = convert.timing_from_response(resp)
         server_ms = st.queue_ms + st.decode_ms + st.tail_ms
-        network_ms = max(0.0, (now - sent) * 1e3 - server_ms)
+        network_ms = max(0.0, (arrived - sent) * 1e3 - server_ms)
         self.estimator.add(LinkSample(payload_bytes, network_ms))
-        self._action_stats.setdefault(chosen, _ActionStats()).update(
-            timing.head_ms + timing.encode_ms, payload_bytes, server_ms)
+        with self._stats_lock:
+            self._action_stats.setdefault(chosen, _ActionStats()).update(
+                timing.head_ms + timing.encode_ms, payload_bytes, server_ms)
+        if self.calibration is not None:
+            self.calibration.observe(chosen, timing.head_ms + timing.encode_ms)
+        self.breaker.record(chosen, (arrived - t0) * 1e3 <= self.budget_ms)
         self._backoff.success()
+        return network_ms, server_ms
+
+    def _answered(self, seq: int, resp: pb.InferResponse, t0: float, sent: float, chosen: str,
+                  timing: Timing, payload_bytes: int, arrived: float | None = None) -> FrameResult:
+        now = time.perf_counter()
+        arrived = now if arrived is None else arrived
+        network_ms, _ = self._learn(chosen, resp, sent, arrived, t0, timing, payload_bytes)
+        st = convert.timing_from_response(resp)
         pred = convert.prediction_from_response(resp)
-        return self._note(FrameResult(seq, pred.class_ids, pred.scores, chosen, chosen, True, "", (now - t0) * 1e3,
-                                      timing.head_ms, timing.encode_ms, 0.0, network_ms, st.queue_ms, st.decode_ms,
-                                      st.tail_ms, payload_bytes, pred.boxes))
+        result = FrameResult(seq, pred.class_ids, pred.scores, chosen, chosen, True, "", (now - t0) * 1e3,
+                             timing.head_ms, timing.encode_ms, 0.0, network_ms, st.queue_ms, st.decode_ms,
+                             st.tail_ms, payload_bytes, pred.boxes)
+        result.client_queue_ms = max(0.0, (now - arrived) * 1e3)
+        return result
+
+    def _late_answer(self, p: _Pending) -> object:
+        """A callback for the answer of a frame that already ran locally: it still informs the estimates."""
+        def on_late(resp: pb.InferResponse, arrived: float) -> None:
+            if resp.status_code == 0:
+                self._learn(p.chosen, resp, p.sent, arrived, p.t0, p.timing, p.payload_bytes)
+        return on_late
+
+    def _send_probe(self, p: _Pending, request: pb.InferRequest) -> None:
+        """Offload a frame that already ran locally, in the background, to see whether its action pays again."""
+        p.sent = time.perf_counter()
+        try:
+            future = self._stub.Infer.future(request, timeout=self.budget_ms / 1e3 * 2, metadata=self._metadata)
+        except (grpc.RpcError, ValueError):
+            self.breaker.record(p.chosen, False)
+            return
+        on_late = self._late_answer(p)
+
+        def done(f: grpc.Future) -> None:
+            arrived = time.perf_counter()
+            try:
+                resp = f.result()
+            except (grpc.RpcError, grpc.FutureCancelledError):
+                self.breaker.record(p.chosen, False)
+                return
+            on_late(resp, arrived)
+
+        future.add_done_callback(done)
 
     def _prepare(self, frame: np.ndarray, queue_frames: int) -> tuple[_Pending, pb.InferRequest | None]:
         """Choose the action; run locally right away or encode the request."""
         return self._prepare_group([frame], queue_frames)[0]
 
-    def _prepare_group(self, frames: list[np.ndarray],
+    def _prepare_group(self, frames: list[np.ndarray | TimedFrame],
                        queue_frames: int) -> list[tuple[_Pending, pb.InferRequest | None]]:
         """Choose one action for ``frames``; run them locally right away, or encode their requests.
 
-        Head and encoder run once on the whole group (a batch).
+        Head and encoder run once on the whole group (a batch). Frames of any size are fitted
+        to the model's input first (boxes go back to the frame's pixels).
         """
+        if self._config_error is not None:
+            raise self._config_error
+        arrivals = [f.arrived for f in frames] if all(isinstance(f, TimedFrame) for f in frames) else None
+        fitted = [self._fit(f.image if isinstance(f, TimedFrame) else f) for f in frames]
+        fits = [fit for _, fit in fitted]
         try:
-            batch = np.stack([np.asarray(f) for f in frames])
+            batch = np.stack([img for img, _ in fitted])
         except ValueError as exc:
             raise ShapeError(f"frames of one device batch must share a shape: {exc}") from None
-        t0 = time.perf_counter()
+        t0 = min(arrivals) if arrivals else time.perf_counter()
+        started = time.perf_counter()
         seqs = [next(self._seq) for _ in frames]
         chosen = self._choose(queue_frames)
         self._previous = chosen
-        pendings = [_Pending(seq, frame, t0, chosen) for seq, frame in zip(seqs, batch)]
-        reason = ("" if chosen == "local" else "server_down" if self._stub is None or not self._backoff.available()
-                  else "deadline" if self._would_miss(chosen) else None)
+        pendings = [_Pending(seq, frame, arrivals[i] if arrivals else t0, chosen, fits[i] if fits else None, started)
+                    for i, (seq, frame) in enumerate(zip(seqs, batch))]
+        spent_ms = (started - t0) * 1e3
+        reason = ("" if chosen == "local" else "server_down" if self._stub is None
+                  else self._backoff.reason if not self._backoff.available()
+                  else "breaker" if self.breaker.is_open(chosen)
+                  else "deadline" if self._would_miss(chosen, spent_ms) else None)
+        probe = (reason == "breaker" and len(frames) == 1
+                 and self.breaker.take_probe(chosen, self.budget_ms / 1e3))
+        self._frames_seen += len(frames)
+        if self.calibration is not None and self._frames_seen % 50 < len(frames):
+            self.calibration.apply(self.policy)  # refreshed with what the device measured since
+        if probe:  # the frame's result comes from the device first; the probe goes out after it
+            p = pendings[0]
+            p.result = self._finalize(self._local(p.seq, p.frame, p.t0, chosen, reason), p)
+            p.timing = Timing()
+            try:
+                payload = self.device.encode(batch, Action.parse(chosen), seq=seqs[0], timing=p.timing)[0]
+            except SplitnetError:
+                payload = None
+            if payload is not None:
+                p.payload_bytes, p.result.probe = len(payload.data), True
+                self._send_probe(p, convert.request(payload, self.top_k, self.budget_ms))
+            return [(p, None)]
         payloads = None
         if reason is None:
             timing = Timing()
             try:
+                t_enc = time.perf_counter()
                 payloads = self.device.encode(batch, Action.parse(chosen), seq=seqs[0], timing=timing,
                                               use_filter=self.object_filter)
+                timing.encode_ms += self._pad(chosen, t_enc, len(frames))
             except SplitnetError:
                 reason = "invalid_action"
         if payloads is None:
             for p in pendings:
-                p.result = self._local(p.seq, p.frame, p.t0, chosen, reason or "")
+                p.result = self._finalize(self._local(p.seq, p.frame, p.t0, chosen, reason or ""), p)
             return [(p, None) for p in pendings]
         out = []
         budget = self._budget_ms(t0)
         for p, payload in zip(pendings, payloads):
             p.timing.head_ms, p.timing.encode_ms = timing.head_ms / len(frames), timing.encode_ms / len(frames)
             if payload is None:  # the object filter found nothing: nothing to send, no boxes
-                p.result = FrameResult(p.seq, [], [], chosen, chosen, False, "", (time.perf_counter() - t0) * 1e3,
-                                       p.timing.head_ms, p.timing.encode_ms, filtered=True)
+                p.result = self._finalize(FrameResult(p.seq, [], [], chosen, chosen, False, "",
+                                                      (time.perf_counter() - p.t0) * 1e3, p.timing.head_ms,
+                                                      p.timing.encode_ms, filtered=True), p)
                 out.append((p, None))
                 continue
             p.payload_bytes = len(payload.data)
@@ -334,29 +543,67 @@ class SplitClient:
 
     def _send(self, pending: _Pending, request: pb.InferRequest) -> None:
         """Put a prepared frame on the stream; it runs locally when no stream can be had."""
+        pending.request = request
+        if self.unary_only:
+            self._send_unary(pending)
+            return
         session = self._open_session()
         if session is None:
-            pending.result = self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
-                                         "server_down", pending.timing, pending.payload_bytes)
+            reason = "server_down" if self._stub is None or self._backoff.available() else self._backoff.reason
+            pending.result = self._finalize(self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
+                                                        reason, pending.timing, pending.payload_bytes),
+                                            pending)
             return
         pending.session, pending.sent = session, time.perf_counter()
         try:
             session.send(request, pending.payload_bytes)
         except StreamBroken as exc:
-            pending.result = self._failed(pending, exc.code)
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                self._streaming_unavailable(pending)
+                return
+            pending.result = self._failed(pending, exc.code, str(exc))
+
+    def _streaming_unavailable(self, pending: _Pending) -> None:
+        """The server has no InferStream: switch to unary calls and resend ``pending`` that way."""
+        self.unary_only = True
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        self._send_unary(pending)
+
+    def _send_unary(self, pending: _Pending) -> None:
+        """Send a prepared frame as a non-blocking unary ``Infer`` (answered in :meth:`_finish`)."""
+        if self._stub is None or not self._backoff.available():
+            reason = "server_down" if self._stub is None or self._backoff.available() else self._backoff.reason
+            pending.result = self._finalize(self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
+                                                        reason, pending.timing, pending.payload_bytes), pending)
+            return
+        pending.session, pending.sent = None, time.perf_counter()
+        pending.call = self._stub.Infer.future(pending.request, timeout=self._timeout_s(pending.t0),
+                                               metadata=self._metadata)
 
     def _budget_ms(self, t0: float) -> float | None:
+        """What is left of the frame's deadline (None without a deadline: the server need not hurry)."""
         if not self.deadline_ms:
             return None
         return max(0.1, self.deadline_ms - (time.perf_counter() - t0) * 1e3)
 
     def _timeout_s(self, t0: float) -> float:
-        budget = self._budget_ms(t0)
-        return self.rpc_timeout_s if budget is None else budget / 1e3
+        """How long to wait for the answer: what is left of the frame's budget from its arrival
+        (the deadline, or the default budget) less the time a local fallback needs, and never
+        more than the RPC timeout."""
+        left_ms = self.budget_ms - (time.perf_counter() - t0) * 1e3 - self._local_reserve_ms()
+        return min(self.rpc_timeout_s, max(0.0001, left_ms / 1e3))
+
+    def _local_reserve_ms(self) -> float:
+        """Time kept back from the wait so that a fallback still finishes within the budget: the
+        device's local time (calibrated), never more than half the budget."""
+        local = self.calibration.device_ms.get("local", 0.0) if self.calibration is not None else 0.0
+        return min(1.2 * local, 0.5 * self.budget_ms)
 
     # ------------------------------------------------------------- unary
-    def infer(self, frame: np.ndarray) -> FrameResult:
-        """One uint8 ``[H, W, 3]`` frame; blocks until its result (remote or local)."""
+    def infer(self, frame: np.ndarray | TimedFrame) -> FrameResult:
+        """One uint8 ``[H, W, 3]`` frame of any size; blocks until its result (remote or local)."""
         with self._lock:
             pending, request = self._prepare(frame, 0)
             if request is None:
@@ -365,15 +612,26 @@ class SplitClient:
             try:
                 resp = self._stub.Infer(request, timeout=self._timeout_s(pending.t0), metadata=self._metadata)
             except grpc.RpcError as exc:
-                return self._failed(pending, exc.code())
-            return self._answered(pending.seq, resp, pending.t0, pending.sent, pending.chosen, pending.timing,
-                                  pending.payload_bytes)
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # censored: the link took at least this long
+                    self.estimator.add(LinkSample(pending.payload_bytes, (time.perf_counter() - pending.sent) * 1e3))
+                return self._failed(pending, exc.code(), exc.details())
+            return self._finalize(self._answered(pending.seq, resp, pending.t0, pending.sent, pending.chosen,
+                                                 pending.timing, pending.payload_bytes), pending)
 
-    def _failed(self, p: _Pending, code: grpc.StatusCode | None) -> FrameResult:
+    @staticmethod
+    def _backoff_reason(code: grpc.StatusCode | None) -> str:
+        return "server_busy" if code == grpc.StatusCode.RESOURCE_EXHAUSTED else "server_down"
+
+    def _failed(self, p: _Pending, code: grpc.StatusCode | None, details: str = "") -> FrameResult:
+        """The frame runs locally after a failed RPC; a configuration error raises instead."""
+        if code in CONFIG_ERRORS:
+            self._config_error = ServerConfigError(code, details, self.target)
+            raise self._config_error
         if code is None or code in _RETRYABLE:
-            self._backoff.failure()
+            self._backoff.failure(self._backoff_reason(code))
+        self.breaker.record(p.chosen, False)
         reason = "late" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"rpc:{code.name if code else 'BROKEN'}"
-        return self._local(p.seq, p.frame, p.t0, p.chosen, reason, p.timing, p.payload_bytes)
+        return self._finalize(self._local(p.seq, p.frame, p.t0, p.chosen, reason, p.timing, p.payload_bytes), p)
 
     # ------------------------------------------------------------ stream
     def _open_session(self) -> StreamSession | None:
@@ -390,23 +648,39 @@ class SplitClient:
     def _finish(self, p: _Pending) -> FrameResult:
         if p.result is not None:
             return p.result
+        if p.call is not None:
+            try:
+                resp = p.call.result()
+            except grpc.RpcError as exc:
+                return self._failed(p, exc.code(), exc.details())
+            if resp.status_code != 0:
+                return self._failed(p, _CODES.get(resp.status_code), resp.status_message)
+            return self._finalize(self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes), p)
         assert p.session is not None
         try:
-            resp = p.session.wait(p.seq, self._timeout_s(p.t0))
+            resp, arrived = p.session.wait_timed(p.seq, self._timeout_s(p.t0))
         except TimeoutError:
-            p.session.discard(p.seq)
+            p.session.discard(p.seq, self._late_answer(p))
             return self._failed(p, grpc.StatusCode.DEADLINE_EXCEEDED)
         except StreamBroken as exc:
-            return self._failed(p, exc.code)
+            if p.request is not None and exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                self._streaming_unavailable(p)
+                return self._finish(p)
+            if p.request is not None and self.unary_only:  # its stream was closed when the client went unary
+                self._send_unary(p)
+                return self._finish(p)
+            return self._failed(p, exc.code, str(exc))
         if resp.status_code != 0:
-            return self._failed(p, _CODES.get(resp.status_code))
-        return self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes)
+            return self._failed(p, _CODES.get(resp.status_code), resp.status_message)
+        return self._finalize(self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes,
+                                             arrived), p)
 
-    def stream(self, frames: Iterable[np.ndarray], device_batch: int = 1) -> Iterator[FrameResult]:
+    def stream(self, frames: Iterable[np.ndarray | TimedFrame], device_batch: int = 1) -> Iterator[FrameResult]:
         """Results for ``frames``, in order, with up to ``max_in_flight`` frames at the server at once.
 
         ``device_batch`` > 1 runs head and encoder on groups of that many frames (one action
         per group): more frames per second from a buffered source, at the cost of latency.
+        A :class:`TimedFrame` counts its latency and deadline from its own arrival time.
         """
         with self._lock:
             window: deque[_Pending] = deque()

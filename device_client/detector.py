@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_client.channel import TlsOptions
+from device_client.channel import ServerConfigError, TlsOptions
 from device_client.client import FrameResult, SplitClient
 from policies.base import Policy
 from splitnet.checkpoint import SplitCheckpoint
@@ -86,6 +86,7 @@ class SplitDetector:
         self._next_delivery = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._error: ServerConfigError | None = None  # a worker's configuration error, raised by submit/poll
         self._workers = [threading.Thread(target=self._work, args=(c,), name=f"splitnet-detector-{i}", daemon=True)
                          for i, c in enumerate(self.clients)]
         for w in self._workers:
@@ -108,6 +109,8 @@ class SplitDetector:
         """Queue a uint8 ``[H, W, 3]`` frame without waiting; returns its index."""
         if self._closed:
             raise SplitnetError("detector is closed")
+        if self._error is not None:
+            raise self._error
         with self._cond:
             item = _Frame(self._next_index, np.asarray(frame), time.perf_counter(),
                           deadline_ms if deadline_ms is not None else self.deadline_ms)
@@ -122,7 +125,10 @@ class SplitDetector:
         """Finished results in frame order (waits up to ``timeout_s`` for the next one)."""
         with self._cond:
             if timeout_s > 0 and self._next_delivery not in self._results:
-                self._cond.wait_for(lambda: self._next_delivery in self._results, timeout_s)
+                self._cond.wait_for(lambda: self._next_delivery in self._results or self._error is not None,
+                                    timeout_s)
+            if self._error is not None:
+                raise self._error
             out = []
             while self._next_delivery in self._results:
                 out.append(self._results.pop(self._next_delivery))
@@ -190,6 +196,11 @@ class SplitDetector:
             client.deadline_ms = max(1.0, item.deadline_ms - waited_ms) if item.deadline_ms else None
             try:
                 result = client.infer(item.frame)
+            except ServerConfigError as exc:  # the server refuses this setup: tell the caller, loudly
+                with self._cond:
+                    self._error = exc
+                    self._drop(item, f"error: {exc}")
+                continue
             except Exception as exc:  # noqa: BLE001 - a frame the device cannot run at all: report, keep going
                 with self._cond:
                     self._drop(item, f"error: {exc}")

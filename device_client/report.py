@@ -10,9 +10,26 @@ import numpy as np
 
 from device_client.client import FrameResult
 
+STAGES = ("wait_ms", "head_ms", "encode_ms", "network_ms", "queue_ms", "decode_ms", "tail_ms", "client_queue_ms")
+
+
+def frame_record(r: FrameResult) -> dict:
+    """One frame for ``--json``: latency, where it ran and why, its stages (ms), bytes."""
+    where = "server" if r.offloaded else "filtered" if r.filtered else "device"
+    return {"seq": r.seq, "latency_ms": round(r.latency_ms, 3), "ran_on": where, "action": r.action,
+            "chosen": r.chosen, "why": r.fallback or ("chosen" if r.chosen == r.action else ""),
+            "deadline_missed": r.deadline_missed, "probe": r.probe, "payload_bytes": r.payload_bytes,
+            "stages_ms": {k.removesuffix("_ms"): round(getattr(r, k), 3) for k in (*STAGES, "local_ms")}}
+
 
 def client_report(results: Sequence[FrameResult], labels: Sequence[int] | None, n_frames: int) -> dict:
-    """Summary of a deployed run over ``n_frames`` input frames (lost = frames without a result)."""
+    """Summary of a deployed run over ``n_frames`` input frames (lost = frames without a result).
+
+    ``deadline_miss_rate``: share of frames whose result came after their deadline (or the
+    default budget when there is none), answers used late included. ``stage_ms_mean`` splits the
+    latency of offloaded frames into waiting before the device, device stages, network (round
+    trip minus the server's time), server stages and the client's own in-order queue.
+    """
     lat = np.asarray([r.latency_ms for r in results], dtype=np.float64)
     offloaded = [r for r in results if r.offloaded]
     sent = [r for r in results if r.payload_bytes > 0]
@@ -28,6 +45,10 @@ def client_report(results: Sequence[FrameResult], labels: Sequence[int] | None, 
         "bytes_mean": float(np.mean([r.payload_bytes for r in sent])) if sent else 0.0,
         "actions": dict(Counter(r.action for r in results)),
         "chosen_actions": dict(Counter(r.chosen for r in results)),
+        "deadline_missed": sum(1 for r in results if r.deadline_missed),
+        "deadline_miss_rate": (sum(1 for r in results if r.deadline_missed) / len(results)) if results else None,
+        "budget_ms": results[0].budget_ms if results else None,
+        "probes": sum(1 for r in results if r.probe),
     }
     if labels is not None and len(results):
         report["top1"] = float(np.mean([r.top1 == int(y) for r, y in zip(results, labels)]))
@@ -37,7 +58,7 @@ def client_report(results: Sequence[FrameResult], labels: Sequence[int] | None, 
     if offloaded:
         report["stage_ms_mean"] = {
             k: float(np.mean([getattr(r, k) for r in offloaded]))
-            for k in ("head_ms", "encode_ms", "network_ms", "queue_ms", "decode_ms", "tail_ms")
+            for k in STAGES
         }
     return report
 
@@ -62,11 +83,12 @@ def detection_scores(results: Sequence[FrameResult], targets: Sequence[tuple[np.
 
 def format_report(report: dict) -> str:
     lat = report.get("latency_ms") or {}
-    top1 = f"{report['top1'] * 100:.2f} %" if report.get("top1") is not None else "-"
+    top1 = f"{report['top1'] * 100:.2f} %" if report.get("top1") is not None else "- (unlabelled input)"
     score = f"top-1 {top1}"
     if report.get("map_50") is not None:
         score = (f"mAP@0.5 {report['map_50'] * 100:.2f}, mAP@[.5:.95] {report['map'] * 100:.2f}; "
                  f"frames kept off the link by the object filter {report.get('frames_filtered', 0)}")
+    miss = report.get("deadline_miss_rate")
     lines = [
         f"frames {report['frames']}: sent {report['frames_sent']}, answered {report['frames_answered']}, "
         f"lost {report['frames_lost']}, local fallbacks {report['fallback_local']} {report['fallback_reasons'] or ''}",
@@ -75,8 +97,13 @@ def format_report(report: dict) -> str:
     if lat:
         lines.append(f"latency ms: p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  p99 {lat['p99']:.2f}  "
                      f"mean {lat['mean']:.2f}")
+    if miss is not None:
+        what = "deadline" if report.get("deadline_ms") else "default budget"
+        lines.append(f"deadline misses: {report['deadline_missed']} of {report['frames'] - report['frames_lost']} "
+                     f"({miss * 100:.1f} %, {what} {report.get('budget_ms') or 0:.0f} ms from each frame's arrival)")
     if "stage_ms_mean" in report:
+        names = {"wait_ms": "wait", "queue_ms": "server-queue", "client_queue_ms": "client-queue"}
         lines.append("mean ms of offloaded frames: " + "  ".join(
-            f"{k.removesuffix('_ms')} {v:.2f}" for k, v in report["stage_ms_mean"].items()))
+            f"{names.get(k, k.removesuffix('_ms'))} {v:.2f}" for k, v in report["stage_ms_mean"].items()))
     lines.append("actions: " + ", ".join(f"{k} {v}" for k, v in sorted(report["actions"].items())))
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -12,6 +13,7 @@ from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
 _END = None
+LateCallback = Callable[[pb.InferResponse, float], None]
 
 
 class StreamBroken(Exception):
@@ -26,14 +28,18 @@ class StreamSession:
     """Requests go in through :meth:`send`; :meth:`wait` returns the response for a sequence number.
 
     Also counts the payload bytes of frames sent and not answered yet (:attr:`inflight_bytes`),
-    late ones included: their bytes are on the link until their answer comes back.
+    late ones included: their bytes are on the link until their answer comes back. Each
+    response carries its arrival time (``time.perf_counter()``), so the client can tell the
+    network's time from the time an answer waited in its own in-order window; an answer the
+    client gave up on goes to the callback given to :meth:`discard` (it still tells how
+    slow the link is).
     """
 
     def __init__(self, stub: pb_grpc.SplitInferenceStub, metadata: tuple = ()) -> None:
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._responses: dict[int, pb.InferResponse] = {}
+        self._responses: dict[int, tuple[pb.InferResponse, float]] = {}  # seq -> (response, arrival)
         self._unanswered: dict[int, int] = {}  # seq -> payload bytes
-        self._discarded: set[int] = set()  # seqs whose answers nobody waits for any more
+        self._discarded: dict[int, LateCallback | None] = {}  # seqs whose answers nobody waits for any more
         self._cond = threading.Condition()
         self._error: StreamBroken | None = None
         self._closed = False
@@ -44,13 +50,21 @@ class StreamSession:
     def _read(self) -> None:
         try:
             for resp in self._call:
+                arrived = time.perf_counter()
                 with self._cond:
                     self._unanswered.pop(resp.seq, None)
                     if resp.seq in self._discarded:
-                        self._discarded.discard(resp.seq)
+                        late = self._discarded.pop(resp.seq)
+                    else:
+                        late = None
+                        self._responses[resp.seq] = (resp, arrived)
+                        self._cond.notify_all()
                         continue
-                    self._responses[resp.seq] = resp
-                    self._cond.notify_all()
+                if late is not None:
+                    try:
+                        late(resp, arrived)
+                    except Exception:  # noqa: BLE001 - bookkeeping must never end the reader
+                        pass
             error = StreamBroken(None, "stream ended")
         except grpc.RpcError as exc:
             error = StreamBroken(exc.code(), exc.details() or str(exc.code()))
@@ -82,6 +96,10 @@ class StreamSession:
 
     def wait(self, seq: int, timeout_s: float | None) -> pb.InferResponse:
         """The response for ``seq``; raises :class:`StreamBroken` or ``TimeoutError``."""
+        return self.wait_timed(seq, timeout_s)[0]
+
+    def wait_timed(self, seq: int, timeout_s: float | None) -> tuple[pb.InferResponse, float]:
+        """The response for ``seq`` and its arrival (``time.perf_counter()``); raises like :meth:`wait`."""
         end = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             while seq not in self._responses:
@@ -93,11 +111,18 @@ class StreamSession:
                 self._cond.wait(remaining)
             return self._responses.pop(seq)
 
-    def discard(self, seq: int) -> None:
-        """Forget a frame whose answer is no longer wanted (late): now, or when it arrives."""
+    def discard(self, seq: int, on_late: LateCallback | None = None) -> None:
+        """Forget a frame whose answer is no longer wanted (late): now, or when it arrives.
+
+        ``on_late(response, arrival)`` is called with the answer when there is one (from the
+        reader thread if it comes later).
+        """
         with self._cond:
-            if self._responses.pop(seq, None) is None and seq in self._unanswered:
-                self._discarded.add(seq)
+            got = self._responses.pop(seq, None)
+            if got is None and seq in self._unanswered:
+                self._discarded[seq] = on_late
+        if got is not None and on_late is not None:
+            on_late(*got)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """End the call and wait (up to ``timeout_s``) for the reader thread to finish.

@@ -159,6 +159,9 @@ class MicroBatcher:
         now = time.monotonic()
         live = []
         for job in batch:
+            if not job.future.set_running_or_notify_cancel():  # the caller gave up (cancelled call)
+                self.stats.count("cancelled")
+                continue
             if job.deadline is not None and now > job.deadline:
                 self.stats.count("deadline_expired")
                 job.future.set_exception(DeadlineExpired(

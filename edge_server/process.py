@@ -17,16 +17,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 @dataclass
 class ServerProcess:
-    """A ``splitnet serve`` child process listening on 127.0.0.1."""
+    """A ``splitnet serve`` child process listening on ``host`` (a loopback address)."""
 
     proc: subprocess.Popen
     port: int
     log: Path
     _tmp: object = field(default=None, repr=False)
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def kill(self) -> None:
         """SIGKILL: no grace, as if the machine died."""
@@ -45,8 +46,8 @@ class ServerProcess:
 
 
 def spawn_server(*args: str, port: int = 0, threads: int = 1, workdir: str | Path | None = None,
-                 timeout_s: float = 120.0) -> ServerProcess:
-    """Start ``splitnet serve`` with ``args`` on 127.0.0.1:``port`` (0: any) and wait until it listens."""
+                 timeout_s: float = 300.0, host: str = "127.0.0.1") -> ServerProcess:
+    """Start ``splitnet serve`` with ``args`` on ``host``:``port`` (0: any) and wait until it listens."""
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="splitnet-server-")
@@ -56,7 +57,7 @@ def spawn_server(*args: str, port: int = 0, threads: int = 1, workdir: str | Pat
     stamp = time.monotonic_ns()
     port_file, log = workdir / f"port-{stamp}", workdir / f"server-{stamp}.log"
     cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", str(threads), "serve", "--address",
-           f"127.0.0.1:{port}", "--port-file", str(port_file), *args]
+           f"{host}:{port}", "--port-file", str(port_file), *args]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -68,7 +69,7 @@ def spawn_server(*args: str, port: int = 0, threads: int = 1, workdir: str | Pat
             proc.kill()
             raise TimeoutError(f"server did not start within {timeout_s:.0f} s:\n{log.read_text()}")
         time.sleep(0.05)
-    return ServerProcess(proc, int(port_file.read_text()), log, tmp)
+    return ServerProcess(proc, int(port_file.read_text()), log, tmp, host)
 
 
 def wait_serving(address: str, timeout_s: float = 120.0, service: str = "") -> None:

@@ -1,22 +1,24 @@
-"""The ``splitnet.rpc.v1.SplitInference`` servicer: RPC methods on top of the micro-batcher."""
+"""The ``splitnet.rpc.v1.SplitInference`` servicer on ``grpc.aio``: RPC methods on top of the micro-batcher.
+
+Every RPC is a coroutine on the server's event loop; an open stream waiting for frames is
+a suspended coroutine, not a thread. Decoding and the tail run on the batcher's worker
+thread; the coroutines only validate, queue and await the batcher's futures.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
 
-from edge_server.batcher import DeadlineExpired, MicroBatcher
+from edge_server.batcher import MicroBatcher
 from edge_server.errors import status_for
 from splitnet import __version__
 from splitnet.codecs import FEATURE_CODECS, IMAGE_CODECS
-from splitnet.errors import SplitnetError
 from splitnet.payload import MAX_DATA_BYTES
 from splitnet.pipeline import ServerSide
 from splitnet.rpc import convert
@@ -25,19 +27,41 @@ from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
 log = logging.getLogger("splitnet.edge_server")
 _END = object()
+_NO_DEADLINE_S = 1e7  # time_remaining() beyond this (or None) means the caller set no deadline
+
+
+def call_remaining_s(context: grpc.aio.ServicerContext) -> float | None:
+    """Seconds left of the call's deadline; None when the caller set none."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE_S:
+        return None
+    return max(0.0, remaining)
 
 
 class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
-    """Answers GetModelInfo, Infer, InferStream and GetStats for one loaded checkpoint."""
+    """Answers GetModelInfo, Infer, InferStream, GetStats and Probe for one loaded checkpoint.
+
+    ``default_budget_s`` bounds a frame whose caller set neither a deadline nor ``budget_ms``;
+    ``stream_idle_timeout_s`` ends a stream that sent no frame (and has none in flight) for that
+    long, with DEADLINE_EXCEEDED (0: never).
+    """
 
     def __init__(self, server_side: ServerSide, batcher: MicroBatcher,
-                 max_message_bytes: int = 4 * 1024 * 1024, stream_window: int = 64) -> None:
+                 max_message_bytes: int = 4 * 1024 * 1024, stream_window: int = 64,
+                 default_budget_s: float = 30.0, stream_idle_timeout_s: float = 30.0) -> None:
+        if default_budget_s <= 0:
+            raise ValueError("default_budget_s must be > 0")
         self.server_side = server_side
         self.batcher = batcher
         self.stats = batcher.stats
         self.max_message_bytes = max_message_bytes
         self.max_data_bytes = min(MAX_DATA_BYTES, max_message_bytes)
         self.stream_window = stream_window
+        self.default_budget_s = default_budget_s
+        self.stream_idle_timeout_s = stream_idle_timeout_s
+        self.open_streams = 0  # changed on the event loop only
+        self.stats.set_gauge("queue_depth", lambda: self.batcher.queue_depth)
+        self.stats.set_gauge("streams_open", lambda: self.open_streams)
         self._info = self._model_info()
 
     # ------------------------------------------------------------------ info
@@ -54,115 +78,134 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
                                   object_filter=point.object_filter is not None)
         return info
 
-    def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext) -> pb.GetModelInfoResponse:
+    async def GetModelInfo(self, request: pb.GetModelInfoRequest,
+                           context: grpc.aio.ServicerContext) -> pb.GetModelInfoResponse:
         return pb.GetModelInfoResponse(models=[self._info], server_version=__version__,
                                        max_message_bytes=self.max_message_bytes)
 
-    def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.GetStatsResponse:
+    def stats_response(self) -> pb.GetStatsResponse:
         counters = self.stats.counters()
-        counters["queue_depth"] = self.batcher.queue_depth
+        counters.update({k: int(v) for k, v in self.stats.gauges().items()})
         resp = pb.GetStatsResponse(counters=counters, uptime_s=self.stats.uptime_s)
         for stage, s in self.stats.stages().items():
             resp.stages.add(stage=stage, count=s["count"], mean_ms=s["mean_ms"], p50_ms=s["p50_ms"],
                             p95_ms=s["p95_ms"], p99_ms=s["p99_ms"])
         return resp
 
-    def Probe(self, request: pb.ProbeRequest, context: grpc.ServicerContext) -> pb.ProbeResponse:
+    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+        return self.stats_response()
+
+    async def Probe(self, request: pb.ProbeRequest, context: grpc.aio.ServicerContext) -> pb.ProbeResponse:
         self.stats.count("probes")
         return pb.ProbeResponse(received_bytes=len(request.padding))
 
     # ----------------------------------------------------------------- infer
-    @staticmethod
-    def _budget_s(req: pb.InferRequest, remaining_s: float | None) -> float | None:
-        """The frame's time budget (s): the client's ``budget_ms`` or the call's deadline, the sooner."""
+    def _budget_s(self, req: pb.InferRequest, remaining_s: float | None) -> float:
+        """The frame's time budget (s): the sooner of the client's ``budget_ms``, the call's deadline
+        and the server's default (which bounds frames that came with neither)."""
+        budget = self.default_budget_s
+        if remaining_s is not None:
+            budget = min(budget, remaining_s)
         if req.budget_ms > 0:
-            return min(remaining_s or float("inf"), req.budget_ms / 1e3)
-        return remaining_s
+            budget = min(budget, req.budget_ms / 1e3)
+        return budget
 
-    def _submit(self, req: pb.InferRequest, remaining_s: float | None) -> Future:
+    def _submit(self, req: pb.InferRequest, budget_s: float) -> Future:
         payload = convert.request_payload(req, self.max_data_bytes)
-        return self.batcher.submit(payload, req.top_k or convert.DEFAULT_TOP_K, self._budget_s(req, remaining_s))
+        return self.batcher.submit(payload, req.top_k or convert.DEFAULT_TOP_K, budget_s)
 
     def _fail(self, exc: BaseException) -> tuple[grpc.StatusCode, str]:
         code = status_for(exc)
         self.stats.count(f"status_{code.name.lower()}")
         if code == grpc.StatusCode.INTERNAL:
-            log.exception("internal error", exc_info=exc)
+            log.error("internal error", exc_info=exc)
             return code, f"internal error: {type(exc).__name__}"
         return code, str(exc)
 
-    def Infer(self, request: pb.InferRequest, context: grpc.ServicerContext) -> pb.InferResponse:
+    def _late(self, seq: int, budget_s: float) -> tuple[grpc.StatusCode, str]:
+        self.stats.count("status_deadline_exceeded")
+        return grpc.StatusCode.DEADLINE_EXCEEDED, f"frame {seq} not done within its budget of {budget_s * 1e3:.0f} ms"
+
+    async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         t0 = time.monotonic()
         self.stats.count("requests_unary")
-        remaining = context.time_remaining()
+        budget_s = self._budget_s(request, call_remaining_s(context))
         try:
-            payload = convert.request_payload(request, self.max_data_bytes)
-            top_k, budget_s = request.top_k or convert.DEFAULT_TOP_K, self._budget_s(request, remaining)
-            done = self.batcher.run_inline_if_idle(payload, top_k, budget_s)
-            if done is None:
-                done = self.batcher.submit(payload, top_k, budget_s).result(timeout=remaining)
-            prediction, timing = done
-        except FutureTimeout:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"frame {request.seq} not done within its deadline")
-        except (SplitnetError, Exception) as exc:  # noqa: BLE001 - every failure becomes a status code
-            code, message = self._fail(exc)
-            context.abort(code, message)
-        self.stats.observe("total", (time.monotonic() - t0) * 1e3)
-        return convert.response(request.seq, prediction, timing)
+            future = self._submit(request, budget_s)
+            prediction, timing = await asyncio.wait_for(asyncio.wrap_future(future), budget_s)
+        except asyncio.TimeoutError:
+            failure = self._late(request.seq, budget_s)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status code
+            failure = self._fail(exc)
+        else:
+            self.stats.observe("total", (time.monotonic() - t0) * 1e3)
+            return convert.response(request.seq, prediction, timing)
+        await context.abort(*failure)
 
-    def InferStream(self, request_iterator: Iterator[pb.InferRequest],
-                    context: grpc.ServicerContext) -> Iterator[pb.InferResponse]:
-        """Reads frames on a helper thread so several are in flight; answers in order."""
+    async def InferStream(self, request_iterator: AsyncIterator[pb.InferRequest],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.InferResponse]:
+        """Reads frames in a task so several are in flight (up to ``stream_window``); answers in order."""
         self.stats.count("streams")
-        inflight: queue.Queue = queue.Queue(maxsize=self.stream_window)
+        self.open_streams += 1
+        loop = asyncio.get_running_loop()
+        inflight: asyncio.Queue = asyncio.Queue(maxsize=self.stream_window)
+        last_activity = loop.time()
 
-        def put(item: object) -> bool:
-            """Queue for the answering loop; False once the call is over (nobody would read it)."""
+        async def read() -> None:
+            nonlocal last_activity
+            try:
+                async for req in request_iterator:
+                    last_activity = loop.time()
+                    self.stats.count("requests_stream")
+                    budget_s = self._budget_s(req, None)
+                    try:
+                        item: object = (req.seq, time.monotonic(), budget_s, self._submit(req, budget_s))
+                    except Exception as exc:  # noqa: BLE001 - answered in this frame's response
+                        item = (req.seq, time.monotonic(), budget_s, exc)
+                    await inflight.put(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the client went away or broke the stream
+                pass
+            await inflight.put(_END)
+
+        reader = asyncio.create_task(read())
+        idle_s = self.stream_idle_timeout_s
+        try:
             while True:
                 try:
-                    inflight.put(item, timeout=0.5)
-                    return True
-                except queue.Full:
-                    if not context.is_active():
-                        return False
-
-        def read() -> None:
-            try:
-                for req in request_iterator:
-                    self.stats.count("requests_stream")
-                    try:
-                        item: object = (req.seq, time.monotonic(), self._submit(req, None))
-                    except (SplitnetError, Exception) as exc:  # noqa: BLE001
-                        item = (req.seq, time.monotonic(), exc)
-                    if not put(item):
-                        return
-            except grpc.RpcError:
-                pass  # client went away
-            except Exception:  # noqa: BLE001
-                log.exception("stream reader failed")
-            finally:
-                put(_END)
-
-        reader = threading.Thread(target=read, name="splitnet-stream-reader", daemon=True)
-        reader.start()
-        try:
-            while True:
-                item = inflight.get()
+                    item = inflight.get_nowait()
+                except asyncio.QueueEmpty:
+                    if idle_s <= 0:
+                        item = await inflight.get()
+                    else:
+                        wait_s = last_activity + idle_s - loop.time()
+                        try:
+                            item = await asyncio.wait_for(inflight.get(), max(wait_s, 0.0))
+                        except asyncio.TimeoutError:
+                            if loop.time() - last_activity < idle_s:
+                                continue  # a frame came in meanwhile
+                            self.stats.count("streams_idle_closed")
+                            context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+                            context.set_details(f"stream idle: no frame for {idle_s:g} s (the server's "
+                                                "--stream-idle-timeout-s); open a new stream to send more")
+                            return
                 if item is _END:
                     return
-                seq, t0, outcome = item
+                seq, t0, budget_s, outcome = item
                 if isinstance(outcome, Future):
                     try:
-                        prediction, timing = outcome.result()
-                    except (DeadlineExpired, SplitnetError, Exception) as exc:  # noqa: BLE001
+                        prediction, timing = await asyncio.wrap_future(outcome)
+                    except Exception as exc:  # noqa: BLE001
                         outcome = exc
                     else:
                         self.stats.observe("total", (time.monotonic() - t0) * 1e3)
                         yield convert.response(seq, prediction, timing)
+                        last_activity = loop.time()
                         continue
                 code, message = self._fail(outcome)
                 yield convert.response(seq, None, status_code=code.value[0], status_message=message)
+                last_activity = loop.time()
         finally:
-            # The call is over (or being cancelled): the reader leaves gRPC at once. Waiting
-            # for it keeps daemon threads out of gRPC's C++ code when the process exits.
-            reader.join(2.0)
+            self.open_streams -= 1
+            reader.cancel()

@@ -8,7 +8,7 @@ and a power model for energy per frame.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +113,21 @@ class Profile:
 
     def with_scenario(self, scenario: Scenario) -> Profile:
         return Profile(self.model, self.actions, scenario, self.checkpoint_sha256, self.source)
+
+    def with_measured_times(self, device_ms: dict[str, float], server_ms: dict[str, float] | None = None,
+                            device_class: str = "this device (self-calibrated)") -> Profile:
+        """This profile with the device ms (and server ms) measured live, unscaled.
+
+        Actions missing from ``device_ms`` keep their profiled time at the scenario's device
+        speed; the scenario then describes a device of speed 1 (the times are this device's).
+        """
+        server_ms = server_ms or {}
+        actions = [ActionProfile(a.name, a.kind,
+                                 float(device_ms.get(a.name, a.device_ms * self.scenario.device_speed)),
+                                 float(server_ms.get(a.name, a.server_ms * self.scenario.server_speed)),
+                                 a.bytes, a.correct) for a in self.actions]
+        scenario = replace(self.scenario, device_class=device_class, device_speed=1.0, server_speed=1.0)
+        return Profile(self.model, actions, scenario, self.checkpoint_sha256, self.source)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "checkpoint_sha256": self.checkpoint_sha256, "scenario": asdict(self.scenario),

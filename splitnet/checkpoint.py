@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
 from splitnet.detection.filter import ObjectFilter
 from splitnet.errors import CheckpointError, UnknownSplitPointError
 from splitnet.models import create_model, file_sha256, load_weights, model_spec, read_checkpoint
-from splitnet.models.registry import ModelSpec
-from splitnet.splitting import split_model
+from splitnet.models.registry import ModelSpec, split_registered
 
 FORMAT = "splitnet-checkpoint"
 VERSION = 1
@@ -85,11 +84,12 @@ class SplitCheckpoint:
             self.teacher_split(node)
             self.bottleneck_tail(node)
 
-    def teacher_split(self, node: str) -> tuple[fx.GraphModule, fx.GraphModule]:
-        """Head and tail of the (unchanged) teacher at ``node`` (traced once, then cached)."""
+    def teacher_split(self, node: str) -> tuple[nn.Module, nn.Module]:
+        """Head and tail of the (unchanged) teacher at ``node`` (traced once, then cached); cut by
+        FX, or by the registered model's own split function (torchvision detectors)."""
         key = ("teacher", node)
         if key not in self._traced:
-            self._traced[key] = split_model(self.teacher, node)
+            self._traced[key] = split_registered(self.model_name, self.teacher, node)
         return self._traced[key]
 
     def encoder_input(self, node: str) -> nn.Module:
@@ -99,7 +99,7 @@ class SplitCheckpoint:
             return nn.Identity()
         return self.teacher_split(node)[0]
 
-    def bottleneck_tail(self, node: str) -> fx.GraphModule:
+    def bottleneck_tail(self, node: str) -> nn.Module:
         """The tail that follows the bottleneck at ``node``: fine-tuned if the checkpoint has one (cached)."""
         point = self.split(node)
         cached = self._traced.get(("tail", node))
@@ -107,13 +107,13 @@ class SplitCheckpoint:
             cached = self._traced[("tail", node)] = (point, self._build_bottleneck_tail(node))
         return cached[1]
 
-    def _build_bottleneck_tail(self, node: str) -> fx.GraphModule:
+    def _build_bottleneck_tail(self, node: str) -> nn.Module:
         point = self.split(node)
         if point.tail_state is None:
-            return split_model(self.teacher, node)[1]
+            return split_registered(self.model_name, self.teacher, node)[1]
         model = create_model(self.model_name)
         model.load_state_dict(self.teacher.state_dict())
-        _, tail = split_model(model, node)
+        _, tail = split_registered(self.model_name, model, node)
         missing = tail.load_state_dict(point.tail_state, strict=False)
         if missing.unexpected_keys:
             raise CheckpointError(f"tail at {node!r} has unexpected keys {missing.unexpected_keys[:5]}")

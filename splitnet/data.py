@@ -1,7 +1,9 @@
-"""Image data sets in the shared npz format and the preprocessing models expect.
+"""Image data sets in the shared npz format (or an image folder) and the preprocessing models expect.
 
 An npz holds ``x`` (uint8, ``[N, H, W, 3]`` RGB), ``y`` (int64 ``[N]``) and optionally
-``classes`` and ``files``. Loading never unpickles (``allow_pickle=False``).
+``classes`` and ``files``. Loading never unpickles (``allow_pickle=False``). A directory in
+torchvision's ImageFolder layout (``root/<class>/<image>``, classes sorted by name) loads
+the same way when its images share one size.
 """
 
 from __future__ import annotations
@@ -36,9 +38,26 @@ class ImageSet:
         return ImageSet(self.images[:limit], self.labels[:limit], self.classes, self.path)
 
 
+def load_image_folder(path: str | Path, limit: int | None = None) -> ImageSet:
+    """An ImageFolder directory (one sub-folder per class) as an :class:`ImageSet`; images must share a size."""
+    from splitnet.inputs import image_folder, read_image
+
+    files, labels, classes = image_folder(path, limit)
+    if labels is None:
+        raise DataError(f"{path} has no class sub-folders (ImageFolder layout: {path}/<class>/<image>)")
+    images = [read_image(f) for f in files]
+    sizes = sorted({im.shape[:2] for im in images})
+    if len(sizes) > 1:
+        raise DataError(f"images in {path} differ in size ({sizes[0]} and {sizes[-1]}, ...); resize them to the "
+                        "model's input size first")
+    return ImageSet(np.stack(images), labels, classes, str(path))
+
+
 def load_npz(path: str | Path, limit: int | None = None) -> ImageSet:
-    """Read an npz data set, checking shapes and dtypes."""
+    """Read an npz data set (or an ImageFolder directory), checking shapes and dtypes."""
     path = Path(path)
+    if path.is_dir():
+        return load_image_folder(path, limit)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -14,9 +16,36 @@ from edge_server.process import ServerProcess, spawn_server
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_server(workdir: Path, checkpoint: str, *extra: str, port: int = 0) -> ServerProcess:
-    """``splitnet serve --checkpoint checkpoint ...`` as a child process, listening."""
-    return spawn_server("--checkpoint", checkpoint, *extra, port=port, workdir=workdir)
+def start_server(workdir: Path, checkpoint: str, *extra: str, port: int = 0, host: str = "127.0.0.1") -> ServerProcess:
+    """``splitnet serve --checkpoint checkpoint ...`` as a child process, listening on ``host:port``."""
+    # A generous start timeout: on a loaded machine (CI, or training in the background) a start can be slow.
+    return spawn_server("--checkpoint", checkpoint, *extra, port=port, workdir=workdir, host=host, timeout_s=900)
+
+
+@contextmanager
+def dns_server(records: dict[str, list[str]]) -> Iterator[str]:
+    """A DNS server on 127.0.0.1 answering A queries for ``records`` (name -> IPv4 addresses, TTL 1 s).
+
+    Yields its ``host:port``: gRPC asks it through a target ``dns://HOST:PORT/name:port``.
+    """
+    from dnslib import QTYPE, RR, A
+    from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+    class Resolver(BaseResolver):
+        def resolve(self, request, handler):
+            reply = request.reply()
+            name = str(request.q.qname).rstrip(".")
+            if request.q.qtype == QTYPE.A:
+                for ip in records.get(name, []):
+                    reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(ip), ttl=1))
+            return reply
+
+    server = DNSServer(Resolver(), port=0, address="127.0.0.1", logger=DNSLogger("-request,-reply,-truncated"))
+    server.start_thread()
+    try:
+        yield f"127.0.0.1:{server.server.server_address[1]}"
+    finally:
+        server.stop()
 
 
 def health_status(channel: grpc.Channel, service: str = "", timeout: float = 5) -> int:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from device_client import SplitClient, TlsOptions
+from device_client import ServerConfigError, SplitClient, TlsOptions
 from device_client.channel import open_channel
 from device_client.stream import StreamSession
 from splitnet.checkpoint import SplitCheckpoint
@@ -24,7 +24,7 @@ from splitnet.pipeline import Action, DeviceSide, ServerSide
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
-from tests.servers import ROOT, health_status, make_certificates, start_server
+from tests.servers import ROOT, dns_server, health_status, make_certificates, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +156,7 @@ def test_stream_session_drops_late_answers_and_counts_bytes_in_flight(stub, tiny
         session.send(reqs[2], 7)
         assert session.wait(1, 30).seq == 1 and session.wait(2, 30).seq == 2
         # answers come in order, so the late one (seq 0) arrived first and was dropped on arrival
-        assert session.inflight_bytes == 0 and session._responses == {} and session._discarded == set()
+        assert session.inflight_bytes == 0 and session._responses == {} and session._discarded == {}
     finally:
         session.close()
 
@@ -254,7 +254,17 @@ def test_overload_answers_resource_exhausted_and_loses_nothing(tiny_checkpoint, 
     assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] > 0 and codes[grpc.StatusCode.OK] > 0
     with SplitClient(srv.address, checkpoint=tiny_checkpoint) as client:
         assert len(list(client.stream(_frames(30)))) == 30
+    # A client offloading while others overload the server: it backs off, loses nothing.
+    hammers = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in hammers:
+        t.start()
+    with SplitClient(srv.address, checkpoint=tiny_checkpoint, policy="layer1/w1") as client:
+        results = list(client.stream(_frames(60)))
+    for t in hammers:
+        t.join()
     srv.kill()
+    assert len(results) == 60
+    assert {r.fallback for r in results} <= {"", "rpc:RESOURCE_EXHAUSTED", "server_busy", "late"}
 
 
 def test_tls_mutual_tls_and_token(tiny_checkpoint, tmp_path: Path) -> None:
@@ -265,10 +275,10 @@ def test_tls_mutual_tls_and_token(tiny_checkpoint, tmp_path: Path) -> None:
     good_tls = TlsOptions(str(certs["ca"]), str(certs["client_cert"]), str(certs["client_key"]))
 
     def call(tls: TlsOptions | None, token: str | None) -> grpc.StatusCode:
-        channel = open_channel([srv.address], tls)
-        meta = (("authorization", f"Bearer {token}"),) if token else ()
+        # The token rides as call credentials (TLS only); without TLS only through the explicit opt-in.
+        channel = open_channel([srv.address], tls, token=token, insecure_token_over_plaintext=tls is None)
         try:
-            pb_grpc.SplitInferenceStub(channel).Infer(req, timeout=10, metadata=meta)
+            pb_grpc.SplitInferenceStub(channel).Infer(req, timeout=10)
             return grpc.StatusCode.OK
         except grpc.RpcError as exc:
             return exc.code()
@@ -284,26 +294,53 @@ def test_tls_mutual_tls_and_token(tiny_checkpoint, tmp_path: Path) -> None:
     assert call(rogue, "s3cret") == grpc.StatusCode.UNAVAILABLE  # client cert from another CA
     with SplitClient(srv.address, checkpoint=tiny_checkpoint, tls=good_tls, token="s3cret") as client:
         assert all(r.offloaded for r in client.stream(_frames(5)))
+    # By name: gRPC resolves localhost itself and checks the certificate against that name.
+    with SplitClient(f"localhost:{srv.port}", checkpoint=tiny_checkpoint, tls=good_tls, token="s3cret") as client:
+        assert all(r.offloaded for r in client.stream(_frames(3)))
+    # A wrong token is a configuration error: it raises (it used to run every frame locally, silently).
     with SplitClient(srv.address, checkpoint=tiny_checkpoint, tls=good_tls, token="nope") as client:
-        results = list(client.stream(_frames(5)))
-        assert len(results) == 5 and not any(r.offloaded for r in results)  # refused, handled locally
+        with pytest.raises(ServerConfigError, match="UNAUTHENTICATED"):
+            list(client.stream(_frames(5)))
+    # ... and `splitnet client` exits non-zero with one line naming it.
+    data = tmp_path / "frames.npz"
+    np.savez(data, x=_frames(5), y=np.arange(5))
+    proc = subprocess.run([sys.executable, "-m", "splitnet_cli.main", "--threads", "1", "client", "--server",
+                           srv.address, "--checkpoint", tiny_checkpoint.path, "--data", str(data), "--quiet",
+                           "--tls-ca", str(certs["ca"]), "--tls-cert", str(certs["client_cert"]),
+                           "--tls-key", str(certs["client_key"]), "--token", "nope"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     srv.kill()
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("splitnet: error:")]
+    assert len(errors) == 1 and "UNAUTHENTICATED" in errors[0] and "token" in errors[0], proc.stderr
 
 
 def test_round_robin_across_two_servers(tiny_checkpoint, tmp_path: Path) -> None:
-    a = start_server(tmp_path, tiny_checkpoint.path)
-    b = start_server(tmp_path, tiny_checkpoint.path)
-    with SplitClient([a.address, b.address], checkpoint=tiny_checkpoint) as client:
-        client.wait_until_ready(30)
-        results = [client.infer(f) for f in _frames(40)]
-    assert all(r.offloaded for r in results)
-    served = []
-    for srv in (a, b):
-        stats = pb_grpc.SplitInferenceStub(grpc.insecure_channel(srv.address)).GetStats(pb.GetStatsRequest(),
-                                                                                          timeout=10)
-        served.append(stats.counters["frames_ok"])
-        srv.kill()
-    assert sum(served) == 40 and min(served) >= 10
+    """Two servers behind one DNS name (one A record each), and the same two as an address list."""
+    a = start_server(tmp_path, tiny_checkpoint.path, host="127.0.0.1")
+    b = start_server(tmp_path, tiny_checkpoint.path, host="127.0.0.2", port=a.port)
+
+    def served() -> list[int]:
+        return [pb_grpc.SplitInferenceStub(grpc.insecure_channel(srv.address)).GetStats(
+            pb.GetStatsRequest(), timeout=10).counters.get("frames_ok", 0) for srv in (a, b)]
+
+    try:
+        with dns_server({"edge.test": ["127.0.0.1", "127.0.0.2"]}) as dns:
+            with SplitClient(f"dns://{dns}/edge.test:{a.port}", checkpoint=tiny_checkpoint) as client:
+                client.wait_until_ready(30)
+                results = [client.infer(f) for f in _frames(40)]
+        assert all(r.offloaded for r in results)
+        by_name = served()
+        assert sum(by_name) == 40 and min(by_name) >= 10
+        with SplitClient([a.address, b.address], checkpoint=tiny_checkpoint) as client:
+            client.wait_until_ready(30)
+            results = [client.infer(f) for f in _frames(40)]
+        assert all(r.offloaded for r in results)
+        by_address = [n - m for n, m in zip(served(), by_name)]
+        assert sum(by_address) == 40 and min(by_address) >= 10
+    finally:
+        a.kill()
+        b.kill()
 
 
 def test_cli_client_report(server, tiny_checkpoint, tmp_path: Path) -> None:
@@ -338,7 +375,8 @@ def test_deadline_and_bad_actions_keep_every_frame(server, tiny_checkpoint) -> N
         results = list(client.stream(_frames(10)))
         results += [client.infer(f) for f in _frames(5)]
     assert len(results) == 15 and all(not r.offloaded for r in results)
-    assert {r.fallback for r in results} <= {"late", "deadline"}
+    # late ones first; after repeated misses the circuit breaker stops offloading the action
+    assert {r.fallback for r in results} <= {"late", "deadline", "breaker"}
 
     from splitnet.errors import SplitnetError
 
@@ -379,10 +417,16 @@ def test_close_waits_for_the_clients_threads(server, tiny_checkpoint) -> None:
         assert alive == [] and len(results) == 6
 
 
-def test_a_device_batch_of_mixed_shapes_is_a_shape_error(tiny_checkpoint) -> None:
+def test_a_device_batch_of_mixed_sizes_is_fitted_to_the_model_input(tiny_checkpoint) -> None:
+    """Frames of different sizes share one device batch: each is fitted to the input (no error, none lost)."""
     from splitnet.errors import ShapeError
+    from splitnet.frames import fit_frame
 
-    frames = [_frames(1)[0], np.zeros((16, 16, 3), dtype=np.uint8)]
+    frames = [_frames(1)[0], np.random.default_rng(3).integers(0, 256, (48, 40, 3), dtype=np.uint8)]
     with SplitClient("127.0.0.1:9", checkpoint=tiny_checkpoint, rpc_timeout_ms=200) as client:
-        with pytest.raises(ShapeError, match="share a shape"):
-            list(client.stream(frames, device_batch=2))
+        results = list(client.stream(frames, device_batch=2))
+        with pytest.raises(ShapeError, match="uint8"):  # what is not an image is still refused
+            list(client.stream([np.zeros((32, 32, 3), dtype=np.float32)]))
+    fitted = np.stack([fit_frame(f, tiny_checkpoint.spec)[0] for f in frames])
+    local = DeviceSide(tiny_checkpoint).run_local(fitted).argmax(1).tolist()
+    assert [r.top1 for r in results] == local and not any(r.offloaded for r in results)

@@ -40,6 +40,7 @@ class RawCodec(Codec):
 
 
 _QHEADER = struct.Struct("<ff")  # minimum, step
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class QuantizedCodec(Codec):
@@ -90,5 +91,8 @@ class QuantizedCodec(Codec):
         codes = np.frombuffer(raw, dtype=np.uint8)
         if self.bits == 4:
             codes = np.stack([codes >> 4, codes & 0x0F], axis=1).reshape(-1)[:n]
+        span = self._levels * step  # the largest offset the codes can give
+        if max(abs(span), abs(lo + span)) > _F32_MAX:  # a corrupted header: the values would overflow to inf
+            raise DecodeError(f"{self.codec_id}: quantization range [{lo:g}, {lo + span:g}] overflows float32")
         values = lo + codes.astype(np.float32) * np.float32(step)
         return torch.from_numpy(values.reshape(dims))

@@ -28,6 +28,7 @@ class DetectionTask:
     """Batches of synthetic scenes (random flips), output distillation + detection loss, mAP@0.5 per width."""
 
     score_key = "map_50"
+    has_stage2 = True
 
     def __init__(self, cfg, spec: ModelSpec) -> None:  # cfg: BottleneckTrainConfig
         self.cfg, self.spec = cfg, spec

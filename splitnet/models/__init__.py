@@ -5,8 +5,10 @@ from splitnet.models.registry import (
     create_model,
     detections_from_output,
     list_models,
+    load_plugins,
     model_spec,
     register_model,
+    torchvision_classifier,
 )
 from splitnet.models.weights import file_sha256, load_weights, read_checkpoint, state_dict_sha256
 
@@ -16,9 +18,11 @@ __all__ = [
     "detections_from_output",
     "file_sha256",
     "list_models",
+    "load_plugins",
     "load_weights",
     "model_spec",
     "read_checkpoint",
     "register_model",
     "state_dict_sha256",
+    "torchvision_classifier",
 ]

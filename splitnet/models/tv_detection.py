@@ -25,6 +25,13 @@ Preprocessing and the fixed input size:
 * ``tail(features, image_sizes)`` returns torchvision's list of
   ``{"boxes", "scores", "labels"}`` with boxes in original-image pixels ``(x1, y1, x2, y2)``.
 
+Registered: ``ssdlite320_mobilenet_v3_large`` is also a registered model
+(:func:`splitnet.models.create_model`), built as a :class:`BatchedDetector` (a batch tensor
+in, torchvision's detections out) and cut by :func:`split_registered_detector`, whose tail
+takes the features alone (every frame at the registered 320x320 input size); split
+checkpoints, ``splitnet serve``, ``DeviceSide``/``ServerSide`` and ``SplitClient`` hold it
+like any other registered model.
+
 Bottlenecks: every MobileNetV3 block ends in a linear projection (conv + BN, no
 activation) and ``features.0`` ends in a hardswish, so the features at every split node
 can be negative. A :class:`~splitnet.bottleneck.SlimmableBottleneck` in front of these
@@ -37,6 +44,7 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,6 +53,7 @@ from torch import fx, nn
 from torchvision.models.detection.image_list import ImageList
 
 from splitnet.errors import ShapeError, SplitnetError, UnknownModelError, UnknownSplitPointError
+from splitnet.models.weights import extract_state_dict, load_weights, read_checkpoint
 from splitnet.splitting import list_split_points, split_model
 
 DETECTOR_SPLITS: dict[str, tuple[str, ...]] = {
@@ -303,3 +312,71 @@ def split_detector(model: nn.Module, name: str, node: str) -> DetectorSplit:
     tail_cls = SSDTail if name == _SSD else RCNNTail
     tail = tail_cls(model, rest, input_size=input_size, padded_size=head.padded_size, feature_shape=shape)
     return DetectorSplit(head, tail, node, input_size, shape[0], (shape[1], shape[2]))
+
+
+# ------------------------------------------------------------ registered form
+class BatchedDetector(nn.Module):
+    """A torchvision detector as a registered model: ``forward(x)`` takes a batch ``[N, 3, H, W]``
+    of floats in [0, 1] and returns torchvision's list of ``{"boxes", "scores", "labels"}``
+    (boxes in the input's pixels); the detector normalizes and resizes by itself."""
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        super().__init__()
+        _check_name(name)
+        _check_model(model, name)
+        self.model = model
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> list[Detection]:
+        if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
+            raise ShapeError(f"images must be a float tensor [N, 3, H, W], got {tuple(x.shape)} {x.dtype}")
+        return self.model(list(x))
+
+
+class FixedSizeTail(nn.Module):
+    """A :class:`DetectorTail` for frames of one known size: ``forward(features)`` gives the
+    detections of frames of ``input_size`` (height, width) pixels, boxes in those pixels."""
+
+    def __init__(self, tail: DetectorTail, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.tail = tail
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+
+    def forward(self, features: torch.Tensor) -> list[Detection]:
+        return self.tail(features, [self.input_size] * features.shape[0])
+
+
+def build_registered_detector(name: str, weights: str | Path | None = None, **kwargs: Any) -> BatchedDetector:
+    """The registered form of detector ``name``: random weights (no backbone weights either)
+    unless ``weights`` is a state-dict file (of the :class:`BatchedDetector` or of the bare
+    torchvision model) or names torchvision weights (loaded from torchvision's cache)."""
+    is_file = weights is not None and Path(str(weights)).is_file()
+    tv_weights = None if (weights is None or is_file) else str(weights)
+    kwargs.setdefault("weights_backbone", None)
+    model = create_detector(name, weights=tv_weights, **kwargs)
+    wrapper = BatchedDetector(model, name)
+    if is_file:
+        state = extract_state_dict(read_checkpoint(weights))  # type: ignore[arg-type]
+        wrapped = all(k.startswith("model.") for k in state)
+        load_weights(wrapper if wrapped else model, state)
+    return wrapper.eval()
+
+
+def _inner(model: nn.Module, name: str) -> nn.Module:
+    if not isinstance(model, BatchedDetector):
+        raise SplitnetError(f"registered {name} is a BatchedDetector (splitnet.create_model), "
+                            f"got a {type(model).__name__}")
+    return model.model
+
+
+def split_registered_detector(model: nn.Module, name: str, node: str) -> tuple[DetectorHead, FixedSizeTail]:
+    """``(head, tail)`` of a registered detector at ``node``: ``tail(head(x)) == model(x)`` for
+    frames at the model's input size; both share the model's parameters."""
+    split = split_detector(_inner(model, name), name, node)
+    return split.head, FixedSizeTail(split.tail, split.input_size)
+
+
+def registered_detector_split_points(model: nn.Module, name: str, depth: int | None = 2) -> list[str]:
+    """Nodes ``features.N`` where a registered detector can be cut (``depth`` is not used: the
+    nodes are the blocks of the MobileNet body)."""
+    return detector_split_points(_inner(model, name), name)

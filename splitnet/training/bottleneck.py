@@ -9,7 +9,13 @@ learns to rebuild the teacher's features at the split. Stage 2 (optional): the d
 copy of the tail (and, unless frozen, the encoder) are fine-tuned with a task loss against
 the teacher's outputs plus the same rate term: for classifiers KD on the logits plus
 cross-entropy, for detectors (``splitnet.detection.distill``) MSE on the output maps
-plus the detection loss.
+plus the detection loss. A model without a stage-2 task (a torchvision detector, whose
+outputs are post-processed boxes, nothing to distill on) trains stage 1 only
+(:class:`HeadDistillationTask`, ``finetune_epochs=0``); its per-epoch holdout evaluation
+reports the feature MSE and the bytes per width.
+
+Any registered model can be the teacher: it is cut by FX, or by its registry entry's own
+split function (:func:`splitnet.models.registry.split_registered`).
 
 The loop is the same for every task; a :class:`DistillTask` supplies the batches, the
 stage-2 loss and the per-width evaluation.
@@ -40,9 +46,9 @@ from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
 from splitnet.checkpoint import SplitCheckpoint, SplitPoint
 from splitnet.codecs import BottleneckCodec
 from splitnet.data import ImageSet, augment, batches, load_npz, to_tensor
-from splitnet.errors import CheckpointError
+from splitnet.errors import CheckpointError, DataError, SplitnetError
 from splitnet.models import ModelSpec, create_model, file_sha256, model_spec, read_checkpoint
-from splitnet.splitting import split_model
+from splitnet.models.registry import has_output_maps, split_registered
 from splitnet.training.common import load_run_state, save_atomic, seed_everything, split_holdout
 
 
@@ -78,13 +84,15 @@ class BottleneckTrainConfig:
     width_rate_scale: tuple[float, ...] = field(default_factory=tuple)  # optional per-width lambda factors
     widths_per_step: int = 0  # 0: every width in every step; 1: the widest and one other width on alternate steps
     detection_images: int = 12000  # detectors: synthetic training scenes generated from ``data``
+    out_relu: bool | None = None  # decoder ends in a ReLU; None: when the teacher's features there are >= 0
 
 
 class DistillTask(Protocol):
     """What the distillation loop needs to know about a task (classification, detection)."""
 
     size: int  # training examples
-    score_key: str  # the evaluation figure per width: "top1", "map_50"
+    score_key: str  # the evaluation figure per width: "top1", "map_50", "feature_mse"
+    has_stage2: bool  # whether :meth:`loss` exists (stage 2 can run)
 
     def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, Any]:
         """Model inputs (augmented) and whatever :meth:`loss` needs for examples ``idx``."""
@@ -100,6 +108,7 @@ class ClassificationTask:
     """CIFAR-style classification: crop+flip augmentation, KD + cross-entropy, top-1."""
 
     score_key = "top1"
+    has_stage2 = True
 
     def __init__(self, cfg: BottleneckTrainConfig, data: ImageSet, spec: ModelSpec) -> None:
         self.cfg, self.spec = cfg, spec
@@ -119,14 +128,65 @@ class ClassificationTask:
         return evaluate_bottleneck(head, bottleneck, tail, self.held, self.spec)
 
 
-def make_task(cfg: BottleneckTrainConfig) -> DistillTask:
-    """The task of ``cfg.teacher``: detection for registered detectors, classification otherwise."""
+class HeadDistillationTask:
+    """Stage 1 only, for a model without a stage-2 task (a torchvision detector: its outputs are
+    post-processed boxes). Images of an npz at the model's input size (labels unused), crop+flip
+    augmentation; per width on the holdout: MSE of the rebuilt features against the teacher's
+    (``feature_mse``) and the real coded bytes per image."""
+
+    score_key = "feature_mse"
+    has_stage2 = False
+
+    def __init__(self, cfg: BottleneckTrainConfig, data: ImageSet, spec: ModelSpec, teacher_head: nn.Module) -> None:
+        if tuple(data.images.shape[1:3]) != tuple(spec.input_size):
+            raise DataError(f"{cfg.data}: {spec.name} takes {spec.input_size[0]}x{spec.input_size[1]} images, "
+                            f"got {data.images.shape[1]}x{data.images.shape[2]}")
+        self.cfg, self.spec, self.teacher_head = cfg, spec, teacher_head
+        self.train, self.held = split_holdout(data, min(cfg.holdout, len(data) // 10), cfg.seed)
+        self.images = to_tensor(self.train.images, spec)
+        self.size = len(self.train)
+
+    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, None]:
+        return augment(self.images[idx], gen), None
+
+    def loss(self, student: Any, teacher: Any, extra: Any) -> torch.Tensor:
+        raise SplitnetError(f"{self.spec.name} has no stage-2 task")
+
+    @torch.no_grad()
+    def evaluate(self, head: nn.Module, bottleneck: SlimmableBottleneck, tail: nn.Module) -> list[dict]:
+        return evaluate_feature_mse(head, self.teacher_head, bottleneck, self.held, self.spec)
+
+
+def task_kind(name: str) -> str:
+    """The distillation task of registered model ``name``: ``"classification"``, ``"detection"``
+    (a detector with raw output maps: stage 2 on them) or ``"features"`` (stage 1 only)."""
+    spec = model_spec(name)
+    if not spec.is_detector:
+        return "classification"
+    return "detection" if has_output_maps(name) else "features"
+
+
+def make_task(cfg: BottleneckTrainConfig, teacher_head: nn.Module | None = None) -> DistillTask:
+    """The task of ``cfg.teacher``: detection for registered detectors with raw output maps,
+    head distillation only for other detectors (needs ``teacher_head``), classification otherwise."""
     spec = model_spec(cfg.teacher)
-    if spec.is_detector:
+    kind = task_kind(cfg.teacher)
+    if kind == "detection":
         from splitnet.detection.distill import DetectionTask
 
         return DetectionTask(cfg, spec)
+    if kind == "features":
+        if teacher_head is None:
+            raise SplitnetError(f"head distillation for {cfg.teacher} needs the teacher's head")
+        return HeadDistillationTask(cfg, load_npz(cfg.data, limit=cfg.limit), spec, teacher_head)
     return ClassificationTask(cfg, load_npz(cfg.data, limit=cfg.limit), spec)
+
+
+def check_stages(cfg: BottleneckTrainConfig) -> None:
+    """Raise :class:`SplitnetError` when ``cfg`` asks for a stage the teacher's task does not have."""
+    if cfg.finetune_epochs > 0 and task_kind(cfg.teacher) == "features":
+        raise SplitnetError(f"{cfg.teacher} has no stage-2 task (its outputs are post-processed detections, "
+                            "nothing to distill on): train stage 1 only (--finetune-epochs 0)")
 
 
 def _load_teacher(cfg: BottleneckTrainConfig) -> tuple[nn.Module, SplitCheckpoint | None, dict]:
@@ -182,30 +242,63 @@ def evaluate_bottleneck(head: nn.Module, bottleneck: SlimmableBottleneck, tail: 
     return rows
 
 
+@torch.no_grad()
+def evaluate_feature_mse(head: nn.Module, teacher_head: nn.Module, bottleneck: SlimmableBottleneck,
+                         data: ImageSet, spec: ModelSpec, batch_size: int = 50) -> list[dict]:
+    """Per width: MSE between the decoded features and the teacher's at the split, and real
+    coded bytes per image (bottleneck must be updated). ``head`` is what the encoder takes
+    (the teacher's head, or identity for a light encoder)."""
+    bottleneck.eval()
+    inputs = [to_tensor(data.images[s], spec) for s in batches(len(data), batch_size)]
+    targets = [teacher_head(x) for x in inputs]
+    enc_in = [head(x) for x in inputs]
+    rows = []
+    for w in bottleneck.widths:
+        bottleneck.set_width(w)
+        codec = BottleneckCodec(bottleneck)
+        sq_err, count, sizes = 0.0, 0, []
+        for x, f in zip(enc_in, targets):
+            blobs = codec.encode_batch(x)
+            sizes += [len(b) for b in blobs]
+            x_hat = codec.decode_batch(blobs, x.shape[1:])[:, :, : f.shape[2], : f.shape[3]]
+            sq_err += float(((x_hat - f) ** 2).sum())
+            count += f.numel()
+        rows.append({"width": w, "feature_mse": sq_err / max(1, count),
+                     "bytes_mean": float(np.mean(sizes)) if sizes else float("nan")})
+    return rows
+
+
 def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str | Path | None = None,
                      command: str = "") -> dict:
     """Train a bottleneck at ``cfg.split`` and add it to the split checkpoint ``out``.
 
     If ``out`` exists it must hold the same teacher; the split is added or replaced.
     Progress is checkpointed to ``work_dir`` after every epoch and resumed from there.
+    Raises :class:`SplitnetError` when stage 2 is asked of a model without a stage-2 task.
     """
+    check_stages(cfg)
     out = Path(out)
     work = Path(work_dir) if work_dir else out.parent / f"{out.stem}.{cfg.split}.work"
     last = work / "last.pt"
     gen = seed_everything(cfg.seed)
     teacher, source_ckpt, teacher_info = _load_teacher(cfg)
     teacher.eval().requires_grad_(False)
-    head, teacher_tail = split_model(teacher, cfg.split)
-    task = make_task(cfg)
+    head, teacher_tail = split_registered(cfg.teacher, teacher, cfg.split)
+    task = make_task(cfg, head)
+    if cfg.finetune_epochs > 0 and not task.has_stage2:
+        raise SplitnetError(f"{cfg.teacher}'s task has no stage 2: use finetune_epochs=0")
+    if task.size < 1:
+        raise DataError(f"{cfg.data}: no training images left after the holdout")
 
     with torch.no_grad():
-        x0 = task.batch(torch.arange(2), torch.Generator().manual_seed(0))[0]
+        x0 = task.batch(torch.arange(min(2, task.size)), torch.Generator().manual_seed(0))[0]
         f0 = head(x0)
-    bcfg = bottleneck_config(cfg, tuple(x0.shape[1:]), tuple(f0.shape[1:]))
+    out_relu = cfg.out_relu if cfg.out_relu is not None else bool((f0 >= 0).all())
+    bcfg = bottleneck_config(cfg, tuple(x0.shape[1:]), tuple(f0.shape[1:]), out_relu=out_relu)
     bottleneck = SlimmableBottleneck(bcfg)
     enc_input: nn.Module = nn.Identity() if bcfg.is_light else head  # what the encoder takes
     student_model = copy.deepcopy(teacher)
-    _, tail = split_model(student_model, cfg.split)
+    _, tail = split_registered(cfg.teacher, student_model, cfg.split)
     tail.requires_grad_(False)
     if cfg.widths_per_step not in (0, 1):
         raise CheckpointError(f"widths_per_step is 0 (every width each step) or 1 (alternate), "
@@ -296,7 +389,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
         history.append({"epoch": epoch + 1, "stage": stage, "loss": sums["loss"] / steps_per_epoch,
                         "bits_mean": sums["bits"] / steps_per_epoch, "holdout": rows})
         tqdm.write(f"epoch {epoch + 1}/{total_epochs} (stage {stage}): loss {sums['loss'] / steps_per_epoch:.4f}; "
-                   + "; ".join(f"w{r['width']:g}: {task.score_key} {r[task.score_key]:.4f} @ {r['bytes_mean']:.1f} B"
+                   + "; ".join(f"w{r['width']:g}: {task.score_key} {r[task.score_key]:.4g} @ {r['bytes_mean']:.1f} B"
                                for r in rows))
         save_atomic({"bottleneck": bottleneck.state_dict(), "tail": tail.state_dict(), "optimizer": opt.state_dict(),
                      "aux_optimizer": aux_opt.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1,
@@ -321,11 +414,13 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
 
 
 def bottleneck_config(cfg: BottleneckTrainConfig, input_shape: tuple[int, ...],
-                      feature_shape: tuple[int, ...]) -> BottleneckConfig:
+                      feature_shape: tuple[int, ...], out_relu: bool = True) -> BottleneckConfig:
     """The bottleneck's shape for a run: on the features (C, H, W) at the split, or (light) on
-    the image (3, H, W) with a decoder that rebuilds those features."""
+    the image (3, H, W) with a decoder that rebuilds those features. ``out_relu``: the decoder
+    ends in a ReLU (right for features that come out of one, wrong for MobileNet's linear
+    bottlenecks, which can be negative)."""
     common = {"latent_channels": cfg.latent_channels, "hidden_channels": cfg.hidden_channels,
-              "downsample": cfg.downsample, "widths": tuple(cfg.widths), "prior": cfg.prior}
+              "downsample": cfg.downsample, "widths": tuple(cfg.widths), "prior": cfg.prior, "out_relu": out_relu}
     if cfg.encoder != "light":
         return BottleneckConfig(in_channels=feature_shape[0], encoder=cfg.encoder, **common)
     stride = input_shape[1] / feature_shape[1]
@@ -352,6 +447,8 @@ def _config_dict(cfg: BottleneckTrainConfig) -> dict:
     d = asdict(cfg)
     d["widths"] = list(cfg.widths)
     d["width_rate_scale"] = list(cfg.width_rate_scale)
+    if d["out_relu"] is None:  # the default: left out, so runs started before the option existed resume
+        del d["out_relu"]
     return d
 
 

@@ -1,0 +1,221 @@
+"""Does the device client learn from misses, bound every wait, and come back when the link does?
+
+On loopback: one ``splitnet serve`` process and, per scenario, a ``splitnet link`` process
+playing a trace this script writes (RTT ``--rtt-ms``); this process is the device client
+(:class:`~device_client.SplitClient`, stream mode, self-calibrated), fed the 300 shipped
+demo images.
+
+Scenarios:
+
+* ``local``: every frame on the device, 10 FPS (the reference latency), and unpaced (the
+  reference time for 300 frames);
+* ``slow_greedy`` / ``slow_fixed``: 0.2 Mbit/s, deadline 100 ms, 10 FPS, with ``greedy``
+  (self-calibrated) and with the fixed action ``--action`` (the user insists on offloading;
+  the circuit breaker must stop it). Claim: mean latency within 1.3x of local, 0 lost;
+* ``recovery``: ``--action`` through 0.2 Mbit/s for ``--rise-s`` s, then 5 Mbit/s. Claim:
+  the client offloads again (an answer within the deadline) within 2 s of the rise;
+* ``near_dead``: 0.001 Mbit/s, no deadline, 10 FPS, ``--action``. Claim: every frame within
+  the default budget (2 s), 300 frames in <= 1.2x the time local-only takes at 10 FPS;
+* ``loopback``: no link, ``greedy`` self-calibrated against ``greedy`` on the profile's
+  timings: the action mix, and whether the chosen actions are the fastest on this machine.
+
+    python -m benchmarks.control_loop [--json reports/control_loop.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from benchmarks.common import machine, write_json
+from device_client import SplitClient
+from device_client.client import TimedFrame
+from edge_server.process import spawn_server, wait_serving
+from policies.factory import make_policy
+from policies.profile import Profile
+from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.data import load_npz
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _example() -> ModuleType:
+    """``examples/detection_loop.py`` (not a package): its ``spawn_link`` and ``write_trace``."""
+    spec = importlib.util.spec_from_file_location("detection_loop_example", ROOT / "examples" / "detection_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def paced(frames: np.ndarray, fps: float | None):
+    """The frames as a camera at ``fps`` would hand them over (unpaced when None)."""
+    start = time.perf_counter()
+    for i, frame in enumerate(frames):
+        if fps is None:
+            yield TimedFrame(frame, time.perf_counter())
+            continue
+        tick = start + i / fps
+        if (delay := tick - time.perf_counter()) > 0:
+            time.sleep(delay)
+        yield TimedFrame(frame, tick)
+
+
+def run_client(address: str, ckpt: SplitCheckpoint, policy, frames: np.ndarray, fps: float | None,
+               deadline_ms: float | None, calibration=True) -> dict:
+    """One run; returns its summary, per-frame outcomes and the breaker's events (s from the first frame)."""
+    with SplitClient(address, checkpoint=ckpt, policy=policy, deadline_ms=deadline_ms,
+                     calibration=calibration) as client:
+        client.wait_until_ready(120)
+        t_start = time.perf_counter()
+        m_start = time.monotonic()
+        results, answered_at = [], []
+        for r in client.stream(paced(frames, fps)):
+            results.append(r)
+            answered_at.append(time.perf_counter() - t_start)
+        elapsed = time.perf_counter() - t_start
+        events = [{"t_s": round(e.t - m_start, 3), "action": e.action, "what": e.what} for e in client.breaker.events]
+        budget = client.budget_ms
+        calibrated = dict(client.calibration.device_ms) if client.calibration else {}
+    lat = np.array([r.latency_ms for r in results])
+    return {
+        "frames": len(frames), "results": len(results), "lost": len(frames) - len(results),
+        "elapsed_s": elapsed, "budget_ms": budget,
+        "latency_ms": {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
+                       "p95": float(np.percentile(lat, 95)), "max": float(lat.max())},
+        "deadline_missed": int(sum(r.deadline_missed for r in results)),
+        "offloaded": int(sum(r.offloaded for r in results)),
+        "probes": int(sum(r.probe for r in results)),
+        "actions": dict(Counter(r.action for r in results)),
+        "chosen": dict(Counter(r.chosen for r in results)),
+        "fallbacks": dict(Counter(r.fallback for r in results if r.fallback)),
+        "breaker_events": events,
+        "calibrated_device_ms": calibrated,
+        "_t_start": t_start,
+        "_timeline": [(t, r.offloaded, r.deadline_missed, r.latency_ms) for t, r in zip(answered_at, results)],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--action", default="layer3/int8+zstd",
+                    help="the fixed offloading action of the fixed scenarios (2.2 kB: late at 0.2 Mbit/s, RTT 60 ms, "
+                         "deadline 100 ms; in time at 5 Mbit/s)")
+    ap.add_argument("--rtt-ms", type=float, default=60.0)
+    ap.add_argument("--deadline-ms", type=float, default=100.0)
+    ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--rise-s", type=float, default=15.0, help="recovery: trace time the link rises to 5 Mbit/s")
+    ap.add_argument("--scenarios", nargs="+", default=["local", "slow_greedy", "slow_fixed", "recovery",
+                                                       "near_dead", "loopback"])
+    ap.add_argument("--json", default=str(ROOT / "reports" / "control_loop.json"))
+    args = ap.parse_args(argv)
+    example = _example()
+    ckpt = SplitCheckpoint.load()
+    frames = load_npz(DEMO_DATA).images
+    out: dict = {"command": "python -m benchmarks.control_loop " + " ".join(shlex.quote(a) for a in (argv or
+                                                                                                     sys.argv[1:])),
+                 "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                          cwd=ROOT).stdout.strip(),
+                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 "machine": machine(), "rtt_ms": args.rtt_ms, "deadline_ms": args.deadline_ms, "fps": args.fps,
+                 "action": args.action, "scenarios": {}}
+    greedy = lambda: make_policy("greedy", Profile.load(), live=True)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="splitnet-control-") as tmp:
+        work = Path(tmp)
+        server = spawn_server(workdir=work, timeout_s=1200)  # this machine can be slow to start one
+        try:
+            wait_serving(server.address, timeout_s=600)
+
+            def through(name: str, segments, policy, fps, deadline_ms) -> dict:
+                trace = example.write_trace(work / f"{name}.txt", segments)
+                link = example.spawn_link(trace, server.address, work, args.rtt_ms, timeout_s=600)
+                t_link = time.perf_counter()
+                try:
+                    res = run_client(link.address, ckpt, policy, frames, fps, deadline_ms)
+                finally:
+                    link.terminate()
+                res["link_to_first_frame_s"] = res.pop("_t_start") - t_link  # the trace's clock runs from the link
+                return res
+
+            sc = out["scenarios"]
+            if "local" in args.scenarios:
+                sc["local_paced"] = run_client(server.address, ckpt, "local", frames, args.fps, args.deadline_ms)
+                sc["local_unpaced"] = run_client(server.address, ckpt, "local", frames, None, None)
+            if "slow_greedy" in args.scenarios:
+                sc["slow_greedy"] = through("slow", [(60, 0.2)], greedy(), args.fps, args.deadline_ms)
+            if "slow_fixed" in args.scenarios:
+                sc["slow_fixed"] = through("slow", [(60, 0.2)], args.action, args.fps, args.deadline_ms)
+            if "recovery" in args.scenarios:
+                sc["recovery"] = through("rise", [(args.rise_s, 0.2), (60, 5.0)], args.action, args.fps,
+                                         args.deadline_ms)
+            if "near_dead" in args.scenarios:
+                sc["near_dead"] = through("dead", [(120, 0.001)], args.action, args.fps, None)
+            if "loopback" in args.scenarios:
+                sc["loopback_calibrated"] = run_client(server.address, ckpt, greedy(), frames, None, None)
+                sc["loopback_profile"] = run_client(server.address, ckpt, greedy(), frames, None, None,
+                                                    calibration=False)
+        finally:
+            out["server_exit"] = server.terminate()
+    summarize(out, args)
+    for res in out["scenarios"].values():
+        res.pop("_timeline", None)
+        res.pop("_t_start", None)
+    write_json("control_loop", out, args.json)
+    return 0
+
+
+def summarize(out: dict, args: argparse.Namespace) -> None:
+    """The claims, checked and printed."""
+    sc = out["scenarios"]
+    checks = {}
+    rows = []
+    for name, r in sc.items():
+        rows.append(f"{name:<20} mean {r['latency_ms']['mean']:7.1f} ms  p95 {r['latency_ms']['p95']:7.1f}  "
+                    f"max {r['latency_ms']['max']:7.1f}  {r['elapsed_s']:6.1f} s  lost {r['lost']}  "
+                    f"missed {r['deadline_missed']}  offloaded {r['offloaded']}  probes {r['probes']}  "
+                    f"actions {r['actions']}")
+    if "local_paced" in sc:
+        local = sc["local_paced"]["latency_ms"]["mean"]
+        for name in ("slow_greedy", "slow_fixed"):
+            if name in sc:
+                ratio = sc[name]["latency_ms"]["mean"] / local
+                checks[f"{name}_mean_over_local"] = ratio
+                checks[f"{name}_ok"] = ratio <= 1.3 and sc[name]["lost"] == 0
+    if "near_dead" in sc and "local_paced" in sc:
+        r = sc["near_dead"]
+        ratio = r["elapsed_s"] / sc["local_paced"]["elapsed_s"]
+        checks["near_dead_time_over_local"] = ratio
+        checks["near_dead_max_latency_ms"] = r["latency_ms"]["max"]
+        checks["near_dead_ok"] = ratio <= 1.2 and r["latency_ms"]["max"] <= r["budget_ms"] and r["lost"] == 0
+    if "recovery" in sc:
+        r = sc["recovery"]
+        # the rise happens args.rise_s after the link started; the timeline's clock starts at the first frame
+        rise_s = args.rise_s - r["link_to_first_frame_s"] if "link_to_first_frame_s" in r else None
+        if rise_s is not None:
+            back = [t for t, off, missed, _ in r["_timeline"] if t >= rise_s and off and not missed]
+            checks["recovery_s"] = (back[0] - rise_s) if back else None
+            checks["recovery_ok"] = bool(back) and back[0] - rise_s <= 2.0
+    if "loopback_calibrated" in sc:
+        cal = sc["loopback_calibrated"]["calibrated_device_ms"]
+        checks["loopback_calibrated_actions"] = sc["loopback_calibrated"]["actions"]
+        checks["loopback_profile_actions"] = sc["loopback_profile"]["actions"]
+        checks["loopback_local_ms"] = cal.get("local")
+    out["checks"] = checks
+    print("\n".join(rows))
+    for k, v in checks.items():
+        print(f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

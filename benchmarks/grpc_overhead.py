@@ -1,0 +1,219 @@
+"""splitnet's own overhead per unary frame, against a bare ``grpcio`` echo of the same bytes.
+
+One run, three servers, each a separate process with one torch thread, on loopback:
+
+* a bare ``grpcio`` server (``benchmarks/echo_server.py``, started by this script) whose one method returns
+  the request bytes it got: no protobuf parsing, no splitnet code;
+* ``splitnet serve`` (the embedded engine, its defaults);
+* optionally ``splitnet serve --engine ray`` (Ray Serve's gRPC ingress, 1 replica; needs
+  ``splitnet[ray]``).
+
+The client sends the same ``InferRequest`` bytes (one frame of the demo sample, encoded once)
+to each, calls interleaved (echo, direct Infer, Ray Infer, echo, ...) so that the machine's
+slow drifts hit all of them alike. Per call pair::
+
+    overhead = Infer round trip - server compute (the server's own decode + tail ms)
+               - the bare echo round trip next to it
+
+The Infer round trip includes the client's conversion (``convert.request`` and
+``convert.prediction_from_response``); the server's decode + tail are the compute a frame
+needs anyway, so what is left is splitnet's protobuf handling, payload checks, servicer and
+queueing, plus the difference between an echo and a real response. Medians per round, then
+the median over rounds with the rounds' spread. Target: median <= 0.3 ms (issue 13).
+
+    python -m benchmarks.grpc_overhead [--rounds 15] [--calls 100] [--no-ray] [--json reports/grpc_overhead.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import torch
+
+from benchmarks.common import write_json
+from benchmarks.echo_server import ECHO_METHOD
+from edge_server.process import ServerProcess, spawn_server, wait_serving
+from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.data import load_npz
+from splitnet.pipeline import Action, DeviceSide
+from splitnet.rpc import convert
+from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_MS = 0.3
+
+
+# ------------------------------------------------------------------ echo server
+def _spawn_echo(workdir: Path) -> tuple[subprocess.Popen, int]:
+    port_file = workdir / "echo-port"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.echo_server", str(port_file)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    end = time.monotonic() + 600
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > end:
+            proc.kill()
+            raise RuntimeError("echo server did not start")
+        time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# --------------------------------------------------------------------- timing
+class _Target:
+    """One Infer endpoint: times a call including the client's conversions (ms)."""
+
+    def __init__(self, name: str, address: str) -> None:
+        self.name = name
+        self.channel = grpc.insecure_channel(address, compression=grpc.Compression.NoCompression)
+        self.stub = pb_grpc.SplitInferenceStub(self.channel)
+
+    def call(self, payload, top_k: int = 5) -> tuple[float, float]:
+        """(round trip ms, server decode + tail ms) of one unary Infer."""
+        t0 = time.perf_counter()
+        resp = self.stub.Infer(convert.request(payload, top_k), timeout=30)
+        convert.prediction_from_response(resp)
+        rtt = (time.perf_counter() - t0) * 1e3
+        timing = convert.timing_from_response(resp)
+        return rtt, timing.decode_ms + timing.tail_ms
+
+
+def _spread(values: list[float]) -> dict:
+    q1, q3 = np.percentile(values, [25, 75])
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "iqr": [float(q1), float(q3)], "n": len(values)}
+
+
+def measure(echo_address: str, targets: list[_Target], payload, rounds: int, calls: int) -> dict:
+    """Interleaved calls; per round the median of each series; returns per-round medians per series."""
+    request_bytes = convert.request(payload).SerializeToString()
+    echo_channel = grpc.insecure_channel(echo_address, compression=grpc.Compression.NoCompression)
+    echo = echo_channel.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
+
+    def echo_ms() -> float:
+        t0 = time.perf_counter()
+        echo(request_bytes, timeout=30)
+        return (time.perf_counter() - t0) * 1e3
+
+    for _ in range(30):  # warm up connections and code paths
+        echo_ms()
+        for t in targets:
+            t.call(payload)
+    per_round: dict[str, list[float]] = {"echo_ms": []}
+    for t in targets:
+        for key in ("rtt_ms", "compute_ms", "overhead_ms"):
+            per_round[f"{t.name}_{key}"] = []
+    if len(targets) == 2:
+        per_round[f"{targets[1].name}_minus_{targets[0].name}_ms"] = []
+    for r in range(rounds):
+        rows: dict[str, list[float]] = {k: [] for k in per_round}
+        for _ in range(calls):
+            e = echo_ms()
+            rows["echo_ms"].append(e)
+            rtts = []
+            for t in targets:
+                rtt, compute = t.call(payload)
+                rows[f"{t.name}_rtt_ms"].append(rtt)
+                rows[f"{t.name}_compute_ms"].append(compute)
+                rows[f"{t.name}_overhead_ms"].append(rtt - compute - e)
+                rtts.append(rtt - compute)
+            if len(targets) == 2:
+                rows[f"{targets[1].name}_minus_{targets[0].name}_ms"].append(rtts[1] - rtts[0])
+        for k, v in rows.items():
+            per_round[k].append(statistics.median(v))
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in rows.items()),
+              flush=True)
+    echo_channel.close()
+    return per_round
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--policy", default="layer2/w0.5")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--calls", type=int, default=100, help="calls per series per round")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray Serve engine")
+    ap.add_argument("--json", default=str(ROOT / "reports" / "grpc_overhead.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    ckpt = SplitCheckpoint.load(args.checkpoint)
+    frame = load_npz(DEMO_DATA).images[0]
+    payload = DeviceSide(ckpt).encode(frame, Action.parse(args.policy))[0]
+    extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
+    workdir = Path(tempfile.mkdtemp(prefix="splitnet-overhead-"))
+    echo_proc, echo_port = _spawn_echo(workdir)
+    servers: list[ServerProcess] = []
+    targets: list[_Target] = []
+    try:
+        direct = spawn_server(*extra, workdir=workdir)
+        servers.append(direct)
+        wait_serving(direct.address)
+        targets.append(_Target("direct", direct.address))
+        if not args.no_ray:
+            ray_port = _free_port()
+            ray_srv = spawn_server(*extra, "--engine", "ray", "--replicas", "1", "--ray-num-cpus", "2",
+                                   "--replica-cpus", "0.5", "--max-wait-ms", "0", port=ray_port, workdir=workdir,
+                                   timeout_s=600)
+            servers.append(ray_srv)
+            targets.append(_Target("ray", ray_srv.address))
+        per_round = measure(f"127.0.0.1:{echo_port}", targets, payload, args.rounds, args.calls)
+    finally:
+        for t in targets:
+            t.channel.close()
+        for s in reversed(servers):
+            s.terminate(120)
+        echo_proc.send_signal(signal.SIGTERM)
+        echo_proc.wait(30)
+    summary = {k: _spread(v) for k, v in per_round.items()}
+    result = {
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "command": "python -m benchmarks.grpc_overhead " + " ".join(sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host_load_1min": os.getloadavg()[0],
+        "policy": args.policy, "request_bytes": len(convert.request(payload).SerializeToString()),
+        "rounds": args.rounds, "calls_per_round": args.calls, "target_ms": TARGET_MS,
+        "summary_ms": summary,
+        "per_round_medians_ms": per_round,
+        "target_met": {t.name: summary[f"{t.name}_overhead_ms"]["median"] <= TARGET_MS for t in targets},
+    }
+    print(f"bare echo round trip: median {summary['echo_ms']['median']:.3f} ms")
+    for t in targets:
+        s, rtt, comp = summary[f"{t.name}_overhead_ms"], summary[f"{t.name}_rtt_ms"], summary[f"{t.name}_compute_ms"]
+        print(f"{t.name:>6}: Infer round trip {rtt['median']:.3f} ms, server compute {comp['median']:.3f} ms -> "
+              f"overhead median {s['median']:.3f} ms over {s['n']} rounds (min {s['min']:.3f}, max {s['max']:.3f}, "
+              f"IQR {s['iqr'][0]:.3f}-{s['iqr'][1]:.3f}); target <= {TARGET_MS} ms "
+              f"{'met' if s['median'] <= TARGET_MS else 'NOT met'}")
+    if len(targets) == 2:
+        d = summary["ray_minus_direct_ms"]
+        print(f"Ray Serve path minus direct server (compute removed): median {d['median']:.3f} ms "
+              f"(min {d['min']:.3f}, max {d['max']:.3f})")
+    write_json("grpc_overhead", result, args.json)
+
+
+if __name__ == "__main__":
+    main()

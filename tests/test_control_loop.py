@@ -1,0 +1,164 @@
+"""The client's control loop (late = miss, circuit breaker, probes back), frames of any size,
+and ``splitnet client`` on unlabelled image folders with per-frame records."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from device_client import SplitClient
+from device_client.breaker import CircuitBreaker
+from edge_server.process import spawn_server
+from splitnet.checkpoint import SplitCheckpoint
+from splitnet.errors import ShapeError
+from splitnet.frames import fit_frame
+from splitnet.models.registry import ModelSpec
+from tests.servers import ROOT
+
+
+# ------------------------------------------------------------------ pure parts
+def test_breaker_opens_after_misses_and_a_probe_closes_it() -> None:
+    b = CircuitBreaker(trip_after=3, cooldown_s=0.05)
+    for _ in range(2):
+        b.record("layer2/w0.5", False)
+    assert not b.is_open("layer2/w0.5")
+    b.record("layer2/w0.5", False)
+    assert b.is_open("layer2/w0.5") and not b.is_open("webp/q75")
+    assert not b.take_probe("layer2/w0.5", 0.01)  # still cooling down
+    time.sleep(0.06)
+    assert b.take_probe("layer2/w0.5", 0.01)
+    assert not b.take_probe("layer2/w0.5", 0.01)  # one probe at a time
+    b.record("layer2/w0.5", False)  # the probe missed: stays open
+    assert b.is_open("layer2/w0.5")
+    time.sleep(0.06)
+    assert b.take_probe("layer2/w0.5", 0.01)
+    b.record("layer2/w0.5", True)
+    assert not b.is_open("layer2/w0.5")
+    assert [e.what for e in b.events] == ["open", "probe", "probe", "close"]
+
+
+def test_fit_frame_follows_the_input_spec() -> None:
+    cls = ModelSpec("c", (32, 32), 10)
+    det = ModelSpec("d", (128, 128), 10, task="detection")
+    wide = np.zeros((480, 640, 3), dtype=np.uint8)
+    img, fit = fit_frame(wide, cls)
+    assert img.shape == (32, 32, 3) and fit.frame_size == (480, 640)
+    img, fit = fit_frame(wide, det)  # letterbox: 640 -> 128 wide, 480 -> 96 high, padded below
+    assert img.shape == (128, 128, 3)
+    assert fit.box_to_frame(0, 0, 128, 96) == pytest.approx((0, 0, 640, 480))
+    assert fit.box_to_frame(64, 48, 128, 128) == pytest.approx((320, 240, 640, 480))  # clipped to the frame
+    gray = np.zeros((20, 30), dtype=np.uint8)
+    assert fit_frame(gray, cls)[0].shape == (32, 32, 3)
+    same = np.ones((32, 32, 3), dtype=np.uint8)
+    assert fit_frame(same, cls)[1].identity
+    with pytest.raises(ShapeError, match="uint8"):
+        fit_frame(np.zeros((32, 32, 3), dtype=np.float32), cls)
+    with pytest.raises(ShapeError, match="shape"):
+        fit_frame(np.zeros((32, 32, 5), dtype=np.uint8), cls)
+
+
+# ------------------------------------------------------------- real processes
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint: SplitCheckpoint, tmp_path_factory: pytest.TempPathFactory):
+    proc = spawn_server("--checkpoint", str(tiny_checkpoint.path), workdir=tmp_path_factory.mktemp("srv"),
+                        timeout_s=900)  # generous: a loaded 2-core machine can take minutes to start one
+    yield proc
+    proc.kill()
+
+
+@pytest.mark.slow
+def test_frames_of_any_size_are_offloaded_not_run_locally(server, tiny_checkpoint: SplitCheckpoint) -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((64, 64, 3), (480, 640, 3), (40, 48))]
+    # no time limit that a slow machine could hit: this checks that every size is taken, not speed
+    with SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w1", rpc_timeout_ms=600_000,
+                     default_budget_ms=600_000) as client:
+        client.wait_until_ready(60)
+        streamed = list(client.stream(frames))
+        unary = [client.infer(f) for f in frames]
+        fitted = [client.infer(fit_frame(f, tiny_checkpoint.spec)[0]) for f in frames]
+    for s, u, f in zip(streamed, unary, fitted):
+        assert s.offloaded and u.offloaded and not s.fallback, (s.fallback, u.fallback)
+        assert s.class_ids == u.class_ids == f.class_ids  # the same as fitting the frame by hand
+
+
+@pytest.mark.slow
+def test_late_answers_are_misses_open_the_breaker_and_probes_bring_offloading_back(
+        server, tiny_checkpoint: SplitCheckpoint) -> None:
+    frames = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    with SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w1", deadline_ms=0.01,
+                     rpc_timeout_ms=600_000, breaker=CircuitBreaker(trip_after=3, cooldown_s=0.2)) as client:
+        client.wait_until_ready(60)
+        first = list(client.stream(frames[:20]))
+        assert all(r.deadline_missed for r in first)  # no answer can come within 10 us
+        assert not any(r.offloaded for r in first)
+        reasons = {r.fallback for r in first}
+        assert "breaker" in reasons and reasons <= {"late", "breaker"}, reasons
+        assert client.breaker.is_open("layer2/w1")
+        client.deadline_ms = 60_000.0  # the "link" recovers: answers now come in time
+        back_at = None
+        end = time.monotonic() + 120  # generous: this machine can be very slow
+        while back_at is None and time.monotonic() < end:
+            r = client.infer(frames[0])
+            if r.offloaded:
+                back_at = time.monotonic()
+            time.sleep(0.05)
+        assert back_at is not None, "the client never offloaded again"
+        assert not client.breaker.is_open("layer2/w1")
+        assert any(e.what == "probe" for e in client.breaker.events)
+        assert client.estimator.rtt_ms > 0  # answers informed the link estimate
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_client_cli_on_an_unlabelled_folder_writes_frame_records(server, tiny_checkpoint: SplitCheckpoint,
+                                                                  tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / f"f{i}.png")
+    out = tmp_path / "run.json"
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", "client", "--checkpoint",
+           str(tiny_checkpoint.path), "--data", str(folder), "--policy", "layer2/w1", "--quiet", "--no-calibration"]
+    proc = subprocess.run([*cmd, "--server", server.address, "--json", str(out), "--fps", "20"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["frames"] == 5 and report["frames_answered"] == 5 and report["top1"] is None
+    assert report["deadline_miss_rate"] is not None and "client_queue_ms" in report["stage_ms_mean"]
+    rec = report["frames_detail"][0]
+    assert rec["ran_on"] == "server" and set(rec["stages_ms"]) >= {"network", "client_queue", "head"}
+    # nothing answers: every frame runs locally, and that is an error unless --allow-local
+    dead = [*cmd, "--server", f"127.0.0.1:{_free_port()}", "--budget-ms", "200"]
+    proc = subprocess.run(dead, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 3 and "no frame was answered" in proc.stderr
+    proc = subprocess.run([*dead, "--allow-local"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_emulation_pads_device_compute_to_the_profiled_device(tiny_checkpoint: SplitCheckpoint) -> None:
+    from policies.profile import Profile
+
+    profile = Profile.load()  # the shipped profile: a Pi-Zero-class device, ~91 ms per local frame
+    frame = np.zeros((32, 32, 3), dtype=np.uint8)
+    with SplitClient(None, checkpoint=tiny_checkpoint, policy="local", emulate=profile, link_probe_s=0) as client:
+        assert client.calibration is None  # the emulated device's times are the profile's
+        r = client.infer(frame)
+    assert r.local_ms >= 0.95 * profile.device_ms(0)
+    with SplitClient(None, checkpoint=tiny_checkpoint, policy="local", link_probe_s=0) as client:
+        assert client.calibration is not None and client.calibration.device_ms["local"] > 0
+        assert "layer1/w0.25" in client.calibration.device_ms  # every action of the checkpoint is timed
