@@ -25,10 +25,7 @@ Scenarios:
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +35,7 @@ from types import ModuleType
 
 import numpy as np
 
-from benchmarks.common import machine, write_json
+from benchmarks.common import write_json
 from device_client import SplitClient
 from device_client.client import TimedFrame
 from edge_server.process import spawn_server, wait_serving
@@ -46,6 +43,7 @@ from policies.factory import make_policy
 from policies.profile import Profile
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
+from splitnet.provenance import remember_start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,12 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     example = _example()
     ckpt = SplitCheckpoint.load()
     frames = load_npz(DEMO_DATA).images
-    out: dict = {"command": "python -m benchmarks.control_loop " + " ".join(shlex.quote(a) for a in (argv or
-                                                                                                     sys.argv[1:])),
-                 "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                          cwd=ROOT).stdout.strip(),
-                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                 "machine": machine(), "rtt_ms": args.rtt_ms, "deadline_ms": args.deadline_ms, "fps": args.fps,
+    remember_start()  # the report names the commit that ran (write_json adds command, date, machine)
+    out: dict = {"rtt_ms": args.rtt_ms, "deadline_ms": args.deadline_ms, "fps": args.fps,
                  "action": args.action, "scenarios": {}}
     greedy = lambda: make_policy("greedy", Profile.load(), live=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="splitnet-control-") as tmp:

@@ -16,8 +16,9 @@ from splitnet.errors import (
     UnknownSplitPointError,
     UnknownWidthError,
 )
-from splitnet.payload import pack, unpack
 from splitnet.pipeline import Action, DeviceSide, ServerSide, WeightsMismatchError
+from splitnet.rpc import convert
+from splitnet.rpc.v1 import splitnet_pb2 as pb
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,8 @@ def test_actions_cover_local_splits_widths_features_and_images(sides: tuple[Devi
 def test_split_inference_matches_in_process_reference(sides, tiny_checkpoint, frames, name: str) -> None:
     device, server = sides
     action = Action.parse(name)
-    payloads = [unpack(pack(p)) for p in device.encode(frames, action, seq=10)]
+    payloads = [convert.request_payload(pb.InferRequest.FromString(convert.request(p).SerializeToString()))
+                for p in device.encode(frames, action, seq=10)]  # through the wire bytes
     assert [p.seq for p in payloads] == list(range(10, 10 + len(frames)))
     logits = server.infer(payloads)
     assert torch.allclose(logits, _reference(tiny_checkpoint, frames, action), atol=1e-5)
