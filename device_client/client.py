@@ -39,6 +39,7 @@ from device_client.breaker import CircuitBreaker
 from device_client.calibration import DeviceCalibration, calibrate
 from device_client.channel import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
 from device_client.estimator import LinkEstimator, LinkSample
+from device_client.source import FrameSource
 from device_client.stream import StreamBroken, StreamSession
 from policies.base import FixedPolicy, Observation, Policy
 from splitnet.checkpoint import SplitCheckpoint
@@ -57,6 +58,7 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusC
               grpc.StatusCode.ABORTED}
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+_POLL_S = 0.002  # while the source has no new frame: how often the oldest frame in flight is looked at (s)
 
 
 @dataclass(frozen=True)
@@ -599,7 +601,7 @@ class SplitClient:
         """Time kept back from the wait so that a fallback still finishes within the budget: the
         device's local time (calibrated), never more than half the budget."""
         local = self.calibration.device_ms.get("local", 0.0) if self.calibration is not None else 0.0
-        return min(1.2 * local, 0.5 * self.budget_ms)
+        return min(1.5 * local + 1e3 * _POLL_S + 3.0, 0.5 * self.budget_ms)  # + polling and scheduling slack
 
     # ------------------------------------------------------------- unary
     def infer(self, frame: np.ndarray | TimedFrame) -> FrameResult:
@@ -681,16 +683,35 @@ class SplitClient:
         ``device_batch`` > 1 runs head and encoder on groups of that many frames (one action
         per group): more frames per second from a buffered source, at the cost of latency.
         A :class:`TimedFrame` counts its latency and deadline from its own arrival time.
+        ``frames`` is read on a thread (:class:`~device_client.source.FrameSource`): while the
+        source has no new frame, the oldest frame in flight is still finished as soon as its
+        answer is in or its time is up, so no wait outlasts the frame's budget.
         """
         with self._lock:
             window: deque[_Pending] = deque()
-            it = iter(frames)
-            while group := list(itertools.islice(it, max(1, device_batch))):
-                for pending, request in self._prepare_group(group, len(window)):
-                    if request is not None:
-                        self._send(pending, request)
-                    window.append(pending)
-                    while window and (len(window) >= self.max_in_flight or window[0].result is not None):
+            source = FrameSource(frames, ahead=max(1, device_batch))
+            try:
+                while True:
+                    while window and (len(window) >= self.max_in_flight or self._settled(window[0])):
                         yield self._finish(window.popleft())
-            while window:
-                yield self._finish(window.popleft())
+                    group = source.take(max(1, device_batch), _POLL_S if window else None)
+                    if group is None:
+                        break
+                    for pending, request in self._prepare_group(group, len(window)) if group else ():
+                        if request is not None:
+                            self._send(pending, request)
+                        window.append(pending)
+                while window:
+                    yield self._finish(window.popleft())
+            finally:
+                source.close()
+
+    def _settled(self, p: _Pending) -> bool:
+        """``_finish(p)`` would not wait: its result or answer is in, or its time to wait is over."""
+        if p.result is not None:
+            return True
+        if p.call is not None and p.call.done():
+            return True
+        if p.session is not None and p.session.has_answer(p.seq):
+            return True
+        return self._timeout_s(p.t0) <= 0.0001
