@@ -601,7 +601,7 @@ class SplitClient:
         """Time kept back from the wait so that a fallback still finishes within the budget: the
         device's local time (calibrated), never more than half the budget."""
         local = self.calibration.device_ms.get("local", 0.0) if self.calibration is not None else 0.0
-        return min(1.5 * local + 1e3 * _POLL_S + 3.0, 0.5 * self.budget_ms)  # + polling and scheduling slack
+        return min(1.2 * local + 2e3 * _POLL_S, 0.5 * self.budget_ms)  # + the polling interval, twice
 
     # ------------------------------------------------------------- unary
     def infer(self, frame: np.ndarray | TimedFrame) -> FrameResult:

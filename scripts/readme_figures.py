@@ -178,7 +178,8 @@ def control_loop_block() -> str:
     report = {**_load("control_loop.json"), "_file": "control_loop.json"}
     sc, checks = report["scenarios"], report["checks"]
     lines = [f"RTT {report['rtt_ms']:g} ms, deadline {report['deadline_ms']:g} ms where given, 300 demo frames, "
-             f"fixed action `{report['action']}`.", "",
+             f"fixed action `{report['action']}`"
+             + (f", recovery with `{report['recovery_action']}`" if report.get("recovery_action") else "") + ".", "",
              "| scenario | mean ms | p95 ms | max ms | run s | lost | deadline missed | answered by the server | "
              "actions |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, r in sc.items():

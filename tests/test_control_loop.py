@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from device_client import SplitClient
 from device_client.breaker import CircuitBreaker
+from device_client.client import TimedFrame
 from edge_server.process import spawn_server
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError
@@ -162,3 +164,44 @@ def test_emulation_pads_device_compute_to_the_profiled_device(tiny_checkpoint: S
     with SplitClient(None, checkpoint=tiny_checkpoint, policy="local", link_probe_s=0) as client:
         assert client.calibration is not None and client.calibration.device_ms["local"] > 0
         assert "layer1/w0.25" in client.calibration.device_ms  # every action of the checkpoint is timed
+
+
+def test_a_wait_ends_at_the_budget_while_the_camera_has_no_new_frame(tiny_checkpoint) -> None:
+    """A camera at 2.5 FPS and a server that accepts the connection and never answers: each frame's result
+    comes within its 100 ms deadline of its arrival (margin 100 ms for a loaded machine), not when the next
+    frame arrives 400 ms later; every frame is kept (run locally)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    silent.settimeout(0.05)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                pass
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+
+    def camera():
+        for frame in frames:
+            yield TimedFrame(frame, time.perf_counter())
+            time.sleep(0.4)
+
+    try:
+        with SplitClient(f"127.0.0.1:{silent.getsockname()[1]}", checkpoint=tiny_checkpoint, policy="layer2/w0.5",
+                         deadline_ms=100, calibration=False, link_probe_s=0) as client:
+            results = list(client.stream(camera()))
+    finally:
+        stop.set()
+        acceptor.join(1)
+        for conn in held:
+            conn.close()
+        silent.close()
+    assert len(results) == 4 and not any(r.offloaded for r in results)
+    assert max(r.latency_ms for r in results) < 200, [round(r.latency_ms) for r in results]
