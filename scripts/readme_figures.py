@@ -213,7 +213,8 @@ def grpc_overhead_block() -> str:
     label = {"direct": "`splitnet serve` (embedded)", "ray": "`splitnet serve --engine ray` (1 replica)"}
     lines = [f"Same `InferRequest` ({report['request_bytes']} bytes, `{report['policy']}`), "
              f"{report['rounds']} rounds of {report['calls_per_round']} interleaved calls; "
-             f"bare `grpcio` echo round trip: median {s['echo_ms']['median']:.3f} ms.", "",
+             f"bare `grpcio` echo round trip: median {s['echo_ms']['median']:.3f} ms; the machine's 1-minute load "
+             f"average at the run: {report.get('host_load_1min', float('nan')):.2f}.", "",
              "| server | Infer round trip ms | server decode + tail ms | overhead ms (median of rounds) | "
              "rounds min–max | target ≤ " + f"{report['target_ms']:g} ms |", "|---|---:|---:|---:|---:|---|"]
     for n in names:
