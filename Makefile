@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint proto clean
+.PHONY: demo test lint proto report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: $(VENV)/.installed-dev
 proto: $(VENV)/.installed-dev
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. \
 		proto/splitnet/rpc/v1/splitnet.proto
+
+report: $(VENV)/.installed-dev  # measure every report again (minutes to hours) and rewrite the README's tables
+	PY=$(BIN)/python scripts/run_reports.sh
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Baseline policies: local, edge, fixed, Neurosurgeon-style greedy, oracle; and picking static_best."""
+"""Baseline policies: local, edge, fixed, Neurosurgeon-style greedy, oracle (robustMPC: ``robust_mpc.py``)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class OraclePolicy:
 
 
 def baseline(name: str, profile: Profile) -> object:
-    """A baseline policy by its report name: local, edge, fixed:<split>:<width>, greedy, oracle."""
+    """A baseline policy by its report name: local, edge, fixed:<split>:<width>, greedy, robust_mpc, oracle."""
     if name == "local":
         return FixedPolicy("local")
     if name == "edge":
@@ -89,4 +89,8 @@ def baseline(name: str, profile: Profile) -> object:
         return GreedyPolicy(profile)
     if name == "oracle":
         return OraclePolicy(profile)
+    if name == "robust_mpc":
+        from policies.robust_mpc import RobustMPCPolicy
+
+        return RobustMPCPolicy(profile)
     raise ValueError(f"unknown baseline {name!r}")

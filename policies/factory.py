@@ -8,13 +8,13 @@ from policies.base import FixedPolicy, Policy
 from policies.baselines import baseline
 from policies.profile import Profile
 
-BASELINES = ("local", "edge", "greedy", "oracle")
+BASELINES = ("local", "edge", "greedy", "robust_mpc", "oracle")
 LEARNED = ("ppo", "dqn")
 
 
 def make_policy(spec: str, profile: Profile | None = None, live: bool = False) -> Policy:
-    """``local``, ``edge``, ``fixed:<split>:<width>``, ``greedy``, ``oracle``, ``ppo``, ``dqn``, a policy
-    file, or a bare action name (``layer2/w0.5``). ``live`` refuses what only a simulator can run."""
+    """``local``, ``edge``, ``fixed:<split>:<width>``, ``greedy``, ``robust_mpc``, ``oracle``, ``ppo``, ``dqn``,
+    a policy file, or a bare action name (``layer2/w0.5``). ``live`` refuses what only a simulator can run."""
     if live and spec in ("oracle", "static_best"):
         raise ValueError(f"{spec!r} needs hindsight or the future; it only runs in the simulator")
     if spec in BASELINES or spec.startswith("fixed:"):

@@ -229,7 +229,112 @@ def grpc_overhead_block() -> str:
     return "\n".join(lines + ["", _provenance(report)])
 
 
+def _runs(name: str) -> list[dict]:
+    """Every run of a benchmark measured several times (``reports/<name>/run-*.json``)."""
+    files = sorted((REPORTS / name).glob("run-*.json"))
+    if not files:
+        raise FileNotFoundError(f"no runs under reports/{name}/ (scripts/run_reports.sh measures them)")
+    return [{**json.loads(f.read_text()), "_file": f"{name}/{f.name}"} for f in files]
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    """``median (min–max, n runs)`` of one figure over repeated runs."""
+    ordered = sorted(values)
+    mid = ordered[len(ordered) // 2] if len(ordered) % 2 else (ordered[len(ordered) // 2 - 1]
+                                                                + ordered[len(ordered) // 2]) / 2
+    if len(ordered) == 1:
+        return format(mid, fmt)
+    return f"{format(mid, fmt)} ({format(ordered[0], fmt)}–{format(ordered[-1], fmt)}, {len(ordered)} runs)"
+
+
+def benchmarks_block() -> str:
+    switch = {**_load("width_switch.json"), "_file": "width_switch.json"}
+    sim = {**_load("sim_speed.json"), "_file": "sim_speed.json"}
+    over, batch, load = _runs("runtime_overhead"), _runs("batching_gain"), _runs("load_test")
+    s = switch["set_width_ms"]
+    rows = [
+        ("width switch", "python -m benchmarks.width_switch",
+         f"`set_width` median {s['median'] * 1e3:.0f} µs; reloading the checkpoint "
+         f"{switch['reload_checkpoint_ms']['median']:.0f} ms ({switch['speedup_vs_reload']:,.0f}× slower), rebuilding "
+         f"one bottleneck {switch['rebuild_bottleneck_ms']['median']:.1f} ms "
+         f"({switch['speedup_vs_rebuild_bottleneck']:,.0f}×)"),
+        ("runtime overhead", "python -m benchmarks.runtime_overhead",
+         f"`{over[0]['policy']}`, unary end-to-end minus in-process compute, median ms: "
+         f"{_spread([r['overhead_ms_median'] for r in over], '.2f')}; unary latency "
+         f"{_spread([r['unary_latency_ms']['median'] for r in over], '.2f')} ms"),
+        ("streaming gain", "same runs",
+         f"stream against unary frames/s: {_spread([r['stream_over_unary'] for r in over], '.2f')}×; with head and "
+         f"encoder over device batches of {over[0]['device_batch']}: "
+         f"{_spread([r['stream_device_batch_over_unary'] for r in over], '.2f')}×"),
+        ("micro-batching", "python -m benchmarks.batching_gain",
+         f"{batch[0]['streams']} streams × {batch[0]['frames_per_stream']} frames of `{batch[0]['policy']}`: answered "
+         f"OK at max batch 32 against batch 1: {_spread([r['gain'] for r in batch], '.2f')}× "
+         f"({_spread([r['max_batch_32']['ok_fps'] for r in batch], '.0f')} against "
+         f"{_spread([r['max_batch_1']['ok_fps'] for r in batch], '.0f')} frames/s); refused by the bounded queue "
+         f"(RESOURCE_EXHAUSTED) at batch 32: {_spread([r['max_batch_32']['errors'] for r in batch], '.0f')}"),
+        ("load", "python -m benchmarks.load_test",
+         f"{load[0]['clients']} clients × {load[0]['frames_per_client']} frames: answered by the server "
+         f"{_spread([r['offloaded'] / r['frames'] * 100 for r in load], '.1f')} % of frames (the rest ran "
+         f"locally), {_spread([r['throughput_fps'] for r in load], '.0f')} frames/s, p99 "
+         f"{_spread([r['latency_ms']['p99'] / 1e3 for r in load], '.2f')} s"),
+        ("simulator", "python -m benchmarks.sim_speed",
+         f"one {sim['frames']:,}-frame episode: {sim['env_random_actions_s']:.2f} s (random actions), "
+         f"{sim['simulate_oracle_s']:.2f} s (oracle)"),
+    ]
+    lines = ["| benchmark | command | result |", "|---|---|---|"]
+    lines += [f"| {a} | `{b}` | {c} |" for a, b, c in rows]
+    stages_here = [r["stage_ms_median"]["in_process"] for r in over]
+    stages_there = [r["stage_ms_median"]["runtime"] for r in over]
+    names = [k for k in stages_here[0] if k in stages_there[0]]
+    lines += ["", "Where the unary frame's time goes (runtime overhead runs, median ms in process → in the runtime): "
+              + ", ".join(f"{n[:-3]} {_spread([h[n] for h in stages_here], '.2f')} → "
+                          f"{_spread([t[n] for t in stages_there], '.2f')}" for n in names)
+              + f"; network {_spread([t['network_ms'] for t in stages_there], '.2f')}."]
+    lines += ["", _provenance(switch), _provenance(sim)] + [_provenance(r) for r in over + batch + load]
+    return "\n".join(lines)
+
+
+_POLICY_LABELS = {"edge": "edge (offload the image)", "oracle": "oracle (bound)"}
+
+
+def policies_block() -> str:
+    report = {**_load("simulate_eval.json"), "_file": "simulate_eval.json"}
+    train = {**_load("simulate_train_oracle.json"), "_file": "simulate_train_oracle.json"}
+    sc = report["scenario"]
+    pol = report["policies"]
+    lines = [f"{len(report['traces'])} evaluation traces, deadline {report['deadline_ms']:g} ms, "
+             f"{report['fps']:g} frames/s; device class: {sc['device_class']} (modelled: this machine's measured "
+             f"times × {sc['device_speed']:g}); link class: {sc['link_class']} (the recorded traces × "
+             f"{sc['trace_scale']:g}, RTT {sc['rtt_ms']:g} ms). Energy is modelled (constant powers per state).",
+             "", "| policy | latency mean ms | p95 ms | deadline miss % | top-1 % | energy J (modelled) | reward | "
+             "device share of MACs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, p in pol.items():
+        label = _POLICY_LABELS.get(name, name)
+        if name == "static_best" and p.get("action"):
+            label = f"static_best (= `{p['action']}`)"
+        share = f"{p['device_share_mean'] * 100:.1f} %" if "device_share_mean" in p else "–"
+        lines.append(f"| {label} | {p['latency_ms_mean']:.1f} | {p['latency_ms_p95']:.1f} | "
+                     f"{p['deadline_miss_rate'] * 100:.2f} | {p['top1'] * 100:.2f} | {p['energy_j_mean']:.3f} | "
+                     f"{p['reward_mean']:.3f} | {share} |")
+    oracle = pol.get("oracle")
+    for name in ("ppo", "dqn"):
+        if oracle and name in pol:
+            p = pol[name]
+            lines += ["", f"- `{name}`: mean latency {p['latency_ms_mean'] / oracle['latency_ms_mean']:.3f}× the "
+                      f"oracle's; reward {p['reward_mean']:.3f} against greedy "
+                      f"{pol['greedy']['reward_mean']:.3f} and static_best {pol['static_best']['reward_mean']:.3f}; "
+                      f"deadline misses {p['deadline_miss_rate'] * 100:.2f} % against static_best's "
+                      f"{pol['static_best']['deadline_miss_rate'] * 100:.2f} %."]
+    shares = train["policies"]["oracle"]["actions"]
+    lines += ["", "On the training traces the oracle takes " + ", ".join(
+        f"`{a}` for {v * 100:.0f} %" for a, v in list(shares.items())[:4]) + " of frames.",
+        "", _provenance(report), _provenance(train)]
+    return "\n".join(line for i, line in enumerate(lines) if not (line == "" and i > 0 and lines[i - 1] == ""))
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "benchmarks": benchmarks_block,
+    "policies": policies_block,
     "control-loop": control_loop_block,
     "grpc-overhead": grpc_overhead_block,
     "light-speed": light_speed_block,

@@ -158,3 +158,30 @@ def test_profile_round_trip(tmp_path: Path) -> None:
     assert q.names == p.names and q.scenario == p.scenario
     assert np.array_equal(q.actions[2].bytes, p.actions[2].bytes)
     assert q.device_ms(0) == pytest.approx(96.0)  # 12 ms x device speed 8
+
+
+def test_robust_mpc_discounts_after_a_surprise_and_plans_with_the_backlog() -> None:
+    from policies.robust_mpc import RobustMPCPolicy
+
+    p = toy_profile()
+    mpc = baseline("robust_mpc", p)
+    assert isinstance(mpc, RobustMPCPolicy)
+    steady = Observation(2.0, 20, 100, throughputs_mbps=(2.0, 2.0, 2.0))
+    assert mpc.predicted_mbps(steady) == pytest.approx(2.0)  # no error yet: the harmonic mean itself
+    surprise = Observation(1.0, 20, 100, throughputs_mbps=(2.0, 2.0, 2.0, 0.5))  # predicted 2.0, came 0.5
+    hm = 4 / (3 / 2.0 + 1 / 0.5)
+    assert mpc.predicted_mbps(surprise) == pytest.approx(hm / (1 + abs(2.0 - 0.5) / 0.5))  # error 300 %
+    fresh = RobustMPCPolicy(p)
+    assert fresh.act(Observation(20.0, 20, 100, throughputs_mbps=(20.0,) * 5)) == "webp/q90"  # fast: the image
+    assert fresh.act(Observation(0.05, 20, 100, throughputs_mbps=(0.05,) * 5)) == "local"  # crawling: local
+    # 1 Mbit/s: the image when the link is free; behind 20 kB in flight (160 ms of backlog) the look-ahead's
+    # first offloads would miss: local
+    plans = [RobustMPCPolicy(p).act(Observation(1.0, 20, 100, throughputs_mbps=(1.0,) * 5, inflight_bytes=b))
+             for b in (0, 20_000)]
+    assert fresh.act(Observation(1.0, 20, 100, throughputs_mbps=(20.0,) * 4 + (0.05,) + (1.0,))) == "local"
+    # (after its 20 -> 0.05 Mbit/s surprise, this one plans for a far slower link than the samples say)
+    assert plans == ["webp/q90", "local"]
+    report, _ = simulate(p, toy_traces(), {"robust_mpc": RobustMPCPolicy(p), "edge": baseline("edge", p),
+                                           "oracle": OraclePolicy(p)}, frames=600)
+    rewards = {n: v["reward_mean"] for n, v in report["policies"].items()}
+    assert rewards["oracle"] >= rewards["robust_mpc"] > rewards["edge"]
