@@ -282,7 +282,7 @@ def benchmarks_block() -> str:
          f"{sim['simulate_oracle_s']:.2f} s (oracle)"),
     ]
     lines = ["| benchmark | command | result |", "|---|---|---|"]
-    lines += [f"| {a} | `{b}` | {c} |" for a, b, c in rows]
+    lines += [f"| {a} | {f'`{b}`' if b.startswith('python') else b} | {c} |" for a, b, c in rows]
     stages_here = [r["stage_ms_median"]["in_process"] for r in over]
     stages_there = [r["stage_ms_median"]["runtime"] for r in over]
     names = [k for k in stages_here[0] if k in stages_there[0]]
@@ -290,8 +290,18 @@ def benchmarks_block() -> str:
               + ", ".join(f"{n[:-3]} {_spread([h[n] for h in stages_here], '.2f')} → "
                           f"{_spread([t[n] for t in stages_there], '.2f')}" for n in names)
               + f"; network {_spread([t['network_ms'] for t in stages_there], '.2f')}."]
-    lines += ["", _provenance(switch), _provenance(sim)] + [_provenance(r) for r in over + batch + load]
+    lines += ["", _provenance(switch), _provenance(sim)] + [_runs_provenance(r) for r in (over, batch, load)]
     return "\n".join(lines)
+
+
+def _runs_provenance(runs: list[dict]) -> str:
+    """One line for the repeated runs of one benchmark."""
+    folder = runs[0]["_file"].split("/")[0]
+    commits = sorted({(r.get("commit", "")[:10] or "unknown") for r in runs})
+    dates = sorted({r.get("date", "")[:10] for r in runs})
+    command = runs[0].get("command", "").split(" --json")[0]
+    return (f"<sub>`reports/{folder}/run-*.json`: {len(runs)} runs of `{command}` on {', '.join(dates)}, "
+            f"commit {', '.join(commits)}, {runs[0].get('machine', {}).get('cpu_count', '?')} CPU cores.</sub>")
 
 
 _POLICY_LABELS = {"edge": "edge (offload the image)", "oracle": "oracle (bound)"}
@@ -320,9 +330,10 @@ def policies_block() -> str:
     for name in ("ppo", "dqn"):
         if oracle and name in pol:
             p = pol[name]
+            others = " and ".join(f"{o} {pol[o]['reward_mean']:.3f}" for o in ("greedy", "robust_mpc", "static_best")
+                                  if o in pol)
             lines += ["", f"- `{name}`: mean latency {p['latency_ms_mean'] / oracle['latency_ms_mean']:.3f}× the "
-                      f"oracle's; reward {p['reward_mean']:.3f} against greedy "
-                      f"{pol['greedy']['reward_mean']:.3f} and static_best {pol['static_best']['reward_mean']:.3f}; "
+                      f"oracle's; reward {p['reward_mean']:.3f} against {others}; "
                       f"deadline misses {p['deadline_miss_rate'] * 100:.2f} % against static_best's "
                       f"{pol['static_best']['deadline_miss_rate'] * 100:.2f} %."]
     shares = train["policies"]["oracle"]["actions"]
