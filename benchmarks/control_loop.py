@@ -39,8 +39,8 @@ from benchmarks.common import write_json
 from device_client import SplitClient
 from device_client.client import TimedFrame
 from edge_server.process import spawn_server, wait_serving
-from policies.factory import make_policy
-from policies.profile import Profile
+from policies.agents.factory import make_policy
+from policies.simulation.profile import Profile
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.provenance import remember_start

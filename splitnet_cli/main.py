@@ -357,8 +357,8 @@ def cmd_client(args: argparse.Namespace) -> int:
         token = Path(args.token_file).read_text().strip()
     tls = TlsOptions(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) if (
         args.tls_ca or args.tls_cert or args.tls) else None
-    from policies.factory import make_policy
-    from policies.profile import Profile
+    from policies.agents.factory import make_policy
+    from policies.simulation.profile import Profile
 
     needs_profile = args.policy in ("edge", "greedy") or args.policy.startswith("fixed:")
     policy = make_policy(args.policy, Profile.load(args.profile) if needs_profile else None, live=True)
@@ -403,8 +403,8 @@ def cmd_client(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- policies
 def _traces(spec: str):
-    from policies.trace_sets import load_split
-    from policies.traces import find_traces
+    from policies.network.trace_sets import load_split
+    from policies.network.traces import find_traces
 
     if spec in ("train", "eval"):
         return load_split(spec)
@@ -417,7 +417,7 @@ def _traces(spec: str):
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from policies.profile import PowerModel, Profile, Scenario
+    from policies.simulation.profile import PowerModel, Profile, Scenario
     from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
     from splitnet.data import load_npz
     from splitnet.profiling import default_actions, profile_actions
@@ -450,7 +450,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _policies(names: Sequence[str], profile) -> dict:
-    from policies.factory import make_policy
+    from policies.agents.factory import make_policy
 
     out = {}
     for name in names:
@@ -463,8 +463,8 @@ def cmd_link(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from policies.link import LinkOptions, run_link
-    from policies.traces import load_trace
+    from policies.network.link import LinkOptions, run_link
+    from policies.network.traces import load_trace
 
     trace = load_trace(args.trace)
     opts = LinkOptions(args.listen, args.upstream, args.rtt_ms, args.loss, args.scale, args.start_s, args.seed)
@@ -481,8 +481,8 @@ def cmd_link(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from policies.profile import Profile
-    from policies.simulate import format_report, plot_runs, simulate
+    from policies.simulation.profile import Profile
+    from policies.simulation.simulate import format_report, plot_runs, simulate
 
     profile = Profile.load(args.profile)
     traces = _traces(args.traces)
@@ -500,8 +500,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:
-    from policies.profile import Profile
-    from policies.rl import train_policy
+    from policies.agents.rl import train_policy
+    from policies.simulation.profile import Profile
 
     profile = Profile.load(args.profile)
     out = train_policy(profile, _traces(args.traces), args.algo, args.steps, args.out, seed=args.seed,

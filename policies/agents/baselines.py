@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from policies.base import FixedPolicy, Observation
-from policies.profile import Profile
+from policies.agents.base import FixedPolicy, Observation
+from policies.simulation.profile import Profile
 
 DEFAULT_MBPS = 1.0  # greedy's guess before its first measurement
 
