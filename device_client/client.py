@@ -10,7 +10,7 @@ jittered backoff while frames run locally ("server_busy").
 A misconfigured client does not quietly run everything locally: when the server refuses
 the credentials, the model, a split or the weights (UNAUTHENTICATED, PERMISSION_DENIED,
 NOT_FOUND, FAILED_PRECONDITION), ``infer`` and ``stream`` raise
-:class:`~device_client.channel.ServerConfigError`.
+:class:`~device_client.connection.ServerConfigError`.
 
 The control loop: each frame's wait is bounded from its *arrival* by its deadline, or
 by a default budget when there is none; every answer, late ones included, feeds the
@@ -37,7 +37,7 @@ import numpy as np
 
 from device_client.breaker import CircuitBreaker
 from device_client.calibration import DeviceCalibration, calibrate
-from device_client.channel import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
+from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.stream import StreamBroken, StreamSession
 from policies.agents.base import FixedPolicy, Observation, Policy

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device_client.channel import ServerConfigError, TlsOptions
 from device_client.client import FrameResult, SplitClient
+from device_client.connection import ServerConfigError, TlsOptions
 from policies.agents.base import Policy
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import SplitnetError
