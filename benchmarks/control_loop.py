@@ -25,13 +25,11 @@ Scenarios:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
@@ -39,6 +37,7 @@ from benchmarks.common import write_json
 from device_client import SplitClient
 from device_client.client import TimedFrame
 from edge_server.process import spawn_server, wait_serving
+from examples import detection_loop as example
 from policies.agents.factory import make_policy
 from policies.simulation.profile import Profile
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
@@ -46,15 +45,6 @@ from splitnet.data import load_npz
 from splitnet.provenance import remember_start
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _example() -> ModuleType:
-    """``examples/detection_loop.py`` (not a package): its ``spawn_link`` and ``write_trace``."""
-    spec = importlib.util.spec_from_file_location("detection_loop_example", ROOT / "examples" / "detection_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def paced(frames: np.ndarray, fps: float | None):
@@ -118,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
                                                        "near_dead", "loopback"])
     ap.add_argument("--json", default=str(ROOT / "reports" / "control_loop.json"))
     args = ap.parse_args(argv)
-    example = _example()
     ckpt = SplitCheckpoint.load()
     frames = load_npz(DEMO_DATA).images
     remember_start()  # the report names the commit that ran (write_json adds command, date, machine)
