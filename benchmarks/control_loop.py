@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import write_json
+from benchmarks.common import serving, write_json
 from device_client import SplitClient
 from device_client.client import TimedFrame
-from edge_server.process import spawn_server, wait_serving
 from examples import detection_loop as example
 from policies.agents.factory import make_policy
 from policies.simulation.profile import Profile
@@ -116,9 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     greedy = lambda: make_policy("greedy", Profile.load(), live=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="splitnet-control-") as tmp:
         work = Path(tmp)
-        server = spawn_server(workdir=work, timeout_s=1200)  # this machine can be slow to start one
-        try:
-            wait_serving(server.address, timeout_s=600)
+        # this machine can be slow to start a server
+        with serving(workdir=work, timeout_s=1200, ready_timeout_s=600) as server:
 
             def through(name: str, segments, policy, fps, deadline_ms) -> dict:
                 trace = example.write_trace(work / f"{name}.txt", segments)
@@ -148,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 sc["loopback_calibrated"] = run_client(server.address, ckpt, greedy(), frames, None, None)
                 sc["loopback_profile"] = run_client(server.address, ckpt, greedy(), frames, None, None,
                                                     calibration=False)
-        finally:
-            out["server_exit"] = server.terminate()
+        out["server_exit"] = server.proc.returncode
     summarize(out, args)
     for res in out["scenarios"].values():
         res.pop("_timeline", None)

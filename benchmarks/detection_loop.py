@@ -30,9 +30,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import write_json
+from benchmarks.common import serving, write_json
 from device_client.detector import SplitDetector
-from edge_server.process import spawn_server, wait_serving
 from examples import detection_loop as example
 from examples.perception_loop import demo_frames, format_counts, run_loop
 from splitnet.checkpoint import SHIPPED_DETECTOR, SplitCheckpoint
@@ -117,16 +116,13 @@ def main() -> None:
                  Scenario(f"{f:g}->{over:g}", [(args.step_s, f), (tail, over)], False)]
     results = []
     with tempfile.TemporaryDirectory(prefix="splitnet-bench-") as tmp:
-        server = spawn_server("--checkpoint", args.checkpoint, workdir=tmp)
-        try:
-            wait_serving(server.address)
+        with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
             for sc in scenarios:
                 s = run_scenario(sc, server.address, ckpt, Path(tmp), args)
                 s["check"] = check(s, sc.fast, args.fps, args.deadline_ms)
                 print(line(s), flush=True)
                 results.append(s)
-        finally:
-            code = server.terminate()
+        code = server.proc.returncode
     ok = all(s["check"]["ok"] for s in results)
     print(f"sustains {args.fps:g} FPS with bounded latency (<= {2 * args.deadline_ms:.0f} ms): "
           f"{'yes' if ok else 'NO'}")
