@@ -17,8 +17,7 @@ import grpc
 import numpy as np
 import torch
 
-from benchmarks.common import run_concurrently, write_json
-from edge_server.process import spawn_server, wait_serving
+from benchmarks.common import run_concurrently, serving, write_json
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide
@@ -79,13 +78,9 @@ def main() -> None:
     results = {}
     for max_batch in (1, 32):
         extra = ["--max-batch", str(max_batch), "--max-queue", str(args.streams * 64)]
-        server = spawn_server(*extra, *(["--checkpoint", args.checkpoint] if args.checkpoint else []))
-        try:
-            wait_serving(server.address)
+        with serving(*extra, checkpoint=args.checkpoint) as server:
             run_load(server.address, requests[:64], 4, 20)  # warm up
             results[f"max_batch_{max_batch}"] = run_load(server.address, requests, args.streams, args.frames)
-        finally:
-            server.terminate()
         r = results[f"max_batch_{max_batch}"]
         print(f"max batch {max_batch:>2}: {r['ok_fps']:.0f} frames/s answered OK, p50 {r['latency_ms']['p50']:.1f} ms, "
               f"p99 {r['latency_ms']['p99']:.1f} ms, errors {r['errors']}")

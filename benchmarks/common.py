@@ -1,4 +1,5 @@
-"""Shared bits of the benchmark scripts: machine facts, JSON output, timing helpers."""
+"""Shared bits of the benchmark scripts: JSON output with provenance, timing helpers, a served edge server and
+clients started together."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from edge_server.process import ServerProcess, spawn_server, wait_serving
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 from splitnet.provenance import provenance, remember_start
 
@@ -48,6 +51,22 @@ def summary(samples: list[float]) -> dict:
     s = sorted(samples)
     return {"median": statistics.median(s), "mean": statistics.fmean(s), "p95": s[int(0.95 * (len(s) - 1))],
             "min": s[0], "n": len(s)}
+
+
+@contextmanager
+def serving(*args: str, checkpoint: str | None = None, ready_timeout_s: float = 120.0,
+            **spawn: object) -> Iterator[ServerProcess]:
+    """``splitnet serve`` with ``args`` (and ``--checkpoint`` when given) in a child process, SERVING in the block
+    and stopped with SIGTERM after it (its exit status is then ``server.proc.returncode``).
+
+    ``spawn`` goes to :func:`~edge_server.process.spawn_server` (``workdir``, ``timeout_s``, ...).
+    """
+    server = spawn_server(*args, *(["--checkpoint", checkpoint] if checkpoint else []), **spawn)
+    try:
+        wait_serving(server.address, timeout_s=ready_timeout_s)
+        yield server
+    finally:
+        server.terminate()
 
 
 def run_concurrently(work: Callable[[int, threading.Barrier], None], n: int, setup_timeout_s: float = 300.0) -> float:

@@ -25,36 +25,25 @@ Scenarios:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
-from benchmarks.common import write_json
+from benchmarks.common import serving, write_json
 from device_client import SplitClient
 from device_client.client import TimedFrame
-from edge_server.process import spawn_server, wait_serving
-from policies.factory import make_policy
-from policies.profile import Profile
+from examples import detection_loop as example
+from policies.agents.factory import make_policy
+from policies.simulation.profile import Profile
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.provenance import remember_start
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _example() -> ModuleType:
-    """``examples/detection_loop.py`` (not a package): its ``spawn_link`` and ``write_trace``."""
-    spec = importlib.util.spec_from_file_location("detection_loop_example", ROOT / "examples" / "detection_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def paced(frames: np.ndarray, fps: float | None):
@@ -122,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
                                                        "near_dead", "loopback"])
     ap.add_argument("--json", default=str(ROOT / "reports" / "control_loop.json"))
     args = ap.parse_args(argv)
-    example = _example()
     ckpt = SplitCheckpoint.load()
     frames = load_npz(DEMO_DATA).images
     remember_start()  # the report names the commit that ran (write_json adds command, date, machine)
@@ -131,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     greedy = lambda: make_policy("greedy", Profile.load(), live=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="splitnet-control-") as tmp:
         work = Path(tmp)
-        server = spawn_server(workdir=work, timeout_s=1200)  # this machine can be slow to start one
-        try:
-            wait_serving(server.address, timeout_s=600)
+        # this machine can be slow to start a server
+        with serving(workdir=work, timeout_s=1200, ready_timeout_s=600) as server:
 
             def through(name: str, segments, policy, fps, deadline_ms) -> dict:
                 trace = example.write_trace(work / f"{name}.txt", segments)
@@ -163,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 sc["loopback_calibrated"] = run_client(server.address, ckpt, greedy(), frames, None, None)
                 sc["loopback_profile"] = run_client(server.address, ckpt, greedy(), frames, None, None,
                                                     calibration=False)
-        finally:
-            out["server_exit"] = server.terminate()
+        out["server_exit"] = server.proc.returncode
     summarize(out, args)
     for res in out["scenarios"].values():
         res.pop("_timeline", None)

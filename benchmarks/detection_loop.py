@@ -24,22 +24,17 @@ locally, not queued) and every frame is accounted for.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
-from benchmarks.common import write_json
+from benchmarks.common import serving, write_json
 from device_client.detector import SplitDetector
-from device_client.loop import demo_frames, format_counts, run_loop
-from edge_server.process import spawn_server, wait_serving
+from examples import detection_loop as example
+from examples.perception_loop import demo_frames, format_counts, run_loop
 from splitnet.checkpoint import SHIPPED_DETECTOR, SplitCheckpoint
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -51,16 +46,7 @@ class Scenario:
     fast: bool  # the link carries every frame: the target rate is expected
 
 
-def _example() -> ModuleType:
-    """``examples/detection_loop.py`` (not a package): its link and trace helpers."""
-    spec = importlib.util.spec_from_file_location("detection_loop_example", ROOT / "examples" / "detection_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_scenario(example: ModuleType, sc: Scenario, server: str, ckpt: SplitCheckpoint, workdir: Path,
+def run_scenario(sc: Scenario, server: str, ckpt: SplitCheckpoint, workdir: Path,
                  args: argparse.Namespace) -> dict:
     """One loop through a fresh ``splitnet link`` playing the scenario's trace; returns the loop's summary."""
     trace = example.write_trace(workdir / f"{sc.name.replace('>', '')}.txt", sc.segments)
@@ -123,7 +109,6 @@ def main() -> None:
     args.deadline_ms = args.deadline_ms if args.deadline_ms is not None else 2e3 / args.fps
     torch.set_num_threads(1)
     ckpt = SplitCheckpoint.load(args.checkpoint)
-    example = _example()
     tail = 60.0 + args.seconds
     f, lo, over = args.fast_mbps, args.low_mbps, args.overload_mbps
     scenarios = [Scenario(f"{f:g}", [(tail, f)], True),
@@ -131,16 +116,13 @@ def main() -> None:
                  Scenario(f"{f:g}->{over:g}", [(args.step_s, f), (tail, over)], False)]
     results = []
     with tempfile.TemporaryDirectory(prefix="splitnet-bench-") as tmp:
-        server = spawn_server("--checkpoint", args.checkpoint, workdir=tmp)
-        try:
-            wait_serving(server.address)
+        with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
             for sc in scenarios:
-                s = run_scenario(example, sc, server.address, ckpt, Path(tmp), args)
+                s = run_scenario(sc, server.address, ckpt, Path(tmp), args)
                 s["check"] = check(s, sc.fast, args.fps, args.deadline_ms)
                 print(line(s), flush=True)
                 results.append(s)
-        finally:
-            code = server.terminate()
+        code = server.proc.returncode
     ok = all(s["check"]["ok"] for s in results)
     print(f"sustains {args.fps:g} FPS with bounded latency (<= {2 * args.deadline_ms:.0f} ms): "
           f"{'yes' if ok else 'NO'}")

@@ -17,9 +17,8 @@ from collections import Counter
 import numpy as np
 import torch
 
-from benchmarks.common import run_concurrently, write_json
+from benchmarks.common import run_concurrently, serving, write_json
 from device_client import SplitClient
-from edge_server.process import spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 
@@ -36,22 +35,18 @@ def main() -> None:
     torch.set_num_threads(1)
     ckpt = SplitCheckpoint.load(args.checkpoint)
     data = load_npz(DEMO_DATA)
-    server = spawn_server("--max-queue", str(args.max_queue),
-                          *(["--checkpoint", args.checkpoint] if args.checkpoint else []))
     results: dict[int, list] = {}
+    with serving("--max-queue", str(args.max_queue), checkpoint=args.checkpoint) as server:
 
-    def client(k: int, start: threading.Barrier) -> None:
-        idx = (np.arange(args.frames) + k * 7) % len(data)
-        with SplitClient(server.address, checkpoint=ckpt, policy=args.policy, rpc_timeout_ms=30000) as c:
-            c.wait_until_ready(60)
-            start.wait()
-            results[k] = [(r, int(data.labels[i])) for r, i in zip(c.stream(iter(data.images[idx])), idx)]
+        def client(k: int, start: threading.Barrier) -> None:
+            idx = (np.arange(args.frames) + k * 7) % len(data)
+            with SplitClient(server.address, checkpoint=ckpt, policy=args.policy, rpc_timeout_ms=30000) as c:
+                c.wait_until_ready(60)
+                start.wait()
+                results[k] = [(r, int(data.labels[i])) for r, i in zip(c.stream(iter(data.images[idx])), idx)]
 
-    try:
-        wait_serving(server.address)
         elapsed = run_concurrently(client, args.clients)
-    finally:
-        code = server.terminate()
+    code = server.proc.returncode
     flat = [pair for k in sorted(results) for pair in results[k]]
     lat = np.asarray([r.latency_ms for r, _ in flat])
     expected = args.clients * args.frames

@@ -19,8 +19,7 @@ import grpc
 import numpy as np
 import torch
 
-from benchmarks.common import in_process_timings, stage_medians, summary, write_json
-from edge_server.process import spawn_server, wait_serving
+from benchmarks.common import in_process_timings, serving, stage_medians, summary, write_json
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide
@@ -56,14 +55,10 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    server = spawn_server()
-    try:
-        wait_serving(server.address)
+    with serving() as server:
         stub = pb_grpc.SplitInferenceStub(grpc.insecure_channel(server.address))
         result = {f"idle_{int(gap * 1e3)}ms": summary(round_trips(stub, args.calls, gap))
                   for gap in (0.0, 0.002, 0.005, 0.010)}
-    finally:
-        server.terminate()
     for key, s in result.items():
         idle = key.removeprefix("idle_")
         print(f"Probe round trip after {idle:>5}: median {s['median']:.3f} ms, p95 {s['p95']:.3f} ms")

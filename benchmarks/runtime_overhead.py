@@ -25,9 +25,8 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import STAGES, in_process_timings, stage_medians, write_json
+from benchmarks.common import STAGES, in_process_timings, serving, stage_medians, write_json
 from device_client import SplitClient
-from edge_server.process import spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide
@@ -51,10 +50,7 @@ def main() -> None:
     local_timings = in_process_timings(device, server_side, frames, action)
     compute = [sum(getattr(t, name) for name in STAGES) for t in local_timings]
 
-    extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
-    server = spawn_server(*extra)
-    try:
-        wait_serving(server.address)
+    with serving(checkpoint=args.checkpoint) as server:
         with SplitClient(server.address, checkpoint=ckpt, policy=args.policy) as client:
             for f in frames[:30]:
                 client.infer(f)
@@ -68,8 +64,6 @@ def main() -> None:
             t0 = time.perf_counter()
             grouped = list(client.stream(frames, device_batch=args.device_batch))
             grouped_s = time.perf_counter() - t0
-    finally:
-        server.terminate()
     assert all(r.offloaded for r in unary + streamed + grouped), "some frames fell back: the comparison would be unfair"
     e2e = [r.latency_ms for r in unary]
     compute_median = statistics.median(compute)

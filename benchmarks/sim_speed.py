@@ -15,11 +15,11 @@ import time
 import numpy as np
 
 from benchmarks.common import write_json
-from policies.baselines import baseline
-from policies.env import OffloadEnv
-from policies.profile import Profile
-from policies.simulate import simulate
-from policies.trace_sets import load_split
+from policies.agents.baselines import baseline
+from policies.network.trace_sets import load_split
+from policies.simulation.env import OffloadEnv
+from policies.simulation.profile import Profile
+from policies.simulation.simulate import simulate
 
 
 def main() -> None:

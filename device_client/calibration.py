@@ -7,7 +7,7 @@ machine it would run everything locally, or pick JPEG at 53 ms over local at 8 m
 at start the client times every action here, on a synthetic frame of the model's input
 size, and keeps the times fresh with what it measures while it runs; a profile-driven
 policy (``greedy``, ``edge``) then decides from these times
-(:meth:`policies.profile.Profile.with_measured_times`).
+(:meth:`policies.simulation.profile.Profile.with_measured_times`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class DeviceCalibration:
 
     def apply(self, policy: object) -> bool:
         """Give a profile-driven policy (one with a ``profile``) this device's times; False if it has none."""
-        from policies.profile import Profile
+        from policies.simulation.profile import Profile
 
         profile = getattr(policy, "profile", None)
         if not isinstance(profile, Profile):

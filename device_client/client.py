@@ -10,7 +10,7 @@ jittered backoff while frames run locally ("server_busy").
 A misconfigured client does not quietly run everything locally: when the server refuses
 the credentials, the model, a split or the weights (UNAUTHENTICATED, PERMISSION_DENIED,
 NOT_FOUND, FAILED_PRECONDITION), ``infer`` and ``stream`` raise
-:class:`~device_client.channel.ServerConfigError`.
+:class:`~device_client.connection.ServerConfigError`.
 
 The control loop: each frame's wait is bounded from its *arrival* by its deadline, or
 by a default budget when there is none; every answer, late ones included, feeds the
@@ -37,11 +37,11 @@ import numpy as np
 
 from device_client.breaker import CircuitBreaker
 from device_client.calibration import DeviceCalibration, calibrate
-from device_client.channel import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
+from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.source import FrameSource
 from device_client.stream import StreamBroken, StreamSession
-from policies.base import FixedPolicy, Observation, Policy
+from policies.agents.base import FixedPolicy, Observation, Policy
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
 from splitnet.frames import FrameFit, fit_frame
@@ -202,7 +202,7 @@ class SplitClient:
         deadline (None: ``rpc_timeout_ms``); the wait for the server ends early enough for a local
         fallback to finish within it. ``calibration``: time
         every action on this device at start (True), reuse a calibration, or skip it (False). ``emulate``:
-        a :class:`policies.profile.Profile` whose device this client pretends to be: device compute is
+        a :class:`policies.simulation.profile.Profile` whose device this client pretends to be: device compute is
         padded (slept) up to the profile's device ms and the policy keeps the profile's times
         (replaying a slow device on a fast machine, e.g. to compare a live run with the simulator)."""
         ckpt = checkpoint if isinstance(checkpoint, SplitCheckpoint) else SplitCheckpoint.load(checkpoint)

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device_client.channel import ServerConfigError, TlsOptions
 from device_client.client import FrameResult, SplitClient
-from policies.base import Policy
+from device_client.connection import ServerConfigError, TlsOptions
+from policies.agents.base import Policy
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import SplitnetError
 from splitnet.rpc.convert import Box

@@ -1,4 +1,20 @@
-"""Running ``splitnet serve`` as a child process (demo, tests, benchmarks)."""
+"""Public API: launch ``splitnet serve`` from Python as a child process and wait until it serves.
+
+``spawn_server(*serve_args)`` starts ``python -m splitnet_cli.main serve`` (the installed
+``splitnet`` command's module, run as a child process: this package imports nothing of
+``splitnet_cli``) on a free loopback port and returns once it listens; ``wait_serving``
+blocks until its gRPC health service answers SERVING; :class:`ServerProcess` stops it
+(``terminate``: SIGTERM and the exit status; ``kill``: SIGKILL) and holds its log.
+
+    server = spawn_server("--checkpoint", "my_split.pt", "--max-batch", "16")
+    try:
+        wait_serving(server.address)
+        ...  # SplitClient(server.address, ...)
+    finally:
+        server.terminate()
+
+``splitnet demo``, the tests and the benchmarks start their servers this way.
+"""
 
 from __future__ import annotations
 

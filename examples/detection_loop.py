@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from device_client.detector import SplitDetector  # noqa: E402
-from device_client.loop import demo_frames, format_summary, run_loop, video_frames  # noqa: E402
 from edge_server.process import ServerProcess, spawn_server, wait_serving  # noqa: E402
+from examples.perception_loop import demo_frames, format_summary, run_loop, video_frames  # noqa: E402
 from splitnet.checkpoint import SHIPPED_DETECTOR, SplitCheckpoint  # noqa: E402
 
 

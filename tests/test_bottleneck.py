@@ -113,6 +113,31 @@ def test_corrupted_streams_raise_or_decode_bounded(prior: str) -> None:
         assert out.shape == (16, 16, 16) and torch.isfinite(out).all()
 
 
+
+@pytest.mark.parametrize("prior", ["factorized", "hyperprior"])
+def test_bytes_are_compressais_public_compress_and_decompress(prior: str) -> None:
+    """The cached-table rANS calls (splitnet.bottleneck's docstring says why) code exactly what
+    EntropyBottleneck / GaussianConditional.compress code, and decode what their decompress decodes."""
+    b = make_bottleneck(16, prior)
+    torch.manual_seed(7)
+    x = torch.relu(torch.randn(3, 16, 16, 16))
+    for w in b.widths:
+        b.set_width(w)
+        ours = b.compress(x)
+        with torch.no_grad():
+            y = b.g_a(x)
+            eb = b.entropy.current
+            if prior == "factorized":
+                assert ours["strings"] == [eb.compress(y)]
+                y_hat = eb.decompress(ours["strings"][0], y.shape[2:])
+            else:
+                z = b.h_a(torch.abs(y))
+                z_hat = eb.decompress(eb.compress(z), z.shape[2:])
+                indexes = b.gaussian.build_indexes(b.h_s(z_hat))
+                assert ours["strings"] == [b.gaussian.compress(y, indexes), eb.compress(z)]
+                y_hat = b.gaussian.decompress(ours["strings"][0], indexes)
+            assert torch.equal(b.decompress(ours["strings"], ours["shape"])["x_hat"], b.g_s(y_hat))
+
 _CHILD = r"""
 import sys, json, torch
 sys.path.insert(0, {root!r})

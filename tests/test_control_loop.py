@@ -153,7 +153,7 @@ def test_client_cli_on_an_unlabelled_folder_writes_frame_records(server, tiny_ch
 
 
 def test_emulation_pads_device_compute_to_the_profiled_device(tiny_checkpoint: SplitCheckpoint) -> None:
-    from policies.profile import Profile
+    from policies.simulation.profile import Profile
 
     profile = Profile.load()  # the shipped profile: a Pi-Zero-class device, ~91 ms per local frame
     frame = np.zeros((32, 32, 3), dtype=np.uint8)

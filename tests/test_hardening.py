@@ -24,8 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from device_client import InsecureTokenError, ServerConfigError, SplitClient
-from device_client.channel import target_for
 from device_client.client import _Backoff
+from device_client.connection import target_for
 from edge_server.server import ServerOptions, check_options
 from splitnet.checkpoint import SplitCheckpoint, SplitPoint
 from splitnet.errors import SplitnetError

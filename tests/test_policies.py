@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from policies.base import Observation, observation_vector
-from policies.baselines import GreedyPolicy, OraclePolicy, baseline, edge_action, fixed_action
-from policies.env import ENV_ID, OffloadEnv, register
-from policies.profile import ActionProfile, Profile, Scenario
-from policies.simulate import format_report, plot_runs, simulate, static_best
-from policies.simulator import OffloadSimulator
-from policies.traces import Trace
+from policies.agents.base import Observation, observation_vector
+from policies.agents.baselines import GreedyPolicy, OraclePolicy, baseline, edge_action, fixed_action
+from policies.network.traces import Trace
+from policies.simulation.env import ENV_ID, OffloadEnv, register
+from policies.simulation.profile import ActionProfile, Profile, Scenario
+from policies.simulation.simulate import format_report, plot_runs, simulate, static_best
+from policies.simulation.simulator import OffloadSimulator
 
 N = 200
 
@@ -161,7 +161,7 @@ def test_profile_round_trip(tmp_path: Path) -> None:
 
 
 def test_robust_mpc_discounts_after_a_surprise_and_plans_with_the_backlog() -> None:
-    from policies.robust_mpc import RobustMPCPolicy
+    from policies.agents.robust_mpc import RobustMPCPolicy
 
     p = toy_profile()
     mpc = baseline("robust_mpc", p)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.rl import LearnedPolicy, train_policy
-from policies.simulate import run_policy
-from policies.traces import Trace
+from policies.agents.rl import LearnedPolicy, train_policy
+from policies.network.traces import Trace
+from policies.simulation.simulate import run_policy
 from splitnet.errors import CheckpointError
 from tests.test_policies import toy_profile
 
@@ -49,7 +49,7 @@ def test_bad_policy_files(tmp_path: Path) -> None:
 def test_a_learned_policy_drives_the_live_client(tiny_checkpoint, tmp_path: Path) -> None:
     """Profile the (tiny) checkpoint, train a policy on it, let it choose actions for a real client."""
     from device_client import SplitClient
-    from policies.profile import Profile, Scenario
+    from policies.simulation.profile import Profile, Scenario
     from splitnet.data import ImageSet
     from splitnet.profiling import default_actions, profile_actions
     from tests.servers import start_server

@@ -16,7 +16,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from device_client import ServerConfigError, SplitClient, TlsOptions
-from device_client.channel import open_channel
+from device_client.connection import open_channel
 from device_client.stream import StreamSession
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.pipeline import Action, DeviceSide, ServerSide

@@ -113,10 +113,10 @@ def test_report_rows_reproduce_on_validation_images(shipped: SplitCheckpoint) ->
 @needs_shared(SHARED / "traces")
 def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
     """On the training traces the oracle uses at least three actions, each for at least 10 % of frames."""
-    from policies.baselines import baseline
-    from policies.profile import Profile
-    from policies.simulate import simulate
-    from policies.trace_sets import load_split
+    from policies.agents.baselines import baseline
+    from policies.network.trace_sets import load_split
+    from policies.simulation.profile import Profile
+    from policies.simulation.simulate import simulate
 
     profile = Profile.load()
     assert profile.checkpoint_sha256 == MANIFEST["policy_profile"]["checkpoint_sha256"]
@@ -127,8 +127,8 @@ def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
 
 
 def test_shipped_policies_load_and_fit_the_shipped_profile() -> None:
-    from policies.profile import Profile
-    from policies.rl import load_policy
+    from policies.agents.rl import load_policy
+    from policies.simulation.profile import Profile
 
     names = Profile.load().names
     split = json.loads((Path(__file__).resolve().parents[1] / "policies" / "assets" / "trace_split.json").read_text())

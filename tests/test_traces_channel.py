@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.channel import Channel, ChannelConfig, GilbertElliott
-from policies.trace_sets import split_files
-from policies.traces import Trace, TraceFormatError, find_traces, load_trace, sniff
+from policies.network.channel_models import Channel, ChannelConfig, GilbertElliott
+from policies.network.trace_sets import split_files
+from policies.network.traces import Trace, TraceFormatError, find_traces, load_trace, sniff
 from tests.conftest import SHARED
 
 TRACES = SHARED / "traces"

@@ -1,1 +1,1 @@
-"""Training loops: teachers and slimmable bottlenecks."""
+"""Training loops: teachers, slimmable bottlenecks and split detectors' object filters."""

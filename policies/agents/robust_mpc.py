@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from policies.base import Observation, harmonic_mean
-from policies.baselines import DEFAULT_MBPS
-from policies.profile import Profile
+from policies.agents.base import Observation, harmonic_mean
+from policies.agents.baselines import DEFAULT_MBPS
+from policies.simulation.profile import Profile
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,29 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+
+from splitnet_cli.argtypes import positive_int
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("demo", help="the shipped model on the shipped demo sample, in process and over gRPC")
+    d.add_argument("--limit", type=positive_int, default=None)
+    d.add_argument("--policy", default="relu/w0.5",
+                   help="action the classification demo client uses (default: the light encoder at half width)")
+    d.add_argument("--detection-policy", default="layer2/w0.5", help="action the detection demo client uses")
+    d.add_argument("--skip-eval", action="store_true", help="skip the in-process rate–accuracy table")
+    d.add_argument("--skip-detection", action="store_true", help="skip the split-detection part")
+    d.add_argument("--json", default="out/demo_client.json")
+    d.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Shipped checkpoint and demo sample: rate–accuracy table, then server + client over gRPC."""
+    return run_demo(args.policy, args.limit, args.json, not args.skip_eval, not args.skip_detection,
+                    args.detection_policy)
 
 
 def run_detection_demo(policy: str, limit: int | None) -> int:

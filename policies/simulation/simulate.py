@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from policies.base import FixedPolicy, Policy
-from policies.env import warm_sim
-from policies.profile import Profile
-from policies.simulator import FrameOutcome, OffloadSimulator, RewardWeights
-from policies.traces import Trace
+from policies.agents.base import FixedPolicy, Policy
+from policies.network.traces import Trace
+from policies.simulation.env import warm_sim
+from policies.simulation.profile import Profile
+from policies.simulation.simulator import FrameOutcome, OffloadSimulator, RewardWeights
 
 
 @dataclass

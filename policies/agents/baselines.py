@@ -1,9 +1,9 @@
-"""Baseline policies: local, edge, fixed, Neurosurgeon-style greedy, oracle (robustMPC: ``robust_mpc.py``)."""
+"""Baseline policies: local, edge, fixed, greedy (Neurosurgeon-style), oracle; robustMPC is in ``robust_mpc``."""
 
 from __future__ import annotations
 
-from policies.base import FixedPolicy, Observation
-from policies.profile import Profile
+from policies.agents.base import FixedPolicy, Observation
+from policies.simulation.profile import Profile
 
 DEFAULT_MBPS = 1.0  # greedy's guess before its first measurement
 
@@ -90,7 +90,7 @@ def baseline(name: str, profile: Profile) -> object:
     if name == "oracle":
         return OraclePolicy(profile)
     if name == "robust_mpc":
-        from policies.robust_mpc import RobustMPCPolicy
+        from policies.agents.robust_mpc import RobustMPCPolicy
 
         return RobustMPCPolicy(profile)
     raise ValueError(f"unknown baseline {name!r}")

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.base import HISTORY, Observation, harmonic_mean
-from policies.channel import Channel, ChannelConfig, GilbertElliott
-from policies.profile import Profile
-from policies.traces import Trace
+from policies.agents.base import HISTORY, Observation, harmonic_mean
+from policies.network.channel_models import Channel, ChannelConfig, GilbertElliott
+from policies.network.traces import Trace
+from policies.simulation.profile import Profile
 
 
 @dataclass(frozen=True)

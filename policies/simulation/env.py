@@ -11,7 +11,7 @@ split x width, raw features, image offload at a few qualities). Observation (flo
   fell back to local (1) or not (0);
 * the previous action, one-hot.
 
-Reward: see :class:`~policies.simulator.RewardWeights`. Episodes walk ``episode_frames``
+Reward: see :class:`~policies.simulation.simulator.RewardWeights`. Episodes walk ``episode_frames``
 frames along a trace from a random (seeded) start; traces are drawn from the set given.
 Before an episode the device sends ``warmup_frames`` frames with the smallest payload, as
 a device that has been running for a while would have, so the first observation already
@@ -26,10 +26,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from policies.base import N_SCALARS, SCALAR_HIGH, observation_vector
-from policies.profile import Profile
-from policies.simulator import OffloadSimulator, RewardWeights
-from policies.traces import Trace
+from policies.agents.base import N_SCALARS, SCALAR_HIGH, observation_vector
+from policies.network.traces import Trace
+from policies.simulation.profile import Profile
+from policies.simulation.simulator import OffloadSimulator, RewardWeights
 
 ENV_ID = "splitnet/Offload-v0"
 
@@ -55,7 +55,7 @@ class OffloadEnv(gym.Env):
         super().__init__()
         self.profile = profile if profile is not None else Profile.load()
         if not traces:
-            from policies.trace_sets import load_split
+            from policies.network.trace_sets import load_split
 
             traces = load_split("train")
         self.traces = list(traces)
@@ -109,4 +109,4 @@ class OffloadEnv(gym.Env):
 def register() -> None:
     """Register ``splitnet/Offload-v0`` with gymnasium (idempotent)."""
     if ENV_ID not in gym.registry:
-        gym.register(id=ENV_ID, entry_point="policies.env:OffloadEnv")
+        gym.register(id=ENV_ID, entry_point="policies.simulation.env:OffloadEnv")

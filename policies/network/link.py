@@ -15,8 +15,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from policies.channel import MSS_BYTES, Channel, ChannelConfig, GilbertElliott
-from policies.traces import Trace
+from policies.network.channel_models import MSS_BYTES, Channel, ChannelConfig, GilbertElliott
+from policies.network.traces import Trace
 
 log = logging.getLogger("splitnet.link")
 

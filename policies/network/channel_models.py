@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.traces import Trace
+from policies.network.traces import Trace
 
 MSS_BYTES = 1460  # TCP payload bytes per packet
 HEADER_BYTES = 40  # IP + TCP headers per packet

@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from policies.base import LEGACY_SCALARS, N_SCALARS, SCALAR_HIGH, Observation, observation_vector
-from policies.baselines import OraclePolicy
-from policies.env import OffloadEnv
-from policies.profile import Profile
-from policies.simulator import RewardWeights
-from policies.traces import Trace
+from policies.agents.base import LEGACY_SCALARS, N_SCALARS, SCALAR_HIGH, Observation, observation_vector
+from policies.agents.baselines import OraclePolicy
+from policies.network.traces import Trace
+from policies.simulation.env import OffloadEnv
+from policies.simulation.profile import Profile
+from policies.simulation.simulator import RewardWeights
 from splitnet.errors import CheckpointError
 
 ALGOS = ("ppo", "dqn")
-SHIPPED = {name: Path(__file__).parent / "assets" / f"{name}.zip" for name in ALGOS}
+SHIPPED = {name: Path(__file__).parents[1] / "assets" / f"{name}.zip" for name in ALGOS}
 NET_ARCH = [64, 64]
 
 

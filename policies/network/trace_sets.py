@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from policies.traces import Trace, load_trace
+from policies.network.traces import Trace, load_trace
 from splitnet.errors import DataError
 
-SPLIT_FILE = Path(__file__).parent / "assets" / "trace_split.json"
-REPO = Path(__file__).resolve().parents[1]
+SPLIT_FILE = Path(__file__).parents[1] / "assets" / "trace_split.json"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def split_files(which: str, root: str | Path | None = None) -> list[Path]:

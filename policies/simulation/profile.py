@@ -15,7 +15,7 @@ import numpy as np
 
 from splitnet.errors import DataError
 
-SHIPPED_PROFILE = Path(__file__).parent / "assets" / "profile.json"
+SHIPPED_PROFILE = Path(__file__).parents[1] / "assets" / "profile.json"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""A perception loop around :class:`~device_client.detector.SplitDetector`.
+"""The perception loop of ``examples/detection_loop.py``, around :class:`~device_client.detector.SplitDetector`.
+
+Example code, not part of the installed package (``benchmarks/detection_loop.py`` reuses it):
+the camera-paced loop, its statistics, and the demo frames, video decoding (OpenCV or
+PyAV) and box drawing that the example needs.
 
 A camera ticks at a fixed rate (``fps``); on every tick the loop submits the newest
 frame without waiting and collects whatever results have finished, in frame order.
@@ -6,8 +10,9 @@ The detector keeps its queue bounded (it drops the oldest waiting frame, or a fr
 that waited past its deadline), so the loop never falls behind the camera: when the
 link slows down frames are dropped or run locally instead of piling up.
 
+    frames, classes = demo_frames()
     with SplitDetector.connect(address, checkpoint=ckpt, deadline_ms=200) as det:
-        summary = run_loop(det, demo_frames(), fps=10, seconds=20, out_dir="frames")
+        summary = run_loop(det, frames, fps=10, seconds=20, out_dir="frames", class_names=classes)
 
 The summary reports the results delivered per second, their latency (submission to
 result, queueing included, ms), the frames dropped and run locally, and the bytes sent.

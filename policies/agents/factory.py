@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from policies.base import FixedPolicy, Policy
-from policies.baselines import baseline
-from policies.profile import Profile
+from policies.agents.base import FixedPolicy, Policy
+from policies.agents.baselines import baseline
+from policies.simulation.profile import Profile
 
 BASELINES = ("local", "edge", "greedy", "robust_mpc", "oracle")
 LEARNED = ("ppo", "dqn")
@@ -20,7 +20,7 @@ def make_policy(spec: str, profile: Profile | None = None, live: bool = False) -
     if spec in BASELINES or spec.startswith("fixed:"):
         return baseline(spec, profile if profile is not None else Profile.load())  # type: ignore[return-value]
     if spec in LEARNED or spec.endswith(".zip") or Path(spec).is_file():
-        from policies.rl import load_policy
+        from policies.agents.rl import load_policy
 
         policy = load_policy(spec)
         if profile is not None:

@@ -1,0 +1,57 @@
+"""``splitnet simulate``: run offloading policies over throughput traces; report and plots."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from splitnet_cli.argtypes import positive_float, positive_int
+from splitnet_cli.options import load_traces
+from splitnet_cli.reports import write_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    sm = sub.add_parser("simulate", help="run policies over throughput traces")
+    sm.add_argument("--profile", default=None, help="profile JSON (default: the shipped one)")
+    sm.add_argument("--traces", required=True, help="trace file or directory (recursive), or train/eval")
+    sm.add_argument("--deadline-ms", type=positive_float, default=100.0)
+    sm.add_argument("--fps", type=positive_float, default=10.0)
+    sm.add_argument("--frames", type=positive_int, default=None, help="frames per trace (default: the whole trace)")
+    sm.add_argument("--policy", nargs="+", required=True,
+                    help="local, edge, fixed:<split>:<width>, greedy, robust_mpc, oracle, static_best, ppo, dqn, "
+                         "or a policy file")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--json", default=None)
+    sm.add_argument("--plots", default=None, help="path prefix of the plots (default: beside --json)")
+    sm.set_defaults(func=run)
+
+
+def _policies(names: Sequence[str], profile) -> dict:
+    """The policies by report name (a policy file by its stem); ``static_best`` is picked by the simulation."""
+    from policies.agents.factory import make_policy
+
+    out = {}
+    for name in names:
+        key = name if not name.endswith(".zip") else Path(name).stem
+        out[key] = None if name == "static_best" else make_policy(name, profile)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from policies.simulation.profile import Profile
+    from policies.simulation.simulate import format_report, plot_runs, simulate
+
+    profile = Profile.load(args.profile)
+    traces = load_traces(args.traces)
+    policies = _policies(args.policy, profile)
+    report, runs = simulate(profile, traces, policies, fps=args.fps, deadline_ms=args.deadline_ms,
+                            frames=args.frames, seed=args.seed)
+    report["profile"] = profile.source
+    print(format_report(report))
+    write_json(report, args.json)
+    if args.json or args.plots:
+        prefix = args.plots or str(Path(args.json).with_suffix(""))
+        for path in plot_runs(report, runs, prefix):
+            print(f"wrote {path}")
+    return 0
