@@ -6,8 +6,8 @@ bytes (identity (de)serializers, no protobuf, no splitnet code). Imports grpc on
 
 from __future__ import annotations
 
+import argparse
 import signal
-import sys
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -35,4 +35,6 @@ def run_echo_server(port_file: str) -> None:
 
 
 if __name__ == "__main__":
-    run_echo_server(sys.argv[1])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("port_file", help="where the chosen port is written once serving")
+    run_echo_server(ap.parse_args().port_file)
