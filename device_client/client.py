@@ -39,7 +39,7 @@ from device_client.breaker import CircuitBreaker
 from device_client.calibration import DeviceCalibration, calibrate
 from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
 from device_client.estimator import LinkEstimator, LinkSample
-from device_client.source import FrameSource
+from device_client.prefetch import PrefetchedFrames
 from device_client.stream import StreamBroken, StreamSession
 from policies.agents.base import FixedPolicy, Observation, Policy
 from splitnet.checkpoint import SplitCheckpoint
@@ -58,6 +58,7 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusC
               grpc.StatusCode.ABORTED}
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+_MIN_WAIT_S = 0.0001  # the shortest wait handed to gRPC (a zero or negative timeout is not one)
 _POLL_S = 0.002  # while the source has no new frame: how often the oldest frame in flight is looked at (s)
 
 
@@ -594,8 +595,11 @@ class SplitClient:
         """How long to wait for the answer: what is left of the frame's budget from its arrival
         (the deadline, or the default budget) less the time a local fallback needs, and never
         more than the RPC timeout."""
-        left_ms = self.budget_ms - (time.perf_counter() - t0) * 1e3 - self._local_reserve_ms()
-        return min(self.rpc_timeout_s, max(0.0001, left_ms / 1e3))
+        return min(self.rpc_timeout_s, max(_MIN_WAIT_S, self._wait_left_ms(t0) / 1e3))
+
+    def _wait_left_ms(self, t0: float) -> float:
+        """The frame's budget left for waiting (ms; <= 0: time to fall back)."""
+        return self.budget_ms - (time.perf_counter() - t0) * 1e3 - self._local_reserve_ms()
 
     def _local_reserve_ms(self) -> float:
         """Time kept back from the wait so that a fallback still finishes within the budget: the
@@ -683,13 +687,13 @@ class SplitClient:
         ``device_batch`` > 1 runs head and encoder on groups of that many frames (one action
         per group): more frames per second from a buffered source, at the cost of latency.
         A :class:`TimedFrame` counts its latency and deadline from its own arrival time.
-        ``frames`` is read on a thread (:class:`~device_client.source.FrameSource`): while the
+        ``frames`` is read on a thread (:class:`~device_client.prefetch.PrefetchedFrames`): while the
         source has no new frame, the oldest frame in flight is still finished as soon as its
         answer is in or its time is up, so no wait outlasts the frame's budget.
         """
         with self._lock:
             window: deque[_Pending] = deque()
-            source = FrameSource(frames, ahead=max(1, device_batch))
+            source = PrefetchedFrames(frames, ahead=max(1, device_batch))
             try:
                 while True:
                     while window and (len(window) >= self.max_in_flight or self._settled(window[0])):
@@ -714,4 +718,4 @@ class SplitClient:
             return True
         if p.session is not None and p.session.has_answer(p.seq):
             return True
-        return self._timeout_s(p.t0) <= 0.0001
+        return self._wait_left_ms(p.t0) <= 0.0

@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from pathlib import Path
 import grpc
 
 from edge_server.errors import status_for
+from edge_server.lifecycle import termination_event, write_port_file
 from edge_server.stats import ServerStats
 from splitnet import __version__
 from splitnet.codecs import FEATURE_CODECS, IMAGE_CODECS
@@ -425,13 +424,9 @@ def serve_forever(opts: RayServeOptions, token: str | None = None, port_file: st
                   on_ready: Callable[[str], object] = print) -> int:
     """``splitnet serve --engine ray``: deploy, write the port file, run until SIGTERM/SIGINT; exit status 0."""
     running = start(opts, token)
-    stop = threading.Event()  # handlers set after ray.init, which installs its own
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = termination_event()  # after ray.init, which installs its own handlers
     if port_file:
-        tmp = Path(port_file).with_suffix(".tmp")
-        tmp.write_text(str(running.port))
-        tmp.replace(port_file)
+        write_port_file(port_file, running.port)
     scaling = (f"autoscaling {opts.replicas}-{opts.max_replicas} replicas" if opts.max_replicas > opts.replicas
                else f"{opts.replicas} replica{'s' if opts.replicas > 1 else ''}")
     on_ready(f"splitnet edge server (Ray Serve, {scaling}, batches of up to {opts.max_batch}) listening on "

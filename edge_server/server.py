@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from edge_server.auth import TokenAuthInterceptor
 from edge_server.batcher import MicroBatcher
+from edge_server.lifecycle import termination_event, write_port_file
 from edge_server.metrics import MetricsServer, start_metrics_server
 from edge_server.servicer import SplitInferenceServicer
 from edge_server.stats import ServerStats
@@ -212,21 +212,13 @@ def serve(opts: ServerOptions, port_file: str | None = None, on_ready=print) -> 
     running = build_server(opts)
     host = _host(opts.address)
     if port_file:
-        tmp = Path(port_file).with_suffix(".tmp")
-        tmp.write_text(str(running.port))
-        tmp.replace(port_file)
+        write_port_file(port_file, running.port)
     metrics = f"; metrics on http://{host}:{running.metrics.port}/metrics" if running.metrics else ""
     on_ready(f"splitnet edge server listening on {host}:{running.port} "
              f"({'TLS' if opts.tls_cert else 'insecure'}{', token auth' if opts.token else ''}); "
              f"model {running.servicer.server_side.model_name}, "
              f"splits {', '.join(running.servicer.server_side.checkpoint.splits)}{metrics}")
-    stop = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    stop = termination_event()
     while not stop.wait(0.5):
         pass
     on_ready("shutting down: health NOT_SERVING, finishing in-flight frames")

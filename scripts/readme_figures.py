@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -240,8 +241,7 @@ def _runs(name: str) -> list[dict]:
 def _spread(values: list[float], fmt: str) -> str:
     """``median (min–max, n runs)`` of one figure over repeated runs."""
     ordered = sorted(values)
-    mid = ordered[len(ordered) // 2] if len(ordered) % 2 else (ordered[len(ordered) // 2 - 1]
-                                                                + ordered[len(ordered) // 2]) / 2
+    mid = statistics.median(ordered)
     if len(ordered) == 1:
         return format(mid, fmt)
     return f"{format(mid, fmt)} ({format(ordered[0], fmt)}–{format(ordered[-1], fmt)}, {len(ordered)} runs)"

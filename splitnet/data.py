@@ -53,18 +53,14 @@ def load_image_folder(path: str | Path, limit: int | None = None) -> ImageSet:
     return ImageSet(np.stack(images), labels, classes, str(path))
 
 
-def load_npz(path: str | Path, limit: int | None = None) -> ImageSet:
-    """Read an npz data set (or an ImageFolder directory), checking shapes and dtypes."""
-    path = Path(path)
-    if path.is_dir():
-        return load_image_folder(path, limit)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+def read_npz(path: Path, labels_required: bool) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """``x`` (checked uint8 [N, H, W, 3]), ``y`` (None when absent and not required) and ``classes`` of an npz."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            if "x" not in npz or "y" not in npz:
-                raise DataError(f"{path} lacks the arrays 'x' and 'y' (has {list(npz.keys())})")
-            images, labels = npz["x"], npz["y"]
+            if "x" not in npz or (labels_required and "y" not in npz):
+                wanted = "the arrays 'x' and 'y'" if labels_required else "the array 'x'"
+                raise DataError(f"{path} lacks {wanted} (has {list(npz.keys())})")
+            images, labels = npz["x"], (npz["y"] if "y" in npz else None)
             classes = tuple(str(c) for c in npz["classes"]) if "classes" in npz else ()
     except DataError:
         raise
@@ -72,6 +68,18 @@ def load_npz(path: str | Path, limit: int | None = None) -> ImageSet:
         raise DataError(f"cannot read {path} as npz: {exc}") from exc
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise DataError(f"{path}: 'x' must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+    return images, labels, classes
+
+
+def load_npz(path: str | Path, limit: int | None = None) -> ImageSet:
+    """Read an npz data set (or an ImageFolder directory), checking shapes and dtypes."""
+    path = Path(path)
+    if path.is_dir():
+        return load_image_folder(path, limit)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    images, labels, classes = read_npz(path, labels_required=True)
+    assert labels is not None
     if labels.ndim != 1 or len(labels) != len(images):
         raise DataError(f"{path}: 'y' must be [N] with N={len(images)}, got {labels.shape}")
     return ImageSet(images, labels.astype(np.int64), classes, str(path)).subset(limit)

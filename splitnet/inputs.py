@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from splitnet.data import read_npz
 from splitnet.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -112,19 +113,8 @@ def load_inputs(path: str | Path, limit: int | None = None) -> FrameSource:
         return FrameSource([read_image(f) for f in files], labels, classes, str(p), len(files))
     suffix = p.suffix.lower()
     if suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as npz:
-                if "x" not in npz:
-                    raise DataError(f"{p} lacks the array 'x' (has {list(npz.keys())})")
-                x = npz["x"][:limit] if limit else npz["x"]
-                y = (npz["y"][:limit] if limit else npz["y"]) if "y" in npz else None
-                classes = tuple(str(c) for c in npz["classes"]) if "classes" in npz else ()
-        except DataError:
-            raise
-        except Exception as exc:
-            raise DataError(f"cannot read {p} as npz: {exc}") from None
-        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-            raise DataError(f"{p}: 'x' must be uint8 [N, H, W, 3], got {x.dtype} {x.shape}")
+        x, y, classes = read_npz(p, labels_required=False)
+        x, y = (x[:limit], None if y is None else y[:limit]) if limit else (x, y)
         return FrameSource(x, None if y is None else y.astype(np.int64), classes, str(p), len(x))
     if suffix in IMAGE_EXTENSIONS:
         return FrameSource([read_image(p)], None, (), str(p), 1)

@@ -4,15 +4,13 @@ Ray engine, refuses ``InferStream``: ``python -m tests.unary_server CHECKPOINT P
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
-import threading
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 import torch
 
+from edge_server.lifecycle import termination_event, write_port_file
 from edge_server.ray_engine import SplitInferenceReplica
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
@@ -42,10 +40,8 @@ def main(checkpoint: str, port_file: str) -> None:
     pb_grpc.add_SplitInferenceServicer_to_server(UnaryOnlyServicer(SplitInferenceReplica(checkpoint)), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    Path(port_file).with_suffix(".tmp").write_text(str(port))
-    Path(port_file).with_suffix(".tmp").replace(port_file)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    write_port_file(port_file, port)
+    stop = termination_event()
     while not stop.wait(0.2):
         pass
     server.stop(1).wait()

@@ -2,7 +2,7 @@
 
 A camera iterator blocks until its next frame; a client that read it on its own thread could
 not finish an in-flight frame whose deadline passes meanwhile (its wait would grow by a frame
-interval, or more). :class:`FrameSource` reads the iterable on a daemon thread into a queue
+interval, or more). :class:`PrefetchedFrames` reads the iterable on a daemon thread into a queue
 of at most ``ahead`` items, so the reading never runs far ahead of the client (a frame's
 arrival stays the moment the client takes it, unless it is a ``TimedFrame`` with its own).
 """
@@ -21,7 +21,7 @@ class _Raised:
         self.exc = exc
 
 
-class FrameSource:
+class PrefetchedFrames:
     """``take(n, timeout_s)``: the next group of up to ``n`` frames, ``[]`` on timeout, ``None`` at the end.
 
     A group is returned once it holds ``n`` frames, or fewer when the iterable ended; an
