@@ -132,12 +132,12 @@ def _add_bottleneck(train: argparse._SubParsersAction) -> None:
 
 
 def run_bottleneck(args: argparse.Namespace) -> int:
-    from splitnet.training.bottleneck import BottleneckTrainConfig, train_bottleneck
+    import dataclasses
 
-    args.data = _training_data(args.data)
+    from splitnet.training.bottleneck import BottleneckTrainConfig, check_stages, train_bottleneck
 
     cfg = BottleneckTrainConfig(
-        teacher=args.teacher, weights=args.weights, split=args.split, data=args.data, encoder=args.encoder,
+        teacher=args.teacher, weights=args.weights, split=args.split, data=args.data or "", encoder=args.encoder,
         latent_channels=args.latent_channels, hidden_channels=args.hidden_channels,
         decoder_channels=args.decoder_channels, downsample=args.downsample, widths_per_step=args.widths_per_step,
         prior=args.prior, widths=tuple(args.widths), stage1_lmbda=args.stage1_lmbda, lmbda=args.lmbda,
@@ -146,6 +146,8 @@ def run_bottleneck(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, finetune_lr=args.finetune_lr, tail_lr_scale=args.tail_lr_scale,
         kd_temperature=args.kd_temperature, ce_weight=args.ce_weight, holdout=args.holdout,
         seed=args.seed, limit=args.limit, detection_images=args.detection_images, out_relu=args.out_relu)
+    check_stages(cfg)  # an impossible stage is refused before the data is looked for
+    cfg = dataclasses.replace(cfg, data=_training_data(args.data))
     result = train_bottleneck(cfg, args.out, args.work_dir, command=command_line())
     print(f"bottleneck at {args.split} added to {args.out} (sha256 {result['sha256']})")
     for row in result["holdout"]:
