@@ -64,13 +64,21 @@ def stub(ray_server: ServerProcess):
         yield pb_grpc.SplitInferenceStub(channel)
 
 
-def _replica_stats(stub, calls: int = 40) -> dict[int, dict[str, int]]:
-    """Counters per replica pid (each GetStats is answered by one replica, chosen by Ray Serve)."""
-    out = {}
-    for _ in range(calls):
-        counters = dict(stub.GetStats(pb.GetStatsRequest(), timeout=10).counters)
-        out[counters["replica_pid"]] = counters
-    return out
+def _replica_stats(stub, want: int = 2, timeout_s: float = 90.0) -> dict[int, dict[str, int]]:
+    """Counters per replica pid. Each GetStats is answered by one replica, chosen by Ray Serve's router
+    from its cached queue lengths (kept up to 10 s), so a replica that just served a burst may be passed
+    over for a while: ask in rounds of 8 concurrent calls until ``want`` replicas answered or
+    ``timeout_s`` is up."""
+    out: dict[int, dict[str, int]] = {}
+    end = time.monotonic() + timeout_s
+    while True:
+        calls = [stub.GetStats.future(pb.GetStatsRequest(), timeout=10) for _ in range(8)]
+        for call in calls:
+            counters = dict(call.result().counters)
+            out[counters["replica_pid"]] = counters
+        if len(out) >= want or time.monotonic() > end:
+            return out
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -208,7 +216,7 @@ def test_a_replica_killed_mid_run_loses_no_frame(ray_server, stub, tiny_checkpoi
     # Ray Serve replaces the dead replica
     end = time.monotonic() + 120
     while time.monotonic() < end:
-        now = set(_replica_stats(stub, 20))
+        now = set(_replica_stats(stub, timeout_s=5))
         if len(now) == 2 and pids[0] not in now:
             break
         time.sleep(1)
