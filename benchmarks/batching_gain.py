@@ -9,16 +9,14 @@ started with ``--max-batch 1`` and then to one with ``--max-batch 32``.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 
 import grpc
 import numpy as np
-import torch
 
-from benchmarks.common import run_concurrently, serving, write_json
-from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from benchmarks.common import benchmark_arguments, run_concurrently, serving, setup, write_json
+from splitnet.checkpoint import DEMO_DATA
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide
 from splitnet.rpc import convert
@@ -63,15 +61,11 @@ def run_load(address: str, requests: list[pb.InferRequest], streams: int, frames
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--policy", default="layer1/w0.5")
+    ap = benchmark_arguments(__doc__, policy="layer1/w0.5")
     ap.add_argument("--streams", type=int, default=32)
     ap.add_argument("--frames", type=int, default=200)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     frames = load_npz(DEMO_DATA).images
     payloads = DeviceSide(ckpt).encode(frames, Action.parse(args.policy))
     requests = [convert.request(p) for p in payloads]

@@ -9,26 +9,20 @@ feature codecs work on the split tensor; a light encoder and the image codecs on
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
-from benchmarks.common import summary, time_ms, write_json
-from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from benchmarks.common import benchmark_arguments, setup, summary, time_ms, write_json
+from splitnet.checkpoint import DEMO_DATA
 from splitnet.codecs import BottleneckCodec, create_codec
 from splitnet.data import load_npz, to_tensor
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = benchmark_arguments(__doc__)
     ap.add_argument("--repeats", type=int, default=200)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     data = load_npz(DEMO_DATA, limit=64)
     x = to_tensor(data.images, ckpt.spec)
     rows = []

@@ -3,6 +3,7 @@ clients started together."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -13,8 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edge_server.process import ServerProcess, spawn_server, wait_serving
+from splitnet.checkpoint import SplitCheckpoint
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 from splitnet.provenance import provenance, remember_start
 
@@ -23,6 +26,28 @@ remember_start()  # a benchmark's report names the commit it started from
 
 
 STAGES = ("head_ms", "encode_ms", "decode_ms", "tail_ms")  # the split model's compute stages, in order
+
+
+def benchmark_arguments(doc: str | None, *, policy: str | None = None, threads: int = 1,
+                        checkpoint: str | None = None, json_path: str | None = None) -> argparse.ArgumentParser:
+    """A parser with the options the benchmarks share: ``--checkpoint`` (default: the shipped classifier),
+    ``--threads`` (torch threads of this process), ``--json`` (the report's path; default under ``out/``)
+    and, when ``policy`` is given, ``--policy`` (an action name). Add the benchmark's own options to it."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=checkpoint,
+                    help="split checkpoint (default: " + ("%(default)s)" if checkpoint else "the shipped classifier)"))
+    if policy is not None:
+        ap.add_argument("--policy", default=policy, help="action the frames use (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=threads, help="torch threads (default: %(default)s)")
+    ap.add_argument("--json", default=json_path,
+                    help="report path (default: " + ("%(default)s)" if json_path else "out/benchmarks/NAME.json)"))
+    return ap
+
+
+def setup(args: argparse.Namespace) -> SplitCheckpoint:
+    """Sets this process's torch threads from ``--threads`` and loads ``--checkpoint``."""
+    torch.set_num_threads(args.threads)
+    return SplitCheckpoint.load(args.checkpoint)
 
 
 def write_json(name: str, obj: dict, path: str | None = None) -> Path:

@@ -28,9 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from benchmarks.common import serving, write_json
+from benchmarks.common import benchmark_arguments, serving, setup, write_json
 from device_client.detector import SplitDetector
 from examples import detection_loop as example
 from examples.perception_loop import demo_frames, format_counts, run_loop
@@ -89,9 +87,7 @@ def line(s: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(SHIPPED_DETECTOR))
-    ap.add_argument("--policy", default="layer2/w0.5")
+    ap = benchmark_arguments(__doc__, policy="layer2/w0.5", checkpoint=str(SHIPPED_DETECTOR))
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=20.0, help="loop time per scenario (s)")
     ap.add_argument("--deadline-ms", type=float, default=None, help="default: 2 frame periods")
@@ -101,14 +97,12 @@ def main() -> None:
     ap.add_argument("--low-mbps", type=float, default=0.5)
     ap.add_argument("--overload-mbps", type=float, default=0.005)
     ap.add_argument("--step-s", type=float, default=10.0, help="trace time of the fall (s)")
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f"checkpoint not found: {args.checkpoint} (the shipped detector is trained by the "
                          f"detection pipeline; for a dry run pass --checkpoint runs/det_dev_split.pt)")
     args.deadline_ms = args.deadline_ms if args.deadline_ms is not None else 2e3 / args.fps
-    torch.set_num_threads(1)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     tail = 60.0 + args.seconds
     f, lo, over = args.fast_mbps, args.low_mbps, args.overload_mbps
     scenarios = [Scenario(f"{f:g}", [(tail, f)], True),

@@ -13,14 +13,13 @@ then the median over rounds. MACs come from :mod:`splitnet.compute`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
-from benchmarks.common import write_json
-from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from benchmarks.common import benchmark_arguments, setup, write_json
+from splitnet.checkpoint import DEMO_DATA
 from splitnet.compute import ComputeModel
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
@@ -31,16 +30,12 @@ def _spread(values: list[float]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = benchmark_arguments(__doc__)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--actions", nargs="*", default=None, help="action names (default: every learned one + webp/q75)")
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     device, server, compute = DeviceSide(ckpt), ServerSide(ckpt), ComputeModel(ckpt)
     frames = load_npz(DEMO_DATA, limit=args.frames).images
     if args.actions:

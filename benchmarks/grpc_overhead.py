@@ -26,7 +26,6 @@ the median over rounds with the rounds' spread. Target: median <= 0.3 ms (issue 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import signal
@@ -40,12 +39,11 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import torch
 
-from benchmarks.common import write_json
+from benchmarks.common import benchmark_arguments, setup, write_json
 from benchmarks.echo_server import ECHO_METHOD
 from edge_server.process import ServerProcess, spawn_server, wait_serving
-from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.checkpoint import DEMO_DATA
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide
 from splitnet.rpc import convert
@@ -151,16 +149,12 @@ def measure(echo_address: str, targets: list[_Target], payload, rounds: int, cal
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--policy", default="layer2/w0.5")
+    ap = benchmark_arguments(__doc__, policy="layer2/w0.5", json_path=str(ROOT / "reports" / "grpc_overhead.json"))
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=100, help="calls per series per round")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray Serve engine")
-    ap.add_argument("--json", default=str(ROOT / "reports" / "grpc_overhead.json"))
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     frame = load_npz(DEMO_DATA).images[0]
     payload = DeviceSide(ckpt).encode(frame, Action.parse(args.policy))[0]
     extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []

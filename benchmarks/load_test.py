@@ -10,30 +10,24 @@ without any result counts as lost.
 
 from __future__ import annotations
 
-import argparse
 import threading
 from collections import Counter
 
 import numpy as np
-import torch
 
-from benchmarks.common import run_concurrently, serving, write_json
+from benchmarks.common import benchmark_arguments, run_concurrently, serving, setup, write_json
 from device_client import SplitClient
-from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.checkpoint import DEMO_DATA
 from splitnet.data import load_npz
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--policy", default="layer2/w0.5")
+    ap = benchmark_arguments(__doc__, policy="layer2/w0.5")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--max-queue", type=int, default=512)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     data = load_npz(DEMO_DATA)
     results: dict[int, list] = {}
     with serving("--max-queue", str(args.max_queue), checkpoint=args.checkpoint) as server:

@@ -5,13 +5,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-import torch
-
-from benchmarks.common import OUT, write_json
-from splitnet.checkpoint import SplitCheckpoint
+from benchmarks.common import OUT, benchmark_arguments, setup, write_json
 from splitnet.data import load_npz
 from splitnet.evaluation import EvalOptions, evaluate, format_table, plot_rate_accuracy
 
@@ -19,15 +15,11 @@ VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "val
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=None)
+    ap = benchmark_arguments(__doc__, threads=2)
     ap.add_argument("--data", default=str(VAL))
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     report = evaluate(ckpt, load_npz(args.data, limit=args.limit), EvalOptions())
     print(format_table(report))
     path = write_json("rate_accuracy", report, args.json)

@@ -18,30 +18,24 @@ machine's cores):
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
-import torch
 
-from benchmarks.common import STAGES, in_process_timings, serving, stage_medians, write_json
+from benchmarks.common import STAGES, benchmark_arguments, in_process_timings, serving, setup, stage_medians, write_json
 from device_client import SplitClient
-from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
+from splitnet.checkpoint import DEMO_DATA
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--policy", default="layer2/w0.5")
+    ap = benchmark_arguments(__doc__, policy="layer2/w0.5")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--device-batch", type=int, default=4)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     frames = load_npz(DEMO_DATA).images
     frames = np.concatenate([frames] * (args.frames // len(frames) + 1))[: args.frames]
     action = Action.parse(args.policy)

@@ -10,26 +10,19 @@ bottleneck from the checkpoint's state dict.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
-import torch
-
-from benchmarks.common import summary, time_ms, write_json
+from benchmarks.common import benchmark_arguments, setup, summary, time_ms, write_json
 from splitnet.bottleneck import BottleneckConfig, SlimmableBottleneck
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.models import read_checkpoint
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = benchmark_arguments(__doc__)
     ap.add_argument("--split", default=None, help="split node (default: the first light encoder, else the first)")
-    ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    ckpt = SplitCheckpoint.load(args.checkpoint)
+    ckpt = setup(args)
     light = [n for n, p in ckpt.splits.items() if p.bottleneck.config.is_light]
     node = args.split or (light + list(ckpt.splits))[0]
     point = ckpt.split(node)

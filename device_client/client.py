@@ -41,7 +41,7 @@ from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOption
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.prefetch import PrefetchedFrames
 from device_client.stream import StreamBroken, StreamSession
-from policies.agents.base import FixedPolicy, Observation, Policy
+from policies.agents.base import FixedPolicy, Observation, Policy, fallback_reserve_ms
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
 from splitnet.frames import FrameFit, fit_frame
@@ -602,10 +602,11 @@ class SplitClient:
         return self.budget_ms - (time.perf_counter() - t0) * 1e3 - self._local_reserve_ms()
 
     def _local_reserve_ms(self) -> float:
-        """Time kept back from the wait so that a fallback still finishes within the budget: the
-        device's local time (calibrated), never more than half the budget."""
+        """Time kept back from the wait so that a fallback still finishes within the budget (the
+        device's calibrated local time, see :func:`fallback_reserve_ms`; 0 when a fallback cannot
+        make the budget anyway)."""
         local = self.calibration.device_ms.get("local", 0.0) if self.calibration is not None else 0.0
-        return min(1.2 * local + 2e3 * _POLL_S, 0.5 * self.budget_ms)  # + the polling interval, twice
+        return fallback_reserve_ms(local, self.budget_ms, slack_ms=2e3 * _POLL_S)  # the polling interval, twice
 
     # ------------------------------------------------------------- unary
     def infer(self, frame: np.ndarray | TimedFrame) -> FrameResult:

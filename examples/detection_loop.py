@@ -63,11 +63,12 @@ class LinkProcess:
 
 
 def spawn_link(trace: str | Path, upstream: str, workdir: Path, rtt_ms: float = 40.0,
-               timeout_s: float = 60.0) -> LinkProcess:
-    """Start ``splitnet link`` on a free 127.0.0.1 port in front of ``upstream`` and wait until it listens."""
+               timeout_s: float = 60.0, scale: float = 1.0) -> LinkProcess:
+    """Start ``splitnet link`` on a free 127.0.0.1 port in front of ``upstream`` and wait until it listens
+    (``scale`` multiplies the trace's throughput)."""
     log = workdir / f"link-{time.monotonic_ns()}.log"
     cmd = [sys.executable, "-m", "splitnet_cli.main", "link", "--listen", "127.0.0.1:0", "--upstream", upstream,
-           "--trace", str(trace), "--rtt-ms", str(rtt_ms)]
+           "--trace", str(trace), "--rtt-ms", str(rtt_ms), "--scale", str(scale)]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
     end = time.monotonic() + timeout_s

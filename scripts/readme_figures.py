@@ -207,6 +207,46 @@ def control_loop_block() -> str:
     return "\n".join(lines + [""] + [f"- {c}" for c in claims] + ["", _provenance(report)])
 
 
+def detection_loop_block() -> str:
+    """The perception loop of ``examples/detection_loop.py`` through ``splitnet link``, one line per trace."""
+    report = {**_load("detection_loop.json"), "_file": "detection_loop.json"}
+    deadline = report["deadline_ms"]
+    lines = [f"`python -m benchmarks.detection_loop` (the perception loop of `examples/detection_loop.py`: "
+             f"`SplitDetector`, `{report['policy']}`, a {report['fps']:g} FPS camera, deadline {deadline:g} ms, "
+             f"through `splitnet link` with RTT {report['rtt_ms']:g} ms, {report['seconds']:g} s per trace):", ""]
+    for s in report["scenarios"]:
+        lat, check = s["latency_ms"], s["check"]
+        verdict = ("sustained" if check.get("rate_sustained") else "not sustained") if "rate_sustained" in check \
+            else "a slower link: no rate target, latency bound only"
+        lines.append(
+            f"- {s['scenario']} Mbit/s: **{s['result_fps']:.2f} results/s** ({verdict}), latency p50 "
+            f"{lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, max {lat['max']:.0f} ms "
+            f"(bound {check['latency_bound_ms']:.0f} ms: {'kept' if check['latency_bounded'] else 'NOT kept'}); "
+            f"{s['frames_submitted']} frames: {s['offloaded']} answered by the server, {s['fallbacks']} ran locally, "
+            f"{s['dropped']} dropped as stale, {s['filtered']} kept off the link by the filter, "
+            f"{s['unaccounted']} unaccounted; {s['bytes_per_sent_frame']:.0f} B per sent frame")
+    return "\n".join(lines + ["", _provenance(report)])
+
+
+def live_agreement_block() -> str:
+    """Live client through ``splitnet link`` against ``splitnet simulate``, per trace and policy."""
+    report = {**_load("live_agreement.json"), "_file": "live_agreement.json"}
+    lines = [f"{report['frames']} frames at {report['fps']:g} FPS, deadline {report['deadline_ms']:g} ms, the shipped "
+             f"profile's device emulated (`--emulate-device`) and link (traces at "
+             f"{report['profile']['trace_scale']:g}× their throughput, RTT {report['profile']['rtt_ms']:g} ms). "
+             f"Agreement: within "
+             f"{report['tolerance']:.0%} (miss rates also within {report['miss_floor'] * 100:g} pt).", "",
+             "| trace | policy | miss rate live / sim | mean latency ms live / sim | live: answered by the server, "
+             "fallbacks | agree |", "|---|---|---:|---:|---:|---|"]
+    for p in report["pairs"]:
+        live, miss, lat = p["live"], p["miss_rate"], p["latency_mean_ms"]
+        lines.append(f"| {Path(p['trace']).name[:24]} | `{p['policy']}` | {miss['live'] * 100:.1f} % / "
+                     f"{miss['sim'] * 100:.1f} % | {lat['live']:.1f} / {lat['sim']:.1f} | "
+                     f"{live['frames_answered']}/{live['frames']}, {live['fallback_local']} | "
+                     f"{'yes' if p['agree'] else '**no**'} |")
+    return "\n".join(lines + ["", _provenance(report)])
+
+
 def grpc_overhead_block() -> str:
     report = {**_load("grpc_overhead.json"), "_file": "grpc_overhead.json"}
     s = report["summary_ms"]
@@ -348,6 +388,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "policies": policies_block,
     "control-loop": control_loop_block,
     "grpc-overhead": grpc_overhead_block,
+    "detection-loop": detection_loop_block,
+    "live-agreement": live_agreement_block,
     "light-speed": light_speed_block,
     "eval-classifier": classifier_block,
     "eval-detector": detector_block,

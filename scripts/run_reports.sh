@@ -18,6 +18,10 @@ $PY -m benchmarks.coder_speed --repeats 100 --json reports/coder_speed.json
 $PY -m benchmarks.device_time --rounds 5 --frames 50 --json reports/device_time.json
 $PY -m benchmarks.control_loop --json reports/control_loop.json
 $PY -m benchmarks.grpc_overhead --json reports/grpc_overhead.json
+$PY -m benchmarks.detection_loop --json reports/detection_loop.json
+if [ -d ../shared/data/cifar10 ]; then
+  $PY -m benchmarks.live_agreement --json reports/live_agreement.json
+fi
 $PY -m splitnet_cli.main simulate --traces eval --deadline-ms 100 \
     --policy local edge greedy robust_mpc oracle static_best ppo dqn --json reports/simulate_eval.json
 $PY -m splitnet_cli.main simulate --traces train --deadline-ms 100 --policy oracle --json reports/simulate_train_oracle.json

@@ -68,7 +68,8 @@ class BottleneckConfig:
     ``in_channels``) at ``2**upsample`` times the latent's resolution (default
     ``upsample = downsample``), cropped to the features the tail expects; a light
     encoder's decoder keeps ``decoder_channels`` hidden channels at every width
-    (it runs on the server, so it need not slim).
+    (it runs on the server, so it need not slim) and has ``decoder_depth`` 3x3 layers at the
+    output resolution (deeper when it must rebuild deep features, e.g. ``layer2``'s).
     """
 
     in_channels: int
@@ -83,6 +84,7 @@ class BottleneckConfig:
     out_channels: int = 0  # 0: same as in_channels
     upsample: int = -1  # -1: same as downsample
     decoder_channels: int = 0  # light encoders: hidden channels of the decoder (0: hidden_channels)
+    decoder_depth: int = 1  # light encoders: 3x3 conv-BN-ReLU layers of the decoder at the output resolution
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", check_widths(self.widths))
@@ -98,7 +100,7 @@ class BottleneckConfig:
             object.__setattr__(self, "decoder_channels", self.hidden_channels)
         same_shape = self.upsample == self.downsample and self.out_channels == self.in_channels
         if (min(self.in_channels, self.latent_channels, self.hidden_channels, self.out_channels,
-                self.decoder_channels) < 1 or self.downsample < 0 or self.upsample > self.downsample
+                self.decoder_channels, self.decoder_depth) < 1 or self.downsample < 0 or self.upsample > self.downsample
                 or (self.encoder == "light" and self.downsample < 1)
                 or (self.encoder == "features" and not same_shape)):
             raise SplitnetError(f"invalid bottleneck config {self} (a features encoder restores its input's "
@@ -174,7 +176,8 @@ def _light_decoder(config: BottleneckConfig, latent: tuple[int, ...]) -> list[nn
     dec: list[nn.Module] = _conv_bn_relu(latent, dec_ch, stride=1)
     for _ in range(config.upsample):
         dec += _up_bn_relu(dec_ch, dec_ch)
-    dec += _conv_bn_relu(dec_ch, dec_ch, stride=1)
+    for _ in range(config.decoder_depth):
+        dec += _conv_bn_relu(dec_ch, dec_ch, stride=1)
     dec += [SlimmableConv2d(dec_ch, out, 3, padding=1, bias=False), SwitchableBatchNorm2d(out)]
     if config.out_relu:
         dec.append(nn.ReLU(inplace=True))

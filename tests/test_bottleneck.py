@@ -242,7 +242,8 @@ def test_slimmable_gdn_at_full_width_is_compressai_gdn() -> None:
 
 
 @pytest.mark.parametrize("change", [dict(encoder="tiny"), dict(encoder="light", downsample=0), dict(upsample=0),
-                                    dict(downsample=1, upsample=2), dict(out_channels=-1)])
+                                    dict(downsample=1, upsample=2), dict(out_channels=-1),
+                                    dict(encoder="light", decoder_depth=0)])
 def test_light_config_errors(change: dict) -> None:
     with pytest.raises(SplitnetError):
         BottleneckConfig(**{"in_channels": 3, **change})
@@ -255,3 +256,22 @@ def test_old_checkpoint_configs_still_load() -> None:
     config = BottleneckConfig.from_dict(old)
     assert config.encoder == "features" and not config.is_light
     assert config.out_channels == 16 and config.upsample == 1
+
+
+def test_a_deeper_light_decoder_rebuilds_the_same_shape_and_old_configs_keep_one_layer() -> None:
+    """``decoder_depth`` adds 3x3 layers at the output resolution (server side only: the device's encoder and
+    the coded bytes do not change); a config saved before the option had one such layer."""
+    common = dict(in_channels=3, out_channels=32, encoder="light", latent_channels=8, hidden_channels=8,
+                  downsample=2, upsample=1, decoder_channels=16)
+    shallow = SlimmableBottleneck(BottleneckConfig(**common))
+    deep = SlimmableBottleneck(BottleneckConfig(**common, decoder_depth=3))
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in b.g_s.modules()) for b in (shallow, deep)]
+    assert convs[1] == convs[0] + 2
+    assert sum(p.numel() for p in deep.g_a.parameters()) == sum(p.numel() for p in shallow.g_a.parameters())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert deep(x)["x_hat"].shape[1:] == shallow(x)["x_hat"].shape[1:] == (32, 16, 16)
+    old = BottleneckConfig(**common).to_dict()
+    del old["decoder_depth"]
+    assert BottleneckConfig.from_dict(old).decoder_depth == 1
+    assert BottleneckConfig.from_dict(deep.config.to_dict()).decoder_depth == 3

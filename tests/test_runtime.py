@@ -46,6 +46,43 @@ def _frames(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
 
+def test_a_lone_unary_frame_runs_inline_and_concurrent_frames_still_batch(server, stub, tiny_checkpoint) -> None:
+    """An idle server answers a unary frame on its event loop (no thread hand-offs); frames from 16 clients at
+    once still go through the batcher and share tail batches. Same answers either way."""
+    frames = _frames(16, seed=7)
+    payloads = DeviceSide(tiny_checkpoint).encode(frames, Action.parse("layer2/w0.5"))
+    expected = ServerSide(tiny_checkpoint).infer(payloads).argmax(1).tolist()
+
+    def counters() -> Counter:
+        return Counter(dict(stub.GetStats(pb.GetStatsRequest(), timeout=10).counters))
+
+    before = counters()
+    lone = [stub.Infer(convert.request(p), timeout=30).classification.class_ids[0] for p in payloads]
+    after_lone = counters()
+    assert lone == expected
+    assert after_lone["frames_inline"] - before["frames_inline"] == len(frames)
+    answers: dict[int, list[int]] = {}
+    start = threading.Barrier(16)
+
+    def client(k: int) -> None:
+        with grpc.insecure_channel(server.address) as channel:
+            s = pb_grpc.SplitInferenceStub(channel)
+            grpc.channel_ready_future(channel).result(timeout=30)
+            start.wait()
+            answers[k] = [s.Infer(convert.request(p), timeout=60).classification.class_ids[0] for p in payloads]
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    after = counters()
+    assert all(answers[k] == expected for k in range(16))
+    frames_ok, batches = (after[k] - after_lone[k] for k in ("frames_ok", "batches"))
+    assert frames_ok == 16 * len(frames)
+    assert batches < 0.8 * frames_ok, (batches, frames_ok, after["frames_inline"] - after_lone["frames_inline"])
+
+
 def test_results_match_the_in_process_pipeline(server, tiny_checkpoint) -> None:
     frames = _frames(12)
     reference_side = ServerSide(tiny_checkpoint)

@@ -67,6 +67,15 @@ def observation_vector(obs: Observation, action_names: list[str], n_scalars: int
     return vec
 
 
+def fallback_reserve_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0) -> float:
+    """Time (ms) a device keeps back from waiting for the server's answer, so that running the frame
+    locally after giving up still ends within its budget: 1.2x the local time plus ``slack_ms``. When
+    even that does not fit in the budget a fallback is late anyway, so nothing is kept back and the
+    answer gets the whole budget. The device client waits by this rule and the simulator models it."""
+    needed = 1.2 * local_ms + slack_ms
+    return needed if needed <= budget_ms else 0.0
+
+
 def harmonic_mean(values: tuple[float, ...] | list[float]) -> float:
     vals = [v for v in values if v > 0]
     return len(vals) / sum(1.0 / v for v in vals) if vals else 0.0

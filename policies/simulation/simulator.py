@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.agents.base import HISTORY, Observation, harmonic_mean
+from policies.agents.base import HISTORY, Observation, fallback_reserve_ms, harmonic_mean
 from policies.network.channel_models import Channel, ChannelConfig, GilbertElliott
 from policies.network.traces import Trace
 from policies.simulation.profile import Profile
@@ -190,10 +190,12 @@ class OffloadSimulator:
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3
             device_free, link_free = dev_done, tx_start + ser_ms / 1e3
             sample = (done, nbytes * 8 / max(ser_ms, 1e-3) / 1e3, net_ms - ser_ms - self.server_ms[action])
-            if self.deadline_ms > 0 and (done - arrival) * 1e3 > self.deadline_ms:
-                # As the device client does: stop waiting at the deadline, run the frame locally.
-                local_ms = self.device_ms[0]
-                done = max(arrival + self.deadline_ms / 1e3, dev_done) + local_ms / 1e3
+            local_ms = self.device_ms[0]
+            wait_ms = self.deadline_ms - fallback_reserve_ms(local_ms, self.deadline_ms)
+            if self.deadline_ms > 0 and (done - arrival) * 1e3 > wait_ms:
+                # As the device client does: stop waiting when only a local run's time is left of the
+                # deadline (or at the deadline when a local run cannot make it), run the frame locally.
+                done = max(arrival + wait_ms / 1e3, dev_done) + local_ms / 1e3
                 device_free = done
                 energy += local_ms / 1e3 * pw.compute_w
                 fallback = True

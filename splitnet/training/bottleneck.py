@@ -64,6 +64,7 @@ class BottleneckTrainConfig:
     latent_channels: int = 32
     hidden_channels: int = 64
     decoder_channels: int = 0  # light encoders: the server-side decoder's channels (0: hidden_channels)
+    decoder_depth: int = 1  # light encoders: the decoder's 3x3 layers at the rebuilt features' resolution
     downsample: int = 1
     prior: str = "factorized"
     widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -430,7 +431,8 @@ def bottleneck_config(cfg: BottleneckTrainConfig, input_shape: tuple[int, ...],
                               f"{tuple(feature_shape)} from an input {tuple(input_shape)}: the features' stride "
                               f"must be a power of two no larger than 2**downsample")
     return BottleneckConfig(in_channels=input_shape[0], out_channels=feature_shape[0], encoder="light",
-                            upsample=cfg.downsample - levels, decoder_channels=cfg.decoder_channels, **common)
+                            upsample=cfg.downsample - levels, decoder_channels=cfg.decoder_channels,
+                            decoder_depth=cfg.decoder_depth, **common)
 
 
 def _step_widths(widths: tuple[float, ...], per_step: int, step: int, gen: torch.Generator) -> tuple[float, ...]:
@@ -449,6 +451,8 @@ def _config_dict(cfg: BottleneckTrainConfig) -> dict:
     d["width_rate_scale"] = list(cfg.width_rate_scale)
     if d["out_relu"] is None:  # the default: left out, so runs started before the option existed resume
         del d["out_relu"]
+    if d["decoder_depth"] == 1:  # likewise
+        del d["decoder_depth"]
     return d
 
 

@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
     token = read_token(args)
     tls = TlsOptions(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) if (
         args.tls_ca or args.tls_cert or args.tls) else None
-    from policies.agents.factory import make_policy
+    from policies.agents.factory import BASELINES, make_policy
     from policies.simulation.profile import Profile
 
-    needs_profile = args.policy in ("edge", "greedy") or args.policy.startswith("fixed:")
+    needs_profile = args.policy in BASELINES or args.policy.startswith("fixed:")  # greedy, robust_mpc, ...
     policy = make_policy(args.policy, Profile.load(args.profile) if needs_profile else None, live=True)
     results = []
     with SplitClient(args.server, checkpoint=ckpt, policy=policy, deadline_ms=args.deadline_ms,

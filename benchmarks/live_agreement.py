@@ -1,0 +1,126 @@
+"""Does the live device client behave as ``splitnet simulate`` says it will?
+
+For each evaluation trace and policy, on loopback: ``splitnet serve`` (the shipped checkpoint),
+``splitnet link`` playing the trace at the profile's scale and RTT, and ``splitnet client``
+(stream mode, ``--emulate-device``: the device's compute padded to the profile's times, so a
+fast machine replays the profile's slow device) sending ``--frames`` validation images at
+``--fps`` with the profile's deadline. Beside it, ``splitnet simulate`` runs the same policy,
+profile, trace, frame rate, deadline and number of frames. Compared: the deadline-miss rate and
+the mean latency.
+
+Agreement: each live figure within 20 % of the simulated one. A miss rate near zero has no
+meaningful relative error at a few hundred frames, so a miss-rate difference of at most
+``--miss-floor`` (absolute, default 1 pt: about one standard error of a 3 % rate over 600
+frames) also counts as agreeing; the report keeps both the relative and absolute differences.
+
+Not modelled alike (see the report's ``notes``): the simulator starts the trace at the first frame,
+the live link at its own start (the client's start-up, ``link_to_first_frame_s``, is skipped);
+the simulator draws images at random from the profile's, the client sends the first ``--frames``
+validation images.
+
+    python -m benchmarks.live_agreement [--policies ppo robust_mpc] [--frames 600] [--json reports/live_agreement.json]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import benchmark_arguments, serving, write_json
+from examples import detection_loop as example
+from policies.network.trace_sets import split_files
+from policies.simulation.profile import Profile
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
+TOLERANCE = 0.20
+
+
+def _splitnet(*args: str, timeout_s: float) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"splitnet {args[0]} exited with {proc.returncode}:\n"
+                           f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return proc
+
+
+def _agree(live: float, sim: float, floor: float = 0.0) -> dict:
+    """Relative and absolute difference of ``live`` against ``sim``; agreeing within 20 % (or ``floor``)."""
+    diff = live - sim
+    rel = abs(diff) / sim if sim > 0 else (0.0 if diff == 0 else float("inf"))
+    return {"live": live, "sim": sim, "abs_diff": diff, "rel_diff": rel,
+            "agree": rel <= TOLERANCE or abs(diff) <= floor}
+
+
+def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path) -> dict:
+    """One live run through a fresh link and the matching simulation; returns both and their agreement."""
+    sc = profile.scenario
+    live_json, sim_json = work / f"live-{policy}-{trace.name}.json", work / f"sim-{policy}-{trace.name}.json"
+    link = example.spawn_link(trace, server, work, sc.rtt_ms, timeout_s=600, scale=sc.trace_scale)
+    t_link = time.perf_counter()
+    try:
+        _splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
+                  "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
+                  "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(live_json),
+                  timeout_s=args.frames / args.fps * 5 + 300)
+    finally:
+        link.terminate()
+    elapsed = time.perf_counter() - t_link
+    _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
+              "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames), "--json", str(sim_json),
+              "--plots", str(work / "plots"), timeout_s=600)
+    live, sim = json.loads(live_json.read_text()), json.loads(sim_json.read_text())["policies"][policy]
+    out = {"trace": str(trace), "policy": policy, "link_plus_client_s": elapsed,
+           "live": {k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",
+                                         "deadline_missed", "deadline_miss_rate", "latency_ms", "actions",
+                                         "chosen_actions", "bytes_mean", "probes")},
+           "sim": {k: sim[k] for k in sim if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
+                                                    "fallback_rate", "reward_mean")}}
+    out["miss_rate"] = _agree(live["deadline_miss_rate"], sim["deadline_miss_rate"], args.miss_floor)
+    out["latency_mean_ms"] = _agree(live["latency_ms"]["mean"], sim["latency_ms_mean"])
+    out["agree"] = out["miss_rate"]["agree"] and out["latency_mean_ms"]["agree"]
+    print(f"{policy:>10} on {trace.name}: miss rate live {live['deadline_miss_rate'] * 100:.1f} % vs sim "
+          f"{sim['deadline_miss_rate'] * 100:.1f} %, mean latency live {live['latency_ms']['mean']:.1f} ms vs sim "
+          f"{sim['latency_ms_mean']:.1f} ms -> {'agree' if out['agree'] else 'DISAGREE'}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = benchmark_arguments(__doc__, json_path=str(ROOT / "reports" / "live_agreement.json"))
+    ap.add_argument("--policies", nargs="+", default=["ppo", "robust_mpc"])
+    ap.add_argument("--traces", nargs="+", default=None, help="trace files (default: the first two evaluation traces)")
+    ap.add_argument("--frames", type=int, default=600)
+    ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--deadline-ms", type=float, default=100.0)
+    ap.add_argument("--data", default=str(VAL))
+    ap.add_argument("--miss-floor", type=float, default=0.01, help="absolute miss-rate difference that agrees")
+    args = ap.parse_args()
+    profile = Profile.load()
+    traces = [Path(t) for t in args.traces] if args.traces else split_files("eval")[:2]
+    pairs = []
+    with tempfile.TemporaryDirectory(prefix="splitnet-agree-") as tmp:
+        with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
+            for trace in traces:
+                for policy in args.policies:
+                    pairs.append(run_pair(trace, policy, server.address, profile, args, Path(tmp)))
+    ok = all(p["agree"] for p in pairs)
+    print(f"live within {TOLERANCE:.0%} of the simulator on every trace and policy: {'yes' if ok else 'NO'}")
+    write_json("live_agreement", {"profile": {"checkpoint_sha256": profile.checkpoint_sha256,
+                                              "device_class": profile.scenario.device_class,
+                                              "trace_scale": profile.scenario.trace_scale,
+                                              "rtt_ms": profile.scenario.rtt_ms}, "fps": args.fps,
+                                  "deadline_ms": args.deadline_ms, "frames": args.frames, "tolerance": TOLERANCE,
+                                  "miss_floor": args.miss_floor, "pairs": pairs, "ok": ok,
+                                  "notes": ["the simulator starts the trace at the first frame, the live link at "
+                                            "its own start (the client's start-up is skipped)",
+                                            "the simulator draws images at random from the profile's; the client "
+                                            "sends the first --frames validation images"]}, args.json)
+
+
+if __name__ == "__main__":
+    main()
