@@ -40,8 +40,8 @@ VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
 TOLERANCE = 0.20
 
 
-def _splitnet(*args: str, timeout_s: float) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", *args]
+def _splitnet(*args: str, threads: int, timeout_s: float) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", str(threads), *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"splitnet {args[0]} exited with {proc.returncode}:\n"
@@ -67,13 +67,14 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
         _splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
                   "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
                   "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(live_json),
-                  timeout_s=args.frames / args.fps * 5 + 300)
+                  *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
+                  threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
     finally:
         link.terminate()
     elapsed = time.perf_counter() - t_link
     _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
               "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames), "--json", str(sim_json),
-              "--plots", str(work / "plots"), timeout_s=600)
+              "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
     live, sim = json.loads(live_json.read_text()), json.loads(sim_json.read_text())["policies"][policy]
     out = {"trace": str(trace), "policy": policy, "link_plus_client_s": elapsed,
            "live": {k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",

@@ -20,7 +20,7 @@ from edge_server.batcher import MicroBatcher
 from edge_server.errors import status_for
 from splitnet import __version__
 from splitnet.codecs import FEATURE_CODECS, IMAGE_CODECS
-from splitnet.payload import MAX_DATA_BYTES
+from splitnet.payload import MAX_DATA_BYTES, Payload
 from splitnet.pipeline import ServerSide
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
@@ -49,8 +49,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
 
     def __init__(self, server_side: ServerSide, batcher: MicroBatcher,
                  max_message_bytes: int = 4 * 1024 * 1024, stream_window: int = 64,
-                 default_budget_s: float = 30.0, stream_idle_timeout_s: float = 30.0,
-                 inline_when_alone: bool = True) -> None:
+                 default_budget_s: float = 30.0, stream_idle_timeout_s: float = 30.0) -> None:
         if default_budget_s <= 0:
             raise ValueError("default_budget_s must be > 0")
         self.server_side = server_side
@@ -63,7 +62,6 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         self.stream_idle_timeout_s = stream_idle_timeout_s
         self.open_streams = 0  # changed on the event loop only
         self.unary_in_flight = 0  # Infer calls being handled; changed on the event loop only
-        self.inline_when_alone = inline_when_alone
         self.stats.set_gauge("queue_depth", lambda: self.batcher.queue_depth)
         self.stats.set_gauge("streams_open", lambda: self.open_streams)
         self._info = self._model_info()
@@ -114,9 +112,12 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
             budget = min(budget, req.budget_ms / 1e3)
         return budget
 
+    def _payload(self, req: pb.InferRequest) -> tuple[Payload, int]:
+        """The request's checked payload and how many top classes to answer."""
+        return convert.request_payload(req, self.max_data_bytes), req.top_k or convert.DEFAULT_TOP_K
+
     def _submit(self, req: pb.InferRequest, budget_s: float) -> Future:
-        payload = convert.request_payload(req, self.max_data_bytes)
-        return self.batcher.submit(payload, req.top_k or convert.DEFAULT_TOP_K, budget_s)
+        return self.batcher.submit(*self._payload(req), budget_s)
 
     def _fail(self, exc: BaseException) -> tuple[grpc.StatusCode, str]:
         code = status_for(exc)
@@ -136,7 +137,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         budget_s = self._budget_s(request, call_remaining_s(context))
         self.unary_in_flight += 1
         try:
-            answer = await self._infer_alone(request, budget_s) if self.inline_when_alone else None
+            answer = await self._infer_alone(request, budget_s)
             if answer is None:
                 future = self._submit(request, budget_s)
                 answer = await asyncio.wait_for(asyncio.wrap_future(future), budget_s)
@@ -165,8 +166,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         await asyncio.sleep(0)
         if self.unary_in_flight != 1 or self.open_streams:
             return None
-        payload = convert.request_payload(request, self.max_data_bytes)
-        answer = self.batcher.run_inline_if_idle(payload, request.top_k or convert.DEFAULT_TOP_K, budget_s)
+        answer = self.batcher.run_inline_if_idle(*self._payload(request), budget_s)
         if answer is not None:
             self.stats.count("frames_inline")
         return answer

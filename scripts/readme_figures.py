@@ -23,7 +23,8 @@ README = ROOT / "README.md"
 
 
 def _load(name: str) -> dict:
-    return json.loads((REPORTS / name).read_text())
+    """A committed report, with ``_file`` (its name under reports/) for the provenance line."""
+    return {**json.loads((REPORTS / name).read_text()), "_file": name}
 
 
 def _provenance(report: dict) -> str:
@@ -102,7 +103,7 @@ def _eval_block(file: str, score: str, score_title: str, intro: Callable[[dict],
                 tolerance: str, kinds: tuple[str, ...], feature_codec: str | None = None) -> str:
     """An eval report's block: intro, headline verdict, rate table (learned rows, the image settings around
     the accuracy floor, one raw-feature codec), the frontier of verdicts and the report's provenance."""
-    report = {**_load(file), "_file": file}
+    report = _load(file)
     near = _image_rows_near_floor(report, score, report["summary"]["accuracy_floor"])
 
     def keep(c: dict) -> bool:
@@ -134,7 +135,7 @@ def detector_block() -> str:
 
 
 def device_time_block() -> str:
-    report = {**_load("device_time.json"), "_file": "device_time.json"}
+    report = _load("device_time.json")
     local = report["local_ms"]
     lines = [f"Local model: {local['median']:.2f} ms per frame at batch 1 "
              f"(rounds {local['min']:.2f}–{local['max']:.2f}).",
@@ -149,8 +150,8 @@ def device_time_block() -> str:
 
 
 def light_speed_block() -> str:
-    coder = {**_load("coder_speed.json"), "_file": "coder_speed.json"}
-    switch = {**_load("width_switch.json"), "_file": "width_switch.json"}
+    coder = _load("coder_speed.json")
+    switch = _load("width_switch.json")
     rows = [r for r in coder["rows"] if r.get("encoder") == "light" and r["batch"] == 1]
     lines = ["| light encoder, batch 1 | encode ms | decode ms | encode + decode ms | bytes |",
              "|---|---:|---:|---:|---:|"]
@@ -176,7 +177,7 @@ _SCENARIOS = {
 
 
 def control_loop_block() -> str:
-    report = {**_load("control_loop.json"), "_file": "control_loop.json"}
+    report = _load("control_loop.json")
     sc, checks = report["scenarios"], report["checks"]
     lines = [f"RTT {report['rtt_ms']:g} ms, deadline {report['deadline_ms']:g} ms where given, 300 demo frames, "
              f"fixed action `{report['action']}`"
@@ -207,17 +208,19 @@ def control_loop_block() -> str:
     return "\n".join(lines + [""] + [f"- {c}" for c in claims] + ["", _provenance(report)])
 
 
+_RATE_VERDICT = {True: "sustained", False: "not sustained", None: "a slower link: no rate target, latency bound only"}
+
+
 def detection_loop_block() -> str:
     """The perception loop of ``examples/detection_loop.py`` through ``splitnet link``, one line per trace."""
-    report = {**_load("detection_loop.json"), "_file": "detection_loop.json"}
+    report = _load("detection_loop.json")
     deadline = report["deadline_ms"]
     lines = [f"`python -m benchmarks.detection_loop` (the perception loop of `examples/detection_loop.py`: "
              f"`SplitDetector`, `{report['policy']}`, a {report['fps']:g} FPS camera, deadline {deadline:g} ms, "
              f"through `splitnet link` with RTT {report['rtt_ms']:g} ms, {report['seconds']:g} s per trace):", ""]
     for s in report["scenarios"]:
         lat, check = s["latency_ms"], s["check"]
-        verdict = ("sustained" if check.get("rate_sustained") else "not sustained") if "rate_sustained" in check \
-            else "a slower link: no rate target, latency bound only"
+        verdict = _RATE_VERDICT[check.get("rate_sustained")]
         lines.append(
             f"- {s['scenario']} Mbit/s: **{s['result_fps']:.2f} results/s** ({verdict}), latency p50 "
             f"{lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, max {lat['max']:.0f} ms "
@@ -230,7 +233,7 @@ def detection_loop_block() -> str:
 
 def live_agreement_block() -> str:
     """Live client through ``splitnet link`` against ``splitnet simulate``, per trace and policy."""
-    report = {**_load("live_agreement.json"), "_file": "live_agreement.json"}
+    report = _load("live_agreement.json")
     lines = [f"{report['frames']} frames at {report['fps']:g} FPS, deadline {report['deadline_ms']:g} ms, the shipped "
              f"profile's device emulated (`--emulate-device`) and link (traces at "
              f"{report['profile']['trace_scale']:g}× their throughput, RTT {report['profile']['rtt_ms']:g} ms). "
@@ -248,7 +251,7 @@ def live_agreement_block() -> str:
 
 
 def grpc_overhead_block() -> str:
-    report = {**_load("grpc_overhead.json"), "_file": "grpc_overhead.json"}
+    report = _load("grpc_overhead.json")
     s = report["summary_ms"]
     names = [k[: -len("_overhead_ms")] for k in s if k.endswith("_overhead_ms")]
     label = {"direct": "`splitnet serve` (embedded)", "ray": "`splitnet serve --engine ray` (1 replica)"}
@@ -288,8 +291,8 @@ def _spread(values: list[float], fmt: str) -> str:
 
 
 def benchmarks_block() -> str:
-    switch = {**_load("width_switch.json"), "_file": "width_switch.json"}
-    sim = {**_load("sim_speed.json"), "_file": "sim_speed.json"}
+    switch = _load("width_switch.json")
+    sim = _load("sim_speed.json")
     over, batch, load = _runs("runtime_overhead"), _runs("batching_gain"), _runs("load_test")
     s = switch["set_width_ms"]
     rows = [
@@ -348,8 +351,8 @@ _POLICY_LABELS = {"edge": "edge (offload the image)", "oracle": "oracle (bound)"
 
 
 def policies_block() -> str:
-    report = {**_load("simulate_eval.json"), "_file": "simulate_eval.json"}
-    train = {**_load("simulate_train_oracle.json"), "_file": "simulate_train_oracle.json"}
+    report = _load("simulate_eval.json")
+    train = _load("simulate_train_oracle.json")
     sc = report["scenario"]
     pol = report["policies"]
     lines = [f"{len(report['traces'])} evaluation traces, deadline {report['deadline_ms']:g} ms, "
