@@ -89,23 +89,42 @@ class MicroBatcher:
         """Run one frame on the calling thread when nothing is queued or running; else None.
 
         Unary calls take this path: an idle server then answers without two thread
-        hand-offs (each a wake-up of a sleeping thread). A busy server returns None and
-        the caller goes through :meth:`submit`, so batching is unchanged under load.
+        hand-offs (each a wake-up of a sleeping thread), and without the batch path's
+        job, future and per-job bookkeeping. A busy server returns None and the caller
+        goes through :meth:`submit`, so batching is unchanged under load. Raises the
+        payload's :class:`SplitnetError`, or :class:`DeadlineExpired` for a budget (s)
+        already spent.
         """
         if self._closed.is_set():
             raise ShuttingDown("server is shutting down")
-        key = self.server_side.batch_key(payload)
+        start = time.monotonic()
+        side = self.server_side
+        key = side.batch_key(payload)
         if self._pending or not self._queue.empty() or not self._running.acquire(blocking=False):
             return None
         try:
             if self._pending or not self._queue.empty():  # work arrived meanwhile: keep its order
                 return None
-            now = time.monotonic()
-            job = _Job(key, payload, top_k, now, now + budget_s if budget_s else None)
-            self._execute([job])
+            if budget_s is not None and time.monotonic() - start > budget_s:
+                self.stats.count("deadline_expired")
+                raise DeadlineExpired(f"frame {payload.seq} was past its budget of {budget_s * 1e3:.3f} ms "
+                                      "before it could run")
+            timing = Timing()
+            try:
+                with torch.inference_mode():
+                    output = side.run_tail(key, side.decode([payload], timing, key), timing)
+                    prediction = predictions_from_output(side.model_name, output, top_k)[0]
+            except SplitnetError:
+                self.stats.count("bad_payload")
+                raise
+            except Exception:
+                self.stats.count("internal_error")
+                raise
         finally:
             self._running.release()
-        return job.future.result()
+        self.stats.record(("frames_ok", "batches", "frames_inline"), queue=0.0, decode=timing.decode_ms,
+                          tail=timing.tail_ms)
+        return prediction, ServerTiming(0.0, timing.decode_ms, timing.tail_ms, 1)
 
     @property
     def queue_depth(self) -> int:

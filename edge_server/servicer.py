@@ -166,10 +166,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         await asyncio.sleep(0)
         if self.unary_in_flight != 1 or self.open_streams:
             return None
-        answer = self.batcher.run_inline_if_idle(*self._payload(request), budget_s)
-        if answer is not None:
-            self.stats.count("frames_inline")
-        return answer
+        return self.batcher.run_inline_if_idle(*self._payload(request), budget_s)
 
     async def InferStream(self, request_iterator: AsyncIterator[pb.InferRequest],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.InferResponse]:

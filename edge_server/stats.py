@@ -2,6 +2,9 @@
 
 The same figures feed ``GetStats`` (recent-window percentiles, in ms) and the Prometheus
 endpoint (:mod:`edge_server.metrics`: cumulative histograms in seconds, counters, gauges).
+A frame's figures are recorded under one lock (:meth:`ServerStats.record`); the histograms
+are brought up to date in bulk (NumPy) when they are read or every few thousand samples,
+so a frame pays no per-bucket Python work.
 """
 
 from __future__ import annotations
@@ -9,15 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 STAGES = ("queue", "decode", "tail", "total")
 # Histogram buckets of the stage timings, seconds (0.1 ms ... 5 s).
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0)
+_BOUNDS_S = np.asarray(STAGE_BUCKETS_S)
+_FOLD_EVERY = 4096  # samples of one stage kept before they are folded into its histogram
 
 
 class ServerStats:
@@ -30,13 +37,14 @@ class ServerStats:
         self._samples: dict[str, deque[float]] = {s: deque(maxlen=window) for s in STAGES}
         self._totals: Counter[str] = Counter()
         self._gauges: dict[str, Callable[[], float]] = {}
+        # Histogram state per stage: samples not yet folded (ms), bucket counts (last: +Inf), sum (s).
+        self._unfolded: dict[str, list[float]] = {s: [] for s in STAGES}
+        self._buckets: dict[str, np.ndarray] = {s: np.zeros(len(_BOUNDS_S) + 1, np.int64) for s in STAGES}
+        self._sums_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.started = time.monotonic()
         # Each server has its own registry (several servers can live in one process: tests).
         self.registry = CollectorRegistry(auto_describe=True)
-        self._histogram = Histogram("splitnet_stage_seconds", "Time per frame in each server stage (queue: "
-                                    "waiting for a batch slot; decode; tail; total: request to answer)",
-                                    ["stage"], buckets=STAGE_BUCKETS_S, registry=self.registry)
-        self._children = {s: self._histogram.labels(s) for s in STAGES}
+        self.registry.register(StageHistogramCollector(self))
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -44,12 +52,45 @@ class ServerStats:
 
     def observe(self, stage: str, ms: float) -> None:
         with self._lock:
-            self._samples.setdefault(stage, deque(maxlen=self._window)).append(ms)
-            self._totals[stage] += 1
-            child = self._children.get(stage)
-            if child is None:
-                child = self._children[stage] = self._histogram.labels(stage)
-        child.observe(ms / 1e3)
+            self._add(stage, ms)
+
+    def record(self, events: Iterable[str] = (), **stage_ms: float) -> None:
+        """Count each of ``events`` once and add one timing (ms) per stage keyword, under one lock."""
+        with self._lock:
+            for name in events:
+                self._counters[name] += 1
+            for stage, ms in stage_ms.items():
+                self._add(stage, ms)
+
+    def _add(self, stage: str, ms: float) -> None:  # the lock is held
+        samples = self._samples.get(stage)
+        if samples is None:
+            samples = self._samples[stage] = deque(maxlen=self._window)
+            self._unfolded[stage] = []
+            self._buckets[stage] = np.zeros(len(_BOUNDS_S) + 1, np.int64)
+            self._sums_s[stage] = 0.0
+        samples.append(ms)
+        self._totals[stage] += 1
+        unfolded = self._unfolded[stage]
+        unfolded.append(ms)
+        if len(unfolded) >= _FOLD_EVERY:
+            self._fold(stage)
+
+    def _fold(self, stage: str) -> None:  # the lock is held
+        values_s = np.asarray(self._unfolded[stage], dtype=np.float64) / 1e3
+        self._unfolded[stage] = []
+        if len(values_s):
+            # Prometheus buckets are "less than or equal to": a value on a bound counts in that bucket.
+            index = np.searchsorted(_BOUNDS_S, values_s, side="left")
+            self._buckets[stage] += np.bincount(index, minlength=len(_BOUNDS_S) + 1)
+            self._sums_s[stage] += float(values_s.sum())
+
+    def histograms(self) -> dict[str, tuple[list[int], float]]:
+        """Per stage: cumulative counts at each of ``STAGE_BUCKETS_S`` then +Inf, and the sum (s)."""
+        with self._lock:
+            for stage in self._unfolded:
+                self._fold(stage)
+            return {s: (np.cumsum(c).tolist(), self._sums_s[s]) for s, c in self._buckets.items()}
 
     def set_gauge(self, name: str, read: Callable[[], float]) -> None:
         """Report ``read()`` as gauge ``name`` (read when asked: GetStats, a Prometheus scrape)."""
@@ -81,3 +122,19 @@ class ServerStats:
     @property
     def uptime_s(self) -> float:
         return time.monotonic() - self.started
+
+
+class StageHistogramCollector(Collector):
+    """``splitnet_stage_seconds{stage}``: each stage's time per frame as a Prometheus histogram."""
+
+    def __init__(self, stats: ServerStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily("splitnet_stage_seconds", "Time per frame in each server stage (queue: "
+                                       "waiting for a batch slot; decode; tail; total: request to answer)",
+                                       labels=["stage"])
+        bounds = [*(repr(b) for b in STAGE_BUCKETS_S), "+Inf"]
+        for stage, (cumulative, sum_s) in self.stats.histograms().items():
+            family.add_metric([stage], list(zip(bounds, cumulative)), sum_s)
+        yield family

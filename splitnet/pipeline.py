@@ -294,10 +294,12 @@ class ServerSide:
         return (split, family, p.width, p.codec)
 
     @torch.no_grad()
-    def decode(self, payloads: Sequence[Payload], timing: Timing | None = None) -> torch.Tensor:
-        """Decode payloads that share one batch key into the tail's input batch."""
+    def decode(self, payloads: Sequence[Payload], timing: Timing | None = None,
+               key: tuple[str, str, float, str] | None = None) -> torch.Tensor:
+        """Decode payloads that share one batch key into the tail's input batch (``key``: their
+        :meth:`batch_key`, when the caller has already validated them)."""
         timing = timing if timing is not None else Timing()
-        split, family, width, codec_id = self.batch_key(payloads[0])
+        split, family, width, codec_id = key or self.batch_key(payloads[0])
         route = self._routes[(split, family)]
         t0 = time.perf_counter()
         if family == "bottleneck":
@@ -327,4 +329,5 @@ class ServerSide:
         keys = {self.batch_key(p) for p in payloads}
         if len(keys) != 1:
             raise PayloadError(f"payloads of one batch must share split, width and codec; got {sorted(keys)}")
-        return self.run_tail(keys.pop(), self.decode(payloads, timing), timing)
+        key = keys.pop()
+        return self.run_tail(key, self.decode(payloads, timing, key), timing)

@@ -325,3 +325,33 @@ def test_server_targets() -> None:
     assert target_for(["[::1]:1", "[::2]:1"]) == "ipv6:[::1]:1,[::2]:1"
     with pytest.raises(SplitnetError, match="one DNS name"):
         target_for(["edge-1:50051", "edge-2:50051"])
+
+
+def test_stage_histograms_fold_in_bulk_with_prometheus_bucket_rules() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from edge_server import stats as stats_module
+
+    stats = stats_module.ServerStats(window=10)
+    stats.record(("frames_ok", "batches"), decode=0.1, tail=0.3)  # 0.1 ms lies on the first bound (0.0001 s)
+    stats.observe("tail", 7000.0)  # 7 s: beyond the last bound, only in +Inf
+    for _ in range(stats_module._FOLD_EVERY + 10):  # more than one fold's worth, folded while recording
+        stats.observe("queue", 2.0)
+    assert stats.counters() == {"frames_ok": 1, "batches": 1}
+    hist = stats.histograms()
+    bounds = stats_module.STAGE_BUCKETS_S
+    decode, decode_sum = hist["decode"]
+    assert decode == [1] * (len(bounds) + 1) and decode_sum == pytest.approx(0.0001)
+    tail, tail_sum = hist["tail"]
+    assert tail[bounds.index(0.00025)] == 0 and tail[bounds.index(0.0005)] == 1 and tail[-2] == 1 and tail[-1] == 2
+    assert tail_sum == pytest.approx(7.0003)
+    queue, _ = hist["queue"]
+    assert queue[bounds.index(0.001)] == 0 and queue[bounds.index(0.0025)] == queue[-1] == stats_module._FOLD_EVERY + 10
+    assert stats.stages()["queue"]["count"] == stats_module._FOLD_EVERY + 10  # the window keeps 10, the count all
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(stats.registry).decode())}
+    samples = {(s.name, s.labels["stage"], s.labels.get("le")): s.value
+               for s in families["splitnet_stage_seconds"].samples}
+    assert samples[("splitnet_stage_seconds_bucket", "tail", "+Inf")] == 2
+    assert samples[("splitnet_stage_seconds_count", "tail", None)] == 2
+    assert samples[("splitnet_stage_seconds_bucket", "decode", "0.0001")] == 1

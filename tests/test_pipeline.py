@@ -128,7 +128,10 @@ def test_batcher_runs_a_lone_unary_frame_inline_and_defers_when_busy(tiny_checkp
     try:
         inline = batcher.run_inline_if_idle(payload, top_k=3)
         queued = batcher.submit(payload, top_k=3).result(timeout=10)
-        assert inline is not None and inline[0] == queued[0]
+        assert inline is not None and inline[0] == queued[0] and len(inline[0].class_ids) == 3
+        assert inline[1].batch_size == 1 and inline[1].tail_ms > 0
+        counters = batcher.stats.counters()
+        assert counters["frames_inline"] == 1 and counters["frames_ok"] == 2 and counters["batches"] == 2
         with batcher._running:  # a batch is running: the frame must wait its turn in the queue
             assert batcher.run_inline_if_idle(payload) is None
         with pytest.raises(SplitnetError):

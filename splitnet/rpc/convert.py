@@ -85,7 +85,7 @@ def predictions_from_logits(logits: torch.Tensor, top_k: int = DEFAULT_TOP_K) ->
     k = max(1, min(top_k or DEFAULT_TOP_K, logits.shape[1]))
     probs = torch.softmax(logits.float(), dim=1)
     scores, ids = probs.topk(k, dim=1)
-    return [Prediction(i.tolist(), s.tolist()) for i, s in zip(ids, scores)]
+    return [Prediction(i, s) for i, s in zip(ids.tolist(), scores.tolist())]
 
 
 def predictions_from_detections(detections: list[dict[str, torch.Tensor]]) -> list[Prediction]:
