@@ -294,27 +294,43 @@ class SplitClient:
             grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
 
     def _probe_loop(self, interval_s: float) -> None:
-        """While no frame goes out for ``interval_s``, send a small probe to keep the link estimate fresh."""
-        padding = bytes(self.probe_bytes)
+        """While no frame goes out for ``interval_s``, probe the link to keep its estimate fresh.
+
+        A probe is two calls, one after the other: an empty one (its round trip is the base RTT:
+        propagation and per-message framing) and one of ``probe_bytes`` (whose extra time over
+        the base is serialization, hence a throughput sample). One size alone cannot tell a
+        slow link from a long RTT.
+        """
+        sizes = (0, self.probe_bytes) if self.probe_bytes > 0 else (0,)
         while not self._closed.wait(max(0.05, self._last_send + interval_s - time.monotonic())):
             if time.monotonic() - self._last_send < interval_s:
                 continue
             self._last_send = time.monotonic()
-            t0 = time.perf_counter()
-            try:
-                self._stub.Probe(pb.ProbeRequest(padding=padding), timeout=max(1.0, self.rpc_timeout_s),
-                                 metadata=self._metadata)
-            except grpc.RpcError as exc:
-                if exc.code() in CONFIG_ERRORS:
-                    self._config_error = ServerConfigError(exc.code(), exc.details(), self.target)
+            for size in sizes:
+                outcome = self._probe(size)
+                if outcome == "stop":
                     return
-                if exc.code() in _RETRYABLE:
-                    self._backoff.failure(self._backoff_reason(exc.code()))
-                continue
-            except ValueError:  # channel closed under us
-                return
-            self.estimator.add(LinkSample(len(padding), (time.perf_counter() - t0) * 1e3))
-            self._backoff.success()
+                if outcome == "failed":
+                    break
+
+    def _probe(self, size: int) -> str:
+        """One Probe call of ``size`` padding bytes, fed to the estimator: "ok", "failed" or "stop"."""
+        t0 = time.perf_counter()
+        try:
+            self._stub.Probe(pb.ProbeRequest(padding=bytes(size)), timeout=max(1.0, self.rpc_timeout_s),
+                             metadata=self._metadata)
+        except grpc.RpcError as exc:
+            if exc.code() in CONFIG_ERRORS:
+                self._config_error = ServerConfigError(exc.code(), exc.details(), self.target)
+                return "stop"
+            if exc.code() in _RETRYABLE:
+                self._backoff.failure(self._backoff_reason(exc.code()))
+            return "failed"
+        except ValueError:  # channel closed under us
+            return "stop"
+        self.estimator.add(LinkSample(size, (time.perf_counter() - t0) * 1e3))
+        self._backoff.success()
+        return "ok"
 
     # ------------------------------------------------------------ helpers
     def _check_action(self, name: str) -> None:

@@ -19,9 +19,13 @@ class LinkSample:
 class LinkEstimator:
     """RTT: recent minimum (base) and smoothed value. Throughput: harmonic mean of recent samples.
 
-    A sample informs the throughput estimate only when its transfer time stands out of
-    the base RTT (large payloads or a slow link); tiny frames on a fast link would
-    otherwise read as noise.
+    A sample's transfer time is its network time less the base RTT (the recent minimum,
+    which the client's empty probes keep close to the propagation delay and per-message
+    framing); it informs the throughput estimate only when it stands out of the base RTT
+    (large payloads or a slow link): tiny frames on a fast link would otherwise read as
+    noise. The smoothed RTT follows each sample's network time less its serialization at
+    the current throughput estimate, so :meth:`transfer_ms` does not count a payload's
+    serialization twice.
     """
 
     def __init__(self, window: int = 20, alpha: float = 0.2) -> None:
@@ -36,15 +40,19 @@ class LinkEstimator:
         with self._lock:
             ms = max(sample.network_ms, 0.01)
             self._rtts.append(ms)
-            self._srtt = ms if self._srtt == 0 else (1 - self._alpha) * self._srtt + self._alpha * ms
-            transfer_ms = ms - min(self._rtts)
-            if transfer_ms > 0.5 and transfer_ms > 0.2 * min(self._rtts):
+            base = min(self._rtts)
+            transfer_ms = ms - base
+            if sample.payload_bytes > 0 and transfer_ms > 0.5 and transfer_ms > 0.2 * base:
                 self._tputs.append(sample.payload_bytes * 8 / (transfer_ms * 1e3))  # Mbit/s
                 self._last_tput_at = time.monotonic()
+            if self._tputs:  # the part of this sample that is not serialization at the estimated rate
+                tput = len(self._tputs) / sum(1.0 / t for t in self._tputs)
+                ms = max(base, ms - sample.payload_bytes * 8 / (tput * 1e3))
+            self._srtt = ms if self._srtt == 0 else (1 - self._alpha) * self._srtt + self._alpha * ms
 
     @property
     def rtt_ms(self) -> float:
-        """Smoothed round-trip time of the network part (ms), 0 before any sample."""
+        """Smoothed round-trip time (ms) of the network part without serialization, 0 before any sample."""
         with self._lock:
             return self._srtt
 

@@ -27,6 +27,27 @@ from tests.servers import ROOT
 
 
 # ------------------------------------------------------------------ pure parts
+def test_the_link_estimate_separates_serialization_from_the_round_trip() -> None:
+    """A 0.1 Mbit/s link with a 20 ms RTT, seen as the client's probes see it: an empty probe (base
+    RTT) and a 200-byte one (16 ms more) per round. The estimate must read 0.1 Mbit/s and 20 ms and
+    predict a 500-byte payload at 20 + 40 ms, not count serialization in the RTT too."""
+    from device_client.estimator import LinkEstimator, LinkSample
+
+    est = LinkEstimator()
+    for _ in range(5):
+        est.add(LinkSample(0, 20.0))
+        est.add(LinkSample(200, 20.0 + 200 * 8 / 100.0))
+    est.add(LinkSample(0, 26.0))  # a slow empty probe (jitter) is no throughput sample: it carries no bytes
+    est.add(LinkSample(0, 20.0))
+    assert est.throughput_mbps == pytest.approx(0.1, rel=0.01)
+    assert 20.0 <= est.rtt_ms < 21.5  # smoothed: the 26 ms probe still shows a little
+    assert est.transfer_ms(500) == pytest.approx(60.0, rel=0.02)
+    one_size = LinkEstimator()  # a single probe size cannot tell serialization from delay: no rate
+    for _ in range(5):
+        one_size.add(LinkSample(200, 36.0))
+    assert one_size.throughput_mbps == 0.0 and one_size.rtt_ms == pytest.approx(36.0)
+
+
 def test_breaker_opens_after_misses_and_a_probe_closes_it() -> None:
     b = CircuitBreaker(trip_after=3, cooldown_s=0.05)
     for _ in range(2):

@@ -105,6 +105,25 @@ def test_late_answers_fall_back_to_local_in_time_for_the_deadline() -> None:
     assert all(o.fallback and o.missed and abs(o.latency_ms - (100 + local_ms)) < 1e-6 for o in outs)
 
 
+def test_an_offload_predicted_to_miss_runs_locally_at_once() -> None:
+    """As the client's check before it sends: once the device's own estimates say that the frame's wait so
+    far plus the action's device, network and server time pass the deadline, the frame runs locally
+    without sending anything (the fallback after a late answer would also hold the device into the next
+    frame: the spiral this breaks)."""
+    slow = Trace("slow", np.array([0.0, 1.0]), np.array([0.05, 0.05]))  # 1.5 kB: 240 ms of serialization
+    p = toy_profile()
+    sim = OffloadSimulator(p, slow, fps=10, deadline_ms=200)
+    first = sim.step(3)
+    assert first.payload_bytes > 0  # no estimate yet: the offload gets its try (and comes back late)
+    outs = [sim.step(3) for _ in range(20)]
+    preempted = [o for o in outs if o.payload_bytes == 0]
+    assert len(preempted) >= 15 and all(o.fallback for o in preempted)
+    local_ms = p.device_ms(0)
+    for o in preempted:  # the frame's wait for the device (under one frame interval) plus one local run
+        assert local_ms - 1e-6 <= o.latency_ms < local_ms + 100.0 and not o.missed
+    assert sim.inflight_bytes(sim.decision_s) == 0  # nothing was sent after the first frames
+
+
 def test_baselines() -> None:
     p = toy_profile()
     assert edge_action(p) == "webp/q90" and fixed_action("fixed:layer2:0.5") == "layer2/w0.5"

@@ -5,8 +5,10 @@ Frames arrive every ``1 / fps`` seconds. The device works on one frame at a time
 serial resource), so a large payload delays the next one. Each frame replays a real
 profiled image: its payload bytes and whether the answer was right under the chosen
 action. What the device can observe is only what its own past transfers told it.
-As the device client does, a frame whose answer would come after the deadline is run
-locally once the deadline passes (its bytes still occupy the link). Like a camera loop,
+As the device client does, an offload predicted to miss the deadline (the frame's wait so
+far plus the action's device, estimated network and server time) runs locally at once, and
+a frame whose answer would come after the deadline is run locally once the deadline passes
+(its bytes still occupy the link). Like a camera loop,
 the device always takes the newest frame when it gets free: frames that arrived while
 it was busy and were overtaken are dropped (each counts as a deadline miss). When
 nothing has gone out for ``probe_interval_s``, the device sends a small probe, so its
@@ -173,7 +175,15 @@ class OffloadSimulator:
         fallback = False
         nbytes = int(self._bytes[action, j])
         pw = self.profile.scenario.power
-        if self.kinds[action] == "local":
+        local_ms = self.device_ms[0]
+        preempted = self.kinds[action] != "local" and self._predicted_miss(action, start, arrival)
+        if preempted:
+            # As the device client does: an offload predicted (from what the device knows) to miss the
+            # frame's deadline, given the time the frame already waited, runs locally at once.
+            done = start + local_ms / 1e3
+            energy = local_ms / 1e3 * pw.compute_w
+            device_free, link_free, sample, nbytes, fallback = done, self.link_free, None, 0, True
+        elif self.kinds[action] == "local":
             done = start + self.device_ms[action] / 1e3
             energy = self.device_ms[action] / 1e3 * pw.compute_w
             device_free, link_free, sample = done, self.link_free, None
@@ -190,7 +200,6 @@ class OffloadSimulator:
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3
             device_free, link_free = dev_done, tx_start + ser_ms / 1e3
             sample = (done, nbytes * 8 / max(ser_ms, 1e-3) / 1e3, net_ms - ser_ms - self.server_ms[action])
-            local_ms = self.device_ms[0]
             wait_ms = self.deadline_ms - fallback_reserve_ms(local_ms, self.deadline_ms)
             if self.deadline_ms > 0 and (done - arrival) * 1e3 > wait_ms:
                 # As the device client does: stop waiting when only a local run's time is left of the
@@ -212,7 +221,7 @@ class OffloadSimulator:
         out = FrameOutcome(action, latency_ms, energy, correct, nbytes, missed, reward, start, fallback, dropped)
         if not dry:
             self._probe_energy = 0.0
-            if self.kinds[action] != "local":
+            if self.kinds[action] != "local" and not preempted:
                 self.last_send = max(start + self.device_ms[action] / 1e3, self.link_free)
             self.device_free, self.link_free = device_free, link_free
             if sample is not None:
@@ -226,6 +235,20 @@ class OffloadSimulator:
             self.dropped = dropped
             self.next_image = int(self.rng.integers(self.profile.n_images))
         return out
+
+    def _predicted_miss(self, action: int, start: float, arrival: float) -> bool:
+        """The client's check before it offloads: the wait so far plus the action's device time, the
+        estimated RTT and serialization (the device's own estimates) and the server's time exceed the
+        deadline. No estimate yet: no prediction (the offload gets its try)."""
+        if self.deadline_ms <= 0:
+            return False
+        tputs = self.known_throughputs(start)
+        if not tputs:
+            return False
+        mbps = harmonic_mean(tuple(tputs))
+        predicted_ms = (self.device_ms[action] + self.known_rtt_ms(start) + self.server_ms[action]
+                        + self.bytes_mean[action] * 8 / (mbps * 1e3))
+        return (start - arrival) * 1e3 + predicted_ms > self.deadline_ms
 
     def step(self, action: int) -> FrameOutcome:
         return self.outcome(action)
