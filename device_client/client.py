@@ -453,11 +453,18 @@ class SplitClient:
         result.client_queue_ms = max(0.0, (now - arrived) * 1e3)
         return result
 
-    def _late_answer(self, p: _Pending) -> object:
-        """A callback for the answer of a frame that already ran locally: it still informs the estimates."""
+    def _late_answer(self, p: _Pending, probe: bool = False) -> object:
+        """A callback for the answer of a frame that already ran locally: it still informs the estimates.
+
+        A breaker probe goes out only after the frame's local run, so its answer is judged by what an
+        offload started with the frame would have taken: head + encode + the probe's round trip
+        (from the frame's arrival it could never come back in time when a local run nearly fills the
+        budget, and the breaker would never close).
+        """
         def on_late(resp: pb.InferResponse, arrived: float) -> None:
             if resp.status_code == 0:
-                self._learn(p.chosen, resp, p.sent, arrived, p.t0, p.timing, p.payload_bytes)
+                t0 = p.sent - (p.timing.head_ms + p.timing.encode_ms) / 1e3 if probe else p.t0
+                self._learn(p.chosen, resp, p.sent, arrived, t0, p.timing, p.payload_bytes)
         return on_late
 
     def _send_probe(self, p: _Pending, request: pb.InferRequest) -> None:
@@ -468,7 +475,7 @@ class SplitClient:
         except (grpc.RpcError, ValueError):
             self.breaker.record(p.chosen, False)
             return
-        on_late = self._late_answer(p)
+        on_late = self._late_answer(p, probe=True)
 
         def done(f: grpc.Future) -> None:
             arrived = time.perf_counter()

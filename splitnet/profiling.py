@@ -22,6 +22,7 @@ from splitnet.checkpoint import SplitCheckpoint
 from splitnet.compute import ComputeModel
 from splitnet.data import ImageSet, batches
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
+from splitnet.rpc.convert import wire_overhead_bytes
 
 
 def default_actions(ckpt: SplitCheckpoint, image_qualities: Sequence[int] = (10, 50, 90),
@@ -51,7 +52,8 @@ def _median_timing(device: DeviceSide, server: ServerSide, frames: np.ndarray, a
 @torch.no_grad()
 def profile_actions(ckpt: SplitCheckpoint, data: ImageSet, actions: Sequence[Action] | None = None,
                     timing_frames: int = 50, batch_size: int = 100, progress: bool = True) -> dict:
-    """Per action: device and server ms (batch 1, this machine), bytes and correctness per image."""
+    """Per action: device and server ms (batch 1, this machine), bytes and correctness per image, and the
+    uplink bytes a frame adds besides its payload."""
     device, server, compute = DeviceSide(ckpt), ServerSide(ckpt), ComputeModel(ckpt)
     actions = list(actions) if actions is not None else default_actions(ckpt)
     timing_set = data.images[: max(1, min(timing_frames, len(data)))]
@@ -61,6 +63,7 @@ def profile_actions(ckpt: SplitCheckpoint, data: ImageSet, actions: Sequence[Act
         device_ms, server_ms = _median_timing(device, server, timing_set, action)
         sizes: list[int] = []
         correct: list[bool] = []
+        overhead = 0
         for s in batches(len(data), batch_size):
             if action.kind == "local":
                 logits = device.run_local(data.images[s])
@@ -68,13 +71,16 @@ def profile_actions(ckpt: SplitCheckpoint, data: ImageSet, actions: Sequence[Act
             else:
                 payloads = device.encode(data.images[s], action)
                 sizes += [len(p.data) for p in payloads]
+                if s.start == 0:
+                    overhead = wire_overhead_bytes(payloads[0])
                 logits = server.infer(payloads)
             correct += (logits.argmax(1).numpy() == data.labels[s]).tolist()
         cost = compute.cost(action)
         rows.append({"name": action.name, "kind": action.kind, "device_ms": device_ms, "server_ms": server_ms,
                      "device_macs": cost.device_macs, "server_macs": cost.server_macs,
                      "device_share": cost.device_share, "bytes_mean": float(np.mean(sizes)),
-                     "top1": float(np.mean(correct)), "bytes": sizes, "correct": [int(c) for c in correct]})
+                     "top1": float(np.mean(correct)), "bytes": sizes, "correct": [int(c) for c in correct],
+                     "overhead_bytes": overhead})
     return {"model": ckpt.model_name, "checkpoint_sha256": ckpt.sha256, "data": data.path, "n_images": len(data),
             "model_macs": compute.model_macs,
             "measured_on": {"machine": platform.machine(), "processor": platform.processor(),

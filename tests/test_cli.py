@@ -63,6 +63,10 @@ def test_profile_command(tiny_checkpoint, tmp_path: Path) -> None:
     assert names[0] == "local" and "layer1/w0.25" in names and "webp/q50" in names
     assert p["scenario"]["device_class"] == "test device" and p["scenario"]["device_speed"] == 8
     assert all(len(a["bytes"]) == len(a["correct"]) == 20 for a in p["actions"])
+    # each offload's bytes on the wire besides its payload: protobuf fields (the 64-character weights hash
+    # among them) and stream framing, well over 64 bytes; a local run sends nothing
+    overhead = {a["name"]: a.get("overhead_bytes", 0) for a in p["actions"]}
+    assert overhead["local"] == 0 and all(100 < v < 300 for k, v in overhead.items() if k != "local"), overhead
     assert p["command"].startswith("splitnet ")
 
 

@@ -114,6 +114,26 @@ def test_frames_of_any_size_are_offloaded_not_run_locally(server, tiny_checkpoin
 
 
 @pytest.mark.slow
+def test_a_probe_answer_is_judged_from_when_an_offload_would_have_started(tiny_checkpoint) -> None:
+    """A breaker probe goes out after the frame's local run; with a local run of 90 ms and a 100 ms deadline
+    its answer 40 ms after sending can never be within 100 ms of the frame's arrival, yet the offload would
+    have made it (10 ms head + encode + 40 ms): the probe must count as a hit and close the breaker."""
+    from device_client.client import _Pending
+    from splitnet.pipeline import Timing
+    from splitnet.rpc.v1 import splitnet_pb2 as pb
+
+    with SplitClient(None, checkpoint=tiny_checkpoint, policy="local", link_probe_s=0, deadline_ms=100,
+                     calibration=False, breaker=CircuitBreaker(trip_after=1, cooldown_s=0.0)) as client:
+        action = "layer2/w1"
+        for probe, want_open in ((False, True), (True, False)):
+            client.breaker.record(action, False)  # open
+            arrival = time.perf_counter()
+            p = _Pending(0, np.zeros((32, 32, 3), np.uint8), arrival, action, sent=arrival + 0.090,
+                         timing=Timing(head_ms=6.0, encode_ms=4.0), payload_bytes=100)
+            client._late_answer(p, probe=probe)(pb.InferResponse(status_code=0), arrival + 0.130)
+            assert client.breaker.is_open(action) is want_open, (probe, client.breaker.events)
+
+
 def test_late_answers_are_misses_open_the_breaker_and_probes_bring_offloading_back(
         server, tiny_checkpoint: SplitCheckpoint) -> None:
     frames = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -175,11 +176,26 @@ def test_a_ten_thousand_frame_episode_runs_to_its_end() -> None:
     assert steps == 10_000
 
 
+def test_each_offload_pays_its_wire_overhead_on_the_link() -> None:
+    """An action's ``overhead_bytes`` (request fields and framing besides the payload) take link time too."""
+    flat = Trace("flat", np.array([0.0, 1.0]), np.array([0.1, 0.1]))  # 100 kbit/s: 80 us per byte
+    p = toy_profile()
+    heavy = Profile(p.model, [dataclasses.replace(a, overhead_bytes=150 if a.kind != "local" else 0)
+                              for a in p.actions], dataclasses.replace(p.scenario, jitter_ms=0), "", "")
+    light = Profile(p.model, p.actions, dataclasses.replace(p.scenario, jitter_ms=0), "", "")
+    a, b = OffloadSimulator(light, flat, deadline_ms=0), OffloadSimulator(heavy, flat, deadline_ms=0)
+    first_light, first_heavy = a.step(2), b.step(2)  # same image, same payload
+    assert first_light.payload_bytes == first_heavy.payload_bytes
+    assert first_heavy.latency_ms - first_light.latency_ms == pytest.approx(150 * 8 / 100.0, abs=0.5)
+
+
 def test_profile_round_trip(tmp_path: Path) -> None:
     p = toy_profile()
+    p.actions[2] = dataclasses.replace(p.actions[2], overhead_bytes=146)
     p.save(tmp_path / "p.json")
     q = Profile.load(tmp_path / "p.json")
     assert q.names == p.names and q.scenario == p.scenario
+    assert q.actions[2].overhead_bytes == 146 and q.actions[1].overhead_bytes == 0
     assert np.array_equal(q.actions[2].bytes, p.actions[2].bytes)
     assert q.device_ms(0) == pytest.approx(96.0)  # 12 ms x device speed 8
 

@@ -62,6 +62,9 @@ class ActionProfile:
     device_macs: float | None = None
     server_macs: float | None = None
     device_share: float | None = None  # device MACs / the unsplit model's MACs
+    # uplink bytes a frame costs besides its payload (the request's other protobuf fields and the stream's
+    # framing, splitnet.rpc.convert.wire_overhead_bytes); 0 in profiles written before it was measured
+    overhead_bytes: int = 0
 
     @property
     def top1(self) -> float:
@@ -122,10 +125,9 @@ class Profile:
         speed; the scenario then describes a device of speed 1 (the times are this device's).
         """
         server_ms = server_ms or {}
-        actions = [ActionProfile(a.name, a.kind,
-                                 float(device_ms.get(a.name, a.device_ms * self.scenario.device_speed)),
-                                 float(server_ms.get(a.name, a.server_ms * self.scenario.server_speed)),
-                                 a.bytes, a.correct) for a in self.actions]
+        actions = [replace(a, device_ms=float(device_ms.get(a.name, a.device_ms * self.scenario.device_speed)),
+                           server_ms=float(server_ms.get(a.name, a.server_ms * self.scenario.server_speed)))
+                   for a in self.actions]
         scenario = replace(self.scenario, device_class=device_class, device_speed=1.0, server_speed=1.0)
         return Profile(self.model, actions, scenario, self.checkpoint_sha256, self.source)
 
@@ -134,7 +136,8 @@ class Profile:
                 "actions": [{"name": a.name, "kind": a.kind, "device_ms": a.device_ms, "server_ms": a.server_ms,
                              "top1": a.top1, "bytes_mean": a.bytes_mean, "bytes": a.bytes.tolist(),
                              "correct": a.correct.astype(int).tolist(),
-                             **{k: getattr(a, k) for k in COMPUTE_FIELDS if getattr(a, k) is not None}}
+                             **{k: getattr(a, k) for k in COMPUTE_FIELDS if getattr(a, k) is not None},
+                             **({"overhead_bytes": a.overhead_bytes} if a.overhead_bytes else {})}
                             for a in self.actions]}
 
     def save(self, path: str | Path) -> None:
@@ -149,7 +152,8 @@ class Profile:
             scenario = Scenario(**sc, power=power)
             actions = [ActionProfile(a["name"], a["kind"], float(a["device_ms"]), float(a["server_ms"]),
                                      np.asarray(a["bytes"], dtype=np.int64), np.asarray(a["correct"], dtype=bool),
-                                     **{k: float(a[k]) for k in COMPUTE_FIELDS if a.get(k) is not None})
+                                     **{k: float(a[k]) for k in COMPUTE_FIELDS if a.get(k) is not None},
+                                     overhead_bytes=int(a.get("overhead_bytes", 0)))
                        for a in d["actions"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"malformed profile {source}: {exc}") from exc

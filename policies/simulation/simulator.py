@@ -3,8 +3,9 @@
 Frames arrive every ``1 / fps`` seconds. The device works on one frame at a time
 (its compute is a serial resource); the uplink sends one payload at a time (another
 serial resource), so a large payload delays the next one. Each frame replays a real
-profiled image: its payload bytes and whether the answer was right under the chosen
-action. What the device can observe is only what its own past transfers told it.
+profiled image: its payload bytes (plus, on the link, the action's ``overhead_bytes``:
+the request's other fields and framing) and whether the answer was right under the
+chosen action. What the device can observe is only what its own past transfers told it.
 As the device client does, an offload predicted to miss the deadline (the frame's wait so
 far plus the action's device, estimated network and server time) runs locally at once, and
 a frame whose answer would come after the deadline is run locally once the deadline passes
@@ -76,6 +77,7 @@ class OffloadSimulator:
         top1 = np.array([a.top1 for a in profile.actions])
         self.accuracy_drop = np.maximum(0.0, top1[0] - top1)  # against local
         self.bytes_mean = np.array([a.bytes_mean for a in profile.actions])
+        self.overhead_bytes = np.array([a.overhead_bytes for a in profile.actions])  # on the wire besides payloads
         self._bytes = np.stack([a.bytes for a in profile.actions])
         self._correct = np.stack([a.correct for a in profile.actions])
         self.reset(0.0, seed)
@@ -190,11 +192,12 @@ class OffloadSimulator:
         else:
             dev_done = start + self.device_ms[action] / 1e3
             tx_start = max(dev_done, self.link_free)
-            ser_ms = self.channel.serialization_ms(nbytes, tx_start)
+            wire_bytes = nbytes + int(self.overhead_bytes[action])
+            ser_ms = self.channel.serialization_ms(wire_bytes, tx_start)
             if dry:
                 net_ms = ser_ms + self.channel_config.rtt_ms + self.server_ms[action]
             else:
-                net_ms = self.channel.transfer_ms(nbytes, tx_start) + self.server_ms[action]
+                net_ms = self.channel.transfer_ms(wire_bytes, tx_start) + self.server_ms[action]
             done = tx_start + net_ms / 1e3
             energy = (self.device_ms[action] * pw.compute_w + ser_ms * pw.radio_tx_w
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3

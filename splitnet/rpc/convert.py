@@ -33,6 +33,16 @@ def request(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 0.0) -> p
                            budget_ms=budget_ms)
 
 
+STREAM_FRAMING_BYTES = 9 + 5  # an HTTP/2 DATA frame's header and gRPC's length-prefix, per message on a stream
+
+
+def wire_overhead_bytes(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 100.0) -> int:
+    """Uplink bytes one frame on an open stream costs besides its payload: the request's other
+    protobuf fields (model, weights hash, split, shape, ...) and the per-message framing. TCP/IP
+    headers are not counted (nor does ``splitnet link`` shape them)."""
+    return len(request(p, top_k, budget_ms).SerializeToString()) - len(p.data) + STREAM_FRAMING_BYTES
+
+
 def request_payload(req: pb.InferRequest, max_data_bytes: int = MAX_DATA_BYTES) -> Payload:
     if not req.HasField("payload"):
         raise PayloadError("request carries no payload")
