@@ -98,8 +98,7 @@ class MicroBatcher:
         if self._closed.is_set():
             raise ShuttingDown("server is shutting down")
         start = time.monotonic()
-        side = self.server_side
-        key = side.batch_key(payload)
+        key = self.server_side.batch_key(payload)
         if self._pending or not self._queue.empty() or not self._running.acquire(blocking=False):
             return None
         try:
@@ -109,11 +108,8 @@ class MicroBatcher:
                 self.stats.count("deadline_expired")
                 raise DeadlineExpired(f"frame {payload.seq} was past its budget of {budget_s * 1e3:.3f} ms "
                                       "before it could run")
-            timing = Timing()
             try:
-                with torch.inference_mode():
-                    output = side.run_tail(key, side.decode([payload], timing, key), timing)
-                    prediction = predictions_from_output(side.model_name, output, top_k)[0]
+                preds, timing = self._compute([payload], top_k, key)
             except SplitnetError:
                 self.stats.count("bad_payload")
                 raise
@@ -124,7 +120,7 @@ class MicroBatcher:
             self._running.release()
         self.stats.record(("frames_ok", "batches", "frames_inline"), queue=0.0, decode=timing.decode_ms,
                           tail=timing.tail_ms)
-        return prediction, ServerTiming(0.0, timing.decode_ms, timing.tail_ms, 1)
+        return preds[0], ServerTiming(0.0, timing.decode_ms, timing.tail_ms, 1)
 
     @property
     def queue_depth(self) -> int:
@@ -206,12 +202,18 @@ class MicroBatcher:
             return
         self._resolve(live, results)
 
+    def _compute(self, payloads: list[Payload], top_k: int,
+                 key: tuple | None = None) -> tuple[list[Prediction], Timing]:
+        """Decode + tail on payloads of one batch key (``key``: already validated), as predictions."""
+        side, timing = self.server_side, Timing()
+        with torch.inference_mode():
+            output = (side.run_tail(key, side.decode(payloads, timing, key), timing) if key is not None
+                      else side.infer(payloads, timing))
+            return predictions_from_output(side.model_name, output, top_k), timing
+
     def _infer(self, jobs: list[_Job]) -> tuple[list[Prediction], Timing, float]:
         start = time.monotonic()
-        timing = Timing()
-        with torch.inference_mode():
-            output = self.server_side.infer([j.payload for j in jobs], timing)
-            preds = predictions_from_output(self.server_side.model_name, output, max(j.top_k for j in jobs))
+        preds, timing = self._compute([j.payload for j in jobs], max(j.top_k for j in jobs))
         return preds, timing, start
 
     def _resolve(self, jobs: list[_Job], results: tuple[list[Prediction], Timing, float]) -> None:

@@ -34,13 +34,15 @@ class ServerStats:
         self._lock = threading.Lock()
         self._window = window
         self._counters: Counter[str] = Counter()
-        self._samples: dict[str, deque[float]] = {s: deque(maxlen=window) for s in STAGES}
+        self._samples: dict[str, deque[float]] = {}
         self._totals: Counter[str] = Counter()
         self._gauges: dict[str, Callable[[], float]] = {}
         # Histogram state per stage: samples not yet folded (ms), bucket counts (last: +Inf), sum (s).
-        self._unfolded: dict[str, list[float]] = {s: [] for s in STAGES}
-        self._buckets: dict[str, np.ndarray] = {s: np.zeros(len(_BOUNDS_S) + 1, np.int64) for s in STAGES}
-        self._sums_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._unfolded: dict[str, list[float]] = {}
+        self._buckets: dict[str, np.ndarray] = {}
+        self._sums_s: dict[str, float] = {}
+        for stage in STAGES:
+            self._new_stage(stage)
         self.started = time.monotonic()
         # Each server has its own registry (several servers can live in one process: tests).
         self.registry = CollectorRegistry(auto_describe=True)
@@ -62,13 +64,18 @@ class ServerStats:
             for stage, ms in stage_ms.items():
                 self._add(stage, ms)
 
+    def _new_stage(self, stage: str) -> deque[float]:
+        self._unfolded[stage] = []
+        self._buckets[stage] = np.zeros(len(_BOUNDS_S) + 1, np.int64)
+        self._sums_s[stage] = 0.0
+        samples: deque[float] = deque(maxlen=self._window)
+        self._samples[stage] = samples
+        return samples
+
     def _add(self, stage: str, ms: float) -> None:  # the lock is held
         samples = self._samples.get(stage)
         if samples is None:
-            samples = self._samples[stage] = deque(maxlen=self._window)
-            self._unfolded[stage] = []
-            self._buckets[stage] = np.zeros(len(_BOUNDS_S) + 1, np.int64)
-            self._sums_s[stage] = 0.0
+            samples = self._new_stage(stage)
         samples.append(ms)
         self._totals[stage] += 1
         unfolded = self._unfolded[stage]

@@ -76,6 +76,12 @@ def fallback_reserve_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0
     return needed if needed <= budget_ms else 0.0
 
 
+def predicted_offload_ms(device_ms: float, payload_bytes: float, mbps: float, rtt_ms: float,
+                         server_ms: float) -> float:
+    """An offload's expected time (ms): device work, serialization at ``mbps`` (Mbit/s), RTT, server work."""
+    return device_ms + payload_bytes * 8 / (mbps * 1e3) + rtt_ms + server_ms
+
+
 def harmonic_mean(values: tuple[float, ...] | list[float]) -> float:
     vals = [v for v in values if v > 0]
     return len(vals) / sum(1.0 / v for v in vals) if vals else 0.0

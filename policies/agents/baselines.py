@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.agents.base import FixedPolicy, Observation
+from policies.agents.base import FixedPolicy, Observation, predicted_offload_ms
 from policies.simulation.profile import Profile
 
 DEFAULT_MBPS = 1.0  # greedy's guess before its first measurement
@@ -47,7 +47,7 @@ class GreedyPolicy:
             return self.profile.device_ms(i)
         mbps = obs.throughput_mbps or DEFAULT_MBPS
         rtt = obs.rtt_ms or self.profile.scenario.rtt_ms
-        return self.profile.device_ms(i) + a.bytes_mean * 8 / (mbps * 1e3) + rtt + self.profile.server_ms(i)
+        return predicted_offload_ms(self.profile.device_ms(i), a.bytes_mean, mbps, rtt, self.profile.server_ms(i))
 
     def act(self, observation: Observation) -> str:
         best = min(self.candidates, key=lambda i: self.predicted_ms(i, observation))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.agents.base import HISTORY, Observation, fallback_reserve_ms, harmonic_mean
+from policies.agents.base import HISTORY, Observation, fallback_reserve_ms, harmonic_mean, predicted_offload_ms
 from policies.network.channel_models import Channel, ChannelConfig, GilbertElliott
 from policies.network.traces import Trace
 from policies.simulation.profile import Profile
@@ -248,9 +248,8 @@ class OffloadSimulator:
         tputs = self.known_throughputs(start)
         if not tputs:
             return False
-        mbps = harmonic_mean(tuple(tputs))
-        predicted_ms = (self.device_ms[action] + self.known_rtt_ms(start) + self.server_ms[action]
-                        + self.bytes_mean[action] * 8 / (mbps * 1e3))
+        predicted_ms = predicted_offload_ms(self.device_ms[action], self.bytes_mean[action], harmonic_mean(tputs),
+                                            self.known_rtt_ms(start), self.server_ms[action])
         return (start - arrival) * 1e3 + predicted_ms > self.deadline_ms
 
     def step(self, action: int) -> FrameOutcome:
