@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces splitnet/assets/resnet56_cifar_split.pt from ../shared (about 10 h on 2 CPU cores).
 # The teacher first (fine-tuned from the third-party weights on the training split), then one
-# slimmable bottleneck on the teacher's features per split point (layer1 and layer2 in parallel, one thread
-# each, then layer3), then the light encoder at relu (on the image; its decoder rebuilds the stem's output),
-# then the merge.
+# slimmable bottleneck on the teacher's features at layer1 and layer3 (in parallel, one thread each), the light
+# encoder at relu (on the image; its decoder rebuilds the stem's output), a merge, then the light encoder
+# whose decoder rebuilds layer2's output (about 70 min), written over the merged checkpoint.
 # Every training step checkpoints to <out>.<split>.work/ and resumes when rerun with the same flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,13 +15,9 @@ $S train teacher --model resnet56_cifar --init-weights ../shared/weights/resnet5
 T="$R/teacher56/teacher.pt"
 COMMON="--teacher resnet56_cifar --weights $T --latent-channels 32 --hidden-channels 64 --stage1-lmbda 1e-3 \
   --width-rate-scale 2 1 0.5 0.25 --epochs 3"
-$S --threads 1 train bottleneck $COMMON --split layer2 --downsample 1 --lmbda 1e-3 --finetune-epochs 10 \
-  --out "$R/ckpt/layer2.pt" > "$R/ckpt/layer2.log" 2>&1 &
-P2=$!
 $S --threads 1 train bottleneck $COMMON --split layer1 --downsample 2 --lmbda 1e-3 --finetune-epochs 6 \
   --out "$R/ckpt/layer1.pt" > "$R/ckpt/layer1.log" 2>&1 &
 P1=$!
-wait $P2
 $S --threads 1 train bottleneck $COMMON --split layer3 --downsample 1 --lmbda 2e-3 --finetune-epochs 8 \
   --out "$R/ckpt/layer3.pt" > "$R/ckpt/layer3.log" 2>&1
 wait $P1
@@ -30,5 +26,8 @@ $S --threads 2 train bottleneck --teacher resnet56_cifar --weights $T --encoder 
   --stage1-lmbda 1e-5 --lmbda 2e-4 --width-rate-scale 4 2 1 0.5 --finetune-lr 5e-4 --tail-lr-scale 0.1 \
   --out "$R/ckpt/relu.pt" \
   > "$R/ckpt/relu.log" 2>&1
-$S checkpoint merge "$R/ckpt/layer1.pt" "$R/ckpt/layer2.pt" "$R/ckpt/layer3.pt" "$R/ckpt/relu.pt" \
-  --out splitnet/assets/resnet56_cifar_split.pt
+$S checkpoint merge "$R/ckpt/layer1.pt" "$R/ckpt/layer3.pt" "$R/ckpt/relu.pt" --out "$R/ckpt/merged.pt"
+$S --threads 2 train bottleneck --teacher resnet56_cifar --weights "$R/ckpt/merged.pt" --encoder light --split layer2 \
+  --downsample 2 --latent-channels 16 --hidden-channels 64 --decoder-channels 64 --decoder-depth 3 --epochs 4 \
+  --finetune-epochs 12 --widths-per-step 1 --stage1-lmbda 2e-5 --lmbda 3e-4 --lr 2e-3 --finetune-lr 1e-3 \
+  --tail-lr-scale 0.3 --out splitnet/assets/resnet56_cifar_split.pt > "$R/ckpt/layer2.log" 2>&1

@@ -55,14 +55,20 @@ def test_profile_command(tiny_checkpoint, tmp_path: Path) -> None:
     np.savez(data, x=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), y=rng.integers(0, 10, 20))
     out = tmp_path / "profile.json"
     proc = run("profile", "--checkpoint", tiny_checkpoint.path, "--data", str(data), "--timing-frames", "3",
-               "--qualities", "50", "--device-class", "test device", "--device-speed", "8", "--trace-scale", "0.1",
-               "--json", str(out))
+               "--timing-rounds", "2", "--qualities", "50", "--device-class", "test device", "--device-speed", "8",
+               "--trace-scale", "0.1", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     p = json.loads(out.read_text())
     names = [a["name"] for a in p["actions"]]
     assert names[0] == "local" and "layer1/w0.25" in names and "webp/q50" in names
     assert p["scenario"]["device_class"] == "test device" and p["scenario"]["device_speed"] == 8
     assert all(len(a["bytes"]) == len(a["correct"]) == 20 for a in p["actions"])
+    # times are medians of interleaved rounds, with the spread of the round medians beside them
+    assert p["measured_on"]["timing_rounds"] == 2 and p["measured_on"]["timing_frames"] == 3
+    for a in p["actions"]:
+        lo, hi = a["device_ms_spread"]
+        assert lo <= a["device_ms"] <= hi and a["device_macs"] >= 0 and 0 <= a["device_share"] <= 1.01, a["name"]
+    assert isinstance(p["width_order_violations"], list)
     # each offload's bytes on the wire besides its payload: protobuf fields (the 64-character weights hash
     # among them) and stream framing, well over 64 bytes; a local run sends nothing
     overhead = {a["name"]: a.get("overhead_bytes", 0) for a in p["actions"]}

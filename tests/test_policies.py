@@ -225,3 +225,14 @@ def test_robust_mpc_discounts_after_a_surprise_and_plans_with_the_backlog() -> N
                                            "oracle": OraclePolicy(p)}, frames=600)
     rewards = {n: v["reward_mean"] for n, v in report["policies"].items()}
     assert rewards["oracle"] >= rewards["robust_mpc"] > rewards["edge"]
+
+
+def test_a_wider_width_timed_faster_is_flagged() -> None:
+    """Compute grows with width, so a profile where a wider width ran faster (beyond 5 %) was noisy."""
+    from splitnet.profiling import width_order_violations
+
+    rows = [{"name": "local", "device_ms": 9.0}, {"name": "relu/w0.25", "device_ms": 1.0},
+            {"name": "relu/w0.5", "device_ms": 1.5}, {"name": "relu/w1", "device_ms": 1.48},
+            {"name": "layer2/w0.25", "device_ms": 2.0}, {"name": "layer2/w1", "device_ms": 1.0}]
+    problems = width_order_violations(rows)
+    assert len(problems) == 1 and problems[0].startswith("layer2/w1"), problems

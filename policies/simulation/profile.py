@@ -45,6 +45,7 @@ class Scenario:
 
 
 COMPUTE_FIELDS = ("device_macs", "server_macs", "device_share")
+SPREAD_FIELDS = ("device_ms_spread", "server_ms_spread")
 
 
 @dataclass
@@ -65,6 +66,9 @@ class ActionProfile:
     # uplink bytes a frame costs besides its payload (the request's other protobuf fields and the stream's
     # framing, splitnet.rpc.convert.wire_overhead_bytes); 0 in profiles written before it was measured
     overhead_bytes: int = 0
+    # [min, max] of the round medians the times were taken from (ms, as measured); None in older profiles
+    device_ms_spread: tuple[float, float] | None = None
+    server_ms_spread: tuple[float, float] | None = None
 
     @property
     def top1(self) -> float:
@@ -137,7 +141,8 @@ class Profile:
                              "top1": a.top1, "bytes_mean": a.bytes_mean, "bytes": a.bytes.tolist(),
                              "correct": a.correct.astype(int).tolist(),
                              **{k: getattr(a, k) for k in COMPUTE_FIELDS if getattr(a, k) is not None},
-                             **({"overhead_bytes": a.overhead_bytes} if a.overhead_bytes else {})}
+                             **({"overhead_bytes": a.overhead_bytes} if a.overhead_bytes else {}),
+                             **{k: list(getattr(a, k)) for k in SPREAD_FIELDS if getattr(a, k) is not None}}
                             for a in self.actions]}
 
     def save(self, path: str | Path) -> None:
@@ -153,7 +158,9 @@ class Profile:
             actions = [ActionProfile(a["name"], a["kind"], float(a["device_ms"]), float(a["server_ms"]),
                                      np.asarray(a["bytes"], dtype=np.int64), np.asarray(a["correct"], dtype=bool),
                                      **{k: float(a[k]) for k in COMPUTE_FIELDS if a.get(k) is not None},
-                                     overhead_bytes=int(a.get("overhead_bytes", 0)))
+                                     overhead_bytes=int(a.get("overhead_bytes", 0)),
+                                     **{k: (float(a[k][0]), float(a[k][1])) for k in SPREAD_FIELDS
+                                        if a.get(k) is not None})
                        for a in d["actions"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"malformed profile {source}: {exc}") from exc

@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--data", type=asset_path, default=None, help="npz images (default: the shipped demo sample)")
     pr.add_argument("--limit", type=positive_int, default=None)
     pr.add_argument("--qualities", type=quality, nargs="+", default=[10, 50, 90], help="WebP/JPEG qualities")
-    pr.add_argument("--timing-frames", type=positive_int, default=50)
+    pr.add_argument("--timing-frames", type=positive_int, default=50, help="frames per timing round")
+    pr.add_argument("--timing-rounds", type=positive_int, default=5,
+                    help="interleaved timing rounds; each action's ms is the median of its round medians")
     pr.add_argument("--timings-from", default=None,
                     help="take device/server ms from this profile (same machine) instead of timing again")
     pr.add_argument("--device-class", default="measured machine")
@@ -37,18 +39,23 @@ def run(args: argparse.Namespace) -> int:
     from policies.simulation.profile import PowerModel, Profile, Scenario
     from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
     from splitnet.data import load_npz
-    from splitnet.profiling import default_actions, profile_actions
+    from splitnet.profiling import default_actions, profile_actions, width_order_violations
 
     ckpt = SplitCheckpoint.load(args.checkpoint)
     data = load_npz(args.data or DEMO_DATA, limit=args.limit)
     measured = profile_actions(ckpt, data, default_actions(ckpt, args.qualities),
-                               timing_frames=1 if args.timings_from else args.timing_frames)
+                               timing_frames=1 if args.timings_from else args.timing_frames,
+                               timing_rounds=1 if args.timings_from else args.timing_rounds)
     if args.timings_from:  # one timing measurement shared by profiles of different image sets
         timed = {a.name: a for a in Profile.load(args.timings_from).actions}
         for row in measured["actions"]:
             if row["name"] not in timed:
                 raise SplitnetError(f"{args.timings_from} has no timing for action {row['name']!r}")
-            row["device_ms"], row["server_ms"] = timed[row["name"]].device_ms, timed[row["name"]].server_ms
+            src = timed[row["name"]]
+            row.update(device_ms=src.device_ms, server_ms=src.server_ms, device_ms_spread=src.device_ms_spread,
+                       server_ms_spread=src.server_ms_spread)
+        measured["measured_on"] = {**measured["measured_on"], "timings_from": args.timings_from}
+        measured["width_order_violations"] = width_order_violations(measured["actions"])
     power = PowerModel(args.compute_w, args.radio_tx_w, args.idle_w)
     scenario = Scenario(args.device_class, args.device_speed, args.server_speed, args.link_class, args.trace_scale,
                         args.rtt_ms, args.jitter_ms, args.loss, power)
@@ -56,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
     profile = profile.with_scenario(scenario)
     out = profile.to_dict()
     out.update({"data": measured["data"], "n_images": measured["n_images"], "measured_on": measured["measured_on"],
-                "model_macs": measured["model_macs"], "command": command_line()})
+                "model_macs": measured["model_macs"], "width_order_violations": measured["width_order_violations"],
+                "command": command_line()})
     print(f"{'action':<22}{'device ms':>10}{'server ms':>10}{'bytes':>9}{'top-1 %':>9}{'dev MMAC':>10}{'dev %':>8}"
           "   (ms scaled to the scenario)")
     for i, a in enumerate(profile.actions):
         print(f"{a.name:<22}{profile.device_ms(i):>10.2f}{profile.server_ms(i):>10.2f}{a.bytes_mean:>9.1f}"
               f"{a.top1 * 100:>9.2f}{a.device_macs / 1e6:>10.2f}{a.device_share * 100:>8.2f}")
+    for problem in measured["width_order_violations"]:
+        print(f"warning: {problem}: the machine was noisy, profile again")
     write_json(out, args.json)
     return 0
