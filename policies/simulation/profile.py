@@ -27,6 +27,10 @@ class PowerModel:
     idle_w: float = 1.5
 
 
+DEVICE_MODEL = ("speed factor: each device time is the time measured on this machine at batch 1 (entropy coding "
+                "and image codecs included) times device_speed")
+
+
 @dataclass(frozen=True)
 class Scenario:
     """The regime a profile models."""
@@ -42,6 +46,7 @@ class Scenario:
     power: PowerModel = field(default_factory=PowerModel)
     probe_bytes: int = 200  # the device's link probe: sent when nothing went out for probe_interval_s
     probe_interval_s: float = 1.0
+    device_model: str = DEVICE_MODEL  # how the device's times were derived from the measured ones, and why
 
 
 COMPUTE_FIELDS = ("device_macs", "server_macs", "device_share")

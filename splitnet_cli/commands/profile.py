@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from splitnet.errors import SplitnetError
 from splitnet_cli.argtypes import asset_path, nonnegative_float, positive_float, positive_int, probability, quality
@@ -22,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="take device/server ms from this profile (same machine) instead of timing again")
     pr.add_argument("--device-class", default="measured machine")
     pr.add_argument("--device-speed", type=positive_float, default=1.0, help="device ms = measured ms x this")
+    pr.add_argument("--device-model", default=None,
+                    help="how the device's times follow from the measured ones, and why (recorded in the scenario)")
     pr.add_argument("--server-speed", type=positive_float, default=1.0, help="server ms = measured ms x this")
     pr.add_argument("--link-class", default="trace as recorded")
     pr.add_argument("--trace-scale", type=positive_float, default=1.0, help="multiply trace throughput by this")
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     power = PowerModel(args.compute_w, args.radio_tx_w, args.idle_w)
     scenario = Scenario(args.device_class, args.device_speed, args.server_speed, args.link_class, args.trace_scale,
                         args.rtt_ms, args.jitter_ms, args.loss, power)
+    if args.device_model:
+        scenario = replace(scenario, device_model=args.device_model)
     profile = Profile.from_dict({**measured, "scenario": {}})
     profile = profile.with_scenario(scenario)
     out = profile.to_dict()
