@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,13 @@ def test_light_encoder_training_rebuilds_the_teachers_features(toy_data: str, to
     with pytest.raises(CheckpointError, match="stride"):  # features at stride 4 cannot come from a stride-2 latent
         train_bottleneck(BottleneckTrainConfig(**{**cfg.__dict__, "split": "layer3", "downsample": 1}),
                          tmp_path / "bad.pt")
+
+    # a longer stage 2 starts from the finished run's bottleneck and tail, not from scratch: with a learning
+    # rate of ~0 its loss is the finished run's last one (a fresh start's first loss is twice that or more)
+    more = dataclasses.replace(cfg, epochs=0, finetune_epochs=1, init_from=str(out), finetune_lr=1e-12)
+    train_bottleneck(more, tmp_path / "more.pt", command="test")
+    again = read_checkpoint(tmp_path / "more.layer1.work" / "last.pt")["history"]
+    assert again[0]["loss"] == pytest.approx(history[-1]["loss"], rel=0.1)
+    assert history[0]["loss"] > 1.5 * again[0]["loss"]
+    with pytest.raises(CheckpointError, match="another shape"):
+        train_bottleneck(dataclasses.replace(more, latent_channels=4), tmp_path / "other.pt")

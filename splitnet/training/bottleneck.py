@@ -86,6 +86,9 @@ class BottleneckTrainConfig:
     widths_per_step: int = 0  # 0: every width in every step; 1: the widest and one other width on alternate steps
     detection_images: int = 12000  # detectors: synthetic training scenes generated from ``data``
     out_relu: bool | None = None  # decoder ends in a ReLU; None: when the teacher's features there are >= 0
+    # a split checkpoint whose bottleneck (same shape) and tail at ``split`` start this run: trains on from a
+    # finished run, e.g. a longer stage 2 (epochs=0) with a fresh schedule; "" starts from scratch
+    init_from: str = ""
 
 
 class DistillTask(Protocol):
@@ -328,6 +331,8 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     stage = 1 if cfg.epochs > 0 else 2
     opt, aux_opt = optimizers(stage)
     state = load_run_state(last, _config_dict(cfg))
+    if cfg.init_from and state is None:
+        _init_from_checkpoint(cfg, bottleneck, tail)
     if state is not None:
         start_epoch, history = int(state["epoch"]), list(state["history"])
         stage = 1 if start_epoch < cfg.epochs else 2
@@ -412,6 +417,22 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
                                                           "history": history}
     sha = ckpt.save(out)
     return {"split": cfg.split, "sha256": sha, "holdout": history[-1]["holdout"] if history else []}
+
+
+def _init_from_checkpoint(cfg: BottleneckTrainConfig, bottleneck: SlimmableBottleneck, tail: nn.Module) -> None:
+    """Load the bottleneck and the fine-tuned tail of ``cfg.init_from``'s split at ``cfg.split``; the shapes must
+    be those this run builds."""
+    ckpt = SplitCheckpoint.load(cfg.init_from)
+    if ckpt.model_name != cfg.teacher or cfg.split not in ckpt.splits:
+        raise CheckpointError(f"{cfg.init_from} has no {cfg.teacher} split at {cfg.split!r} to start from "
+                              f"(it holds {ckpt.model_name} with splits {', '.join(ckpt.splits) or 'none'})")
+    point = ckpt.splits[cfg.split]
+    if point.bottleneck.config != bottleneck.config:
+        raise CheckpointError(f"{cfg.init_from}'s bottleneck at {cfg.split} has another shape than this run's "
+                              f"({point.bottleneck.config} vs {bottleneck.config}); give the same options")
+    bottleneck.load_state_dict(point.bottleneck.state_dict())
+    if point.tail_state is not None:
+        tail.load_state_dict(point.tail_state)
 
 
 def bottleneck_config(cfg: BottleneckTrainConfig, input_shape: tuple[int, ...],

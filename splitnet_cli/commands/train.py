@@ -130,6 +130,9 @@ def _add_bottleneck(train: argparse._SubParsersAction) -> None:
                    help="detectors: synthetic training scenes built from --data")
     b.add_argument("--out", required=True, help="split checkpoint to create or add this split to")
     b.add_argument("--work-dir", default=None)
+    b.add_argument("--init-from", type=asset_path, default="",
+                   help="start from this split checkpoint's bottleneck and tail at --split (same options; e.g. "
+                        "a longer stage 2 of a finished run with --epochs 0)")
     b.set_defaults(func=run_bottleneck)
 
 
@@ -148,7 +151,8 @@ def run_bottleneck(args: argparse.Namespace) -> int:
         finetune_epochs=args.finetune_epochs, finetune_encoder=not args.freeze_encoder,
         batch_size=args.batch_size, lr=args.lr, finetune_lr=args.finetune_lr, tail_lr_scale=args.tail_lr_scale,
         kd_temperature=args.kd_temperature, ce_weight=args.ce_weight, holdout=args.holdout,
-        seed=args.seed, limit=args.limit, detection_images=args.detection_images, out_relu=args.out_relu)
+        seed=args.seed, limit=args.limit, detection_images=args.detection_images, out_relu=args.out_relu,
+        init_from=args.init_from or "")
     check_stages(cfg)  # an impossible stage is refused before the data is looked for
     cfg = dataclasses.replace(cfg, data=_training_data(args.data))
     result = train_bottleneck(cfg, args.out, args.work_dir, command=command_line())
