@@ -16,6 +16,7 @@ from splitnet.errors import PayloadError
 MAX_DATA_BYTES = 16 * 1024 * 1024  # default limit on the coded bytes of one frame
 MAX_NDIM = 8
 MAX_STRING = 255
+WEIGHTS_ID_HEX = 16  # hex digits of the checkpoint's sha256 a frame carries: a consistency check, not a secret
 DTYPES = ("float32", "float16", "uint8", "int8")
 
 
@@ -29,7 +30,7 @@ class Payload:
     """
 
     model: str
-    weights_sha256: str
+    weights_sha256: str  # the checkpoint's sha256 in hex, or its first WEIGHTS_ID_HEX digits (what devices send)
     split: str
     width: float
     codec: str

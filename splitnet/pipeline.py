@@ -27,7 +27,7 @@ from splitnet.errors import (
     UnknownModelError,
     UnknownSplitPointError,
 )
-from splitnet.payload import Payload
+from splitnet.payload import WEIGHTS_ID_HEX, Payload
 
 
 class WeightsMismatchError(SplitnetError):
@@ -193,7 +193,7 @@ class DeviceSide:
                 blobs = [next(it) if k else None for k in keep]
         sent = time.time_ns() // 1000
         return [None if blob is None else
-                Payload(self.checkpoint.model_name, self.checkpoint.sha256, action.split,
+                Payload(self.checkpoint.model_name, self.checkpoint.sha256[:WEIGHTS_ID_HEX], action.split,
                         action.width if action.kind == "bottleneck" else 1.0, codec.codec_id,
                         shape, codec.dtype, blob, seq + i, sent) for i, blob in enumerate(blobs)]
 
@@ -259,7 +259,7 @@ class ServerSide:
         """Check a payload against what this server holds; return its route key."""
         if p.model != self.checkpoint.model_name:
             raise UnknownModelError(f"server holds model {self.checkpoint.model_name!r}, payload is for {p.model!r}")
-        if p.weights_sha256 != self.checkpoint.sha256:
+        if len(p.weights_sha256) < WEIGHTS_ID_HEX or not self.checkpoint.sha256.startswith(p.weights_sha256):
             raise WeightsMismatchError(
                 f"payload weights {p.weights_sha256[:12]}… differ from the server's {self.checkpoint.sha256[:12]}…"
             )

@@ -69,12 +69,19 @@ def test_feature_and_image_offload(sides, tiny_checkpoint, frames, name: str) ->
         assert torch.allclose(logits, local, atol=1e-5)
 
 
-def test_server_rejects_bad_payloads(sides, frames) -> None:
+def test_server_rejects_bad_payloads(sides, tiny_checkpoint, frames) -> None:
     device, server = sides
     good = device.encode(frames[:1], Action.parse("layer1/w0.5"))[0]
+    # a frame names the weights by the first 16 hex digits of the checkpoint's sha256 (48 bytes less per frame);
+    # the whole digest is accepted too, a shorter or a wrong prefix is not
+    assert good.weights_sha256 == tiny_checkpoint.sha256[:16]
+    assert server.infer([dataclasses.replace(good, weights_sha256=tiny_checkpoint.sha256)]).shape == (1, 10)
     cases = [
         (dict(model="resnet18"), UnknownModelError),
         (dict(weights_sha256="00" * 32), WeightsMismatchError),
+        (dict(weights_sha256=tiny_checkpoint.sha256[:15]), WeightsMismatchError),
+        (dict(weights_sha256=("1" if tiny_checkpoint.sha256[0] == "0" else "0") + tiny_checkpoint.sha256[1:16]),
+         WeightsMismatchError),
         (dict(split="layer3"), UnknownSplitPointError),
         (dict(codec="h265"), UnknownCodecError),
         (dict(codec="hyperprior"), UnknownCodecError),
