@@ -8,22 +8,25 @@ fast machine replays the profile's slow device) sending ``--frames`` validation 
 profile, trace, frame rate, deadline and number of frames. Compared: the deadline-miss rate and
 the mean latency.
 
-Agreement: each live figure within 20 % of the simulated one. A miss rate near zero has no
-meaningful relative error at a few hundred frames, so a miss-rate difference of at most
-``--miss-floor`` (absolute, default 1 pt: about one standard error of a 3 % rate over 600
-frames) also counts as agreeing; the report keeps both the relative and absolute differences.
+Each pair runs live ``--repeats`` times (default 2; live runs through the same trace differ from run
+to run), and the mean of the live runs is compared. Agreement: each live figure within 20 % of the
+simulated one. A miss rate near zero has no meaningful relative error at a few hundred frames, so a
+miss-rate difference of at most ``--miss-floor`` (absolute, default 1 pt: about one standard error of a
+3 % rate over 600 frames) also counts as agreeing; the report keeps both the relative and absolute differences.
 
 Not modelled alike (see the report's ``notes``): the simulator starts the trace at the first frame,
 the live link at its own start (the client's start-up, ``link_to_first_frame_s``, is skipped);
 the simulator draws images at random from the profile's, the client sends the first ``--frames``
 validation images.
 
-    python -m benchmarks.live_agreement [--policies ppo robust_mpc] [--frames 600] [--json reports/live_agreement.json]
+    python -m benchmarks.live_agreement [--policies ppo robust_mpc] [--frames 600] [--repeats 2]
+        [--json reports/live_agreement.json]
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,36 +60,53 @@ def _agree(live: float, sim: float, floor: float = 0.0) -> dict:
             "agree": rel <= TOLERANCE or abs(diff) <= floor}
 
 
-def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path) -> dict:
-    """One live run through a fresh link and the matching simulation; returns both and their agreement."""
+def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out_json: Path) -> tuple[dict, float]:
+    """One live run through a fresh link; returns the client's report and the link's seconds."""
     sc = profile.scenario
-    live_json, sim_json = work / f"live-{policy}-{trace.name}.json", work / f"sim-{policy}-{trace.name}.json"
-    link = example.spawn_link(trace, server, work, sc.rtt_ms, timeout_s=600, scale=sc.trace_scale)
+    link = example.spawn_link(trace, server, out_json.parent, sc.rtt_ms, timeout_s=600, scale=sc.trace_scale)
     t_link = time.perf_counter()
     try:
         _splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
                   "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
-                  "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(live_json),
+                  "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(out_json),
                   *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
                   threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
     finally:
         link.terminate()
-    elapsed = time.perf_counter() - t_link
+    return json.loads(out_json.read_text()), time.perf_counter() - t_link
+
+
+def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path) -> dict:
+    """``args.repeats`` live runs (each through a fresh link) and the matching simulation; the live figures are
+    the mean over the runs (each run is in ``live_runs``); returns both and their agreement."""
+    runs = []
+    for i in range(args.repeats):
+        live, elapsed = _live_run(trace, policy, server, profile, args, work / f"live-{policy}-{trace.name}-{i}.json")
+        runs.append({"link_plus_client_s": elapsed,
+                     **{k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",
+                                             "deadline_missed", "deadline_miss_rate", "latency_ms", "actions",
+                                             "chosen_actions", "bytes_mean", "probes")}})
+    sim_json = work / f"sim-{policy}-{trace.name}.json"
     _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
               "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames), "--json", str(sim_json),
               "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
-    live, sim = json.loads(live_json.read_text()), json.loads(sim_json.read_text())["policies"][policy]
-    out = {"trace": str(trace), "policy": policy, "link_plus_client_s": elapsed,
-           "live": {k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",
-                                         "deadline_missed", "deadline_miss_rate", "latency_ms", "actions",
-                                         "chosen_actions", "bytes_mean", "probes")},
+    sim = json.loads(sim_json.read_text())["policies"][policy]
+    miss = statistics.fmean(r["deadline_miss_rate"] for r in runs)
+    latency = statistics.fmean(r["latency_ms"]["mean"] for r in runs)
+    out = {"trace": str(trace), "policy": policy, "repeats": len(runs),
+           "live": {"deadline_miss_rate": miss, "latency_ms_mean": latency,
+                    "deadline_miss_rate_runs": [r["deadline_miss_rate"] for r in runs],
+                    "latency_ms_mean_runs": [r["latency_ms"]["mean"] for r in runs]},
+           "live_runs": runs,
            "sim": {k: sim[k] for k in sim if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
                                                     "fallback_rate", "reward_mean")}}
-    out["miss_rate"] = _agree(live["deadline_miss_rate"], sim["deadline_miss_rate"], args.miss_floor)
-    out["latency_mean_ms"] = _agree(live["latency_ms"]["mean"], sim["latency_ms_mean"])
+    out["miss_rate"] = _agree(miss, sim["deadline_miss_rate"], args.miss_floor)
+    out["latency_mean_ms"] = _agree(latency, sim["latency_ms_mean"])
     out["agree"] = out["miss_rate"]["agree"] and out["latency_mean_ms"]["agree"]
-    print(f"{policy:>10} on {trace.name}: miss rate live {live['deadline_miss_rate'] * 100:.1f} % vs sim "
-          f"{sim['deadline_miss_rate'] * 100:.1f} %, mean latency live {live['latency_ms']['mean']:.1f} ms vs sim "
+    spread = lambda xs, f: f"{min(xs) * f:.1f}-{max(xs) * f:.1f}"  # noqa: E731
+    print(f"{policy:>10} on {trace.name}: miss rate live {miss * 100:.1f} % "
+          f"({spread(out['live']['deadline_miss_rate_runs'], 100)}) vs sim {sim['deadline_miss_rate'] * 100:.1f} %, "
+          f"mean latency live {latency:.1f} ms ({spread(out['live']['latency_ms_mean_runs'], 1)}) vs sim "
           f"{sim['latency_ms_mean']:.1f} ms -> {'agree' if out['agree'] else 'DISAGREE'}", flush=True)
     return out
 
@@ -96,6 +116,7 @@ def main() -> None:
     ap.add_argument("--policies", nargs="+", default=["ppo", "robust_mpc"])
     ap.add_argument("--traces", nargs="+", default=None, help="trace files (default: the first two evaluation traces)")
     ap.add_argument("--frames", type=int, default=600)
+    ap.add_argument("--repeats", type=int, default=2, help="live runs per trace and policy (their mean is compared)")
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--deadline-ms", type=float, default=100.0)
     ap.add_argument("--data", default=str(VAL))
@@ -115,7 +136,8 @@ def main() -> None:
                                               "device_class": profile.scenario.device_class,
                                               "trace_scale": profile.scenario.trace_scale,
                                               "rtt_ms": profile.scenario.rtt_ms}, "fps": args.fps,
-                                  "deadline_ms": args.deadline_ms, "frames": args.frames, "tolerance": TOLERANCE,
+                                  "deadline_ms": args.deadline_ms, "frames": args.frames, "repeats": args.repeats,
+                                  "tolerance": TOLERANCE,
                                   "miss_floor": args.miss_floor, "pairs": pairs, "ok": ok,
                                   "notes": ["the simulator starts the trace at the first frame, the live link at "
                                             "its own start (the client's start-up is skipped)",
