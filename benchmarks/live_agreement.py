@@ -35,6 +35,7 @@ from pathlib import Path
 
 from benchmarks.common import benchmark_arguments, serving, write_json
 from examples import detection_loop as example
+from policies.agents.recording import read_log
 from policies.network.trace_sets import split_files
 from policies.simulation.profile import Profile
 
@@ -60,6 +61,18 @@ def _agree(live: float, sim: float, floor: float = 0.0) -> dict:
             "agree": rel <= TOLERANCE or abs(diff) <= floor}
 
 
+def observation_summary(path: Path) -> dict:
+    """What a policy saw over a run (its ``--obs-log``): how often it had no throughput estimate, and the mean
+    estimate, RTT and last-frame latency it was shown."""
+    rows = read_log(path)
+    known = [r["throughput_mbps"] for r in rows if r["throughput_mbps"] > 0]
+    mean = lambda xs: statistics.fmean(xs) if xs else 0.0  # noqa: E731
+    return {"frames": len(rows), "no_throughput_estimate": 1 - len(known) / max(1, len(rows)),
+            "throughput_mbps_mean": mean(known), "rtt_ms_mean": mean([r["rtt_ms"] for r in rows]),
+            "last_latency_ms_mean": mean([r["last_latency_ms"] for r in rows]),
+            "last_fallback_share": mean([float(r["last_fallback"]) for r in rows])}
+
+
 def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out_json: Path) -> tuple[dict, float]:
     """One live run through a fresh link; returns the client's report and the link's seconds."""
     sc = profile.scenario
@@ -69,6 +82,7 @@ def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out
         _splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
                   "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
                   "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(out_json),
+                  "--obs-log", str(out_json.with_suffix(".obs.jsonl")),
                   *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
                   threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
     finally:
@@ -83,12 +97,14 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     for i in range(args.repeats):
         live, elapsed = _live_run(trace, policy, server, profile, args, work / f"live-{policy}-{trace.name}-{i}.json")
         runs.append({"link_plus_client_s": elapsed,
+                     "observed": observation_summary(work / f"live-{policy}-{trace.name}-{i}.obs.jsonl"),
                      **{k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",
                                              "deadline_missed", "deadline_miss_rate", "latency_ms", "actions",
                                              "chosen_actions", "bytes_mean", "probes")}})
     sim_json = work / f"sim-{policy}-{trace.name}.json"
     _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
               "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames), "--json", str(sim_json),
+              "--obs-log", str(sim_json.with_suffix(".obs.jsonl")),
               "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
     sim = json.loads(sim_json.read_text())["policies"][policy]
     miss = statistics.fmean(r["deadline_miss_rate"] for r in runs)
@@ -99,7 +115,8 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
                     "latency_ms_mean_runs": [r["latency_ms"]["mean"] for r in runs]},
            "live_runs": runs,
            "sim": {k: sim[k] for k in sim if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
-                                                    "fallback_rate", "reward_mean")}}
+                                                    "fallback_rate", "reward_mean")},
+           "sim_observed": observation_summary(sim_json.with_suffix(".obs.jsonl"))}
     out["miss_rate"] = _agree(miss, sim["deadline_miss_rate"], args.miss_floor)
     out["latency_mean_ms"] = _agree(latency, sim["latency_ms_mean"])
     out["agree"] = out["miss_rate"]["agree"] and out["latency_mean_ms"]["agree"]

@@ -236,3 +236,19 @@ def test_a_wider_width_timed_faster_is_flagged() -> None:
             {"name": "layer2/w0.25", "device_ms": 2.0}, {"name": "layer2/w1", "device_ms": 1.0}]
     problems = width_order_violations(rows)
     assert len(problems) == 1 and problems[0].startswith("layer2/w1"), problems
+
+
+def test_an_observation_log_records_what_the_policy_saw_and_chose(tmp_path: Path) -> None:
+    """``--obs-log``: one JSON line per frame with the observation (no lookahead) and the choice."""
+    from policies.agents.recording import RecordingPolicy, read_log
+    from policies.simulation.simulate import run_policy
+
+    profile = toy_profile()
+    trace = Trace("t", np.arange(0, 60.0), np.full(60, 2.0))
+    policy = RecordingPolicy(GreedyPolicy(profile), tmp_path / "obs.jsonl")
+    run = run_policy(policy, profile, trace, frames=30)
+    policy.close()
+    rows = read_log(tmp_path / "obs.jsonl")
+    assert [r["frame"] for r in rows] == list(range(30)) and [r["action"] for r in rows] == run.actions
+    assert "lookahead" not in rows[0] and rows[-1]["throughput_mbps"] > 0 and rows[-1]["deadline_ms"] == 100
+    assert policy.name == "greedy"

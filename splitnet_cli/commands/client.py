@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "frames of any size (default: the shipped demo sample)")
     c.add_argument("--limit", type=positive_int, default=None)
     c.add_argument("--checkpoint", type=asset_path, default=None, help="split checkpoint (default: the shipped one)")
+    c.add_argument("--obs-log", default=None,
+                   help="write what the policy saw and chose for each frame (JSON lines), to compare with simulate")
     c.add_argument("--policy", default="layer2/w0.5",
                    help="an action for every frame (local, layer1/w0.5, layer2/int8+zstd, webp/q75, ...), or a "
                         "policy: edge, fixed:<split>:<width>, greedy, ppo, dqn, or a policy file")
@@ -104,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
 
     needs_profile = args.policy in BASELINES or args.policy.startswith("fixed:")  # greedy, robust_mpc, ...
     policy = make_policy(args.policy, Profile.load(args.profile) if needs_profile else None, live=True)
+    if args.obs_log:
+        from policies.agents.recording import RecordingPolicy
+
+        policy = RecordingPolicy(policy, args.obs_log)
     results = []
     with SplitClient(args.server, checkpoint=ckpt, policy=policy, deadline_ms=args.deadline_ms,
                      tls=tls, token=token, max_in_flight=args.max_in_flight, default_budget_ms=args.budget_ms,

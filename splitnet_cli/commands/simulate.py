@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="local, edge, fixed:<split>:<width>, greedy, robust_mpc, oracle, static_best, ppo, dqn, "
                          "or a policy file")
     sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--obs-log", default=None,
+                    help="write what each policy saw and chose per frame (JSON lines; with several policies, "
+                         "one file each: <stem>-<policy><suffix>)")
     sm.add_argument("--json", default=None)
     sm.add_argument("--plots", default=None, help="path prefix of the plots (default: beside --json)")
     sm.set_defaults(func=run)
@@ -45,6 +48,13 @@ def run(args: argparse.Namespace) -> int:
     profile = Profile.load(args.profile)
     traces = load_traces(args.traces)
     policies = _policies(args.policy, profile)
+    if args.obs_log:
+        from policies.agents.recording import RecordingPolicy
+
+        log = Path(args.obs_log)
+        policies = {k: p if p is None else RecordingPolicy(
+            p, log if len(policies) == 1 else log.with_name(f"{log.stem}-{k.replace(':', '_')}{log.suffix}"))
+            for k, p in policies.items()}
     report, runs = simulate(profile, traces, policies, fps=args.fps, deadline_ms=args.deadline_ms,
                             frames=args.frames, seed=args.seed)
     report["profile"] = profile.source
