@@ -3,7 +3,7 @@
 # The teacher first (fine-tuned from the third-party weights on the training split), then one
 # slimmable bottleneck on the teacher's features at layer1 and layer3 (in parallel, one thread each), the light
 # encoder at relu (on the image; its decoder rebuilds the stem's output), a merge, then the light encoder
-# whose decoder rebuilds layer2's output (about 70 min), written over the merged checkpoint.
+# whose decoder rebuilds layer2's output (about 70 min, then 12 more stage-2 epochs, about 40 min).
 # Every training step checkpoints to <out>.<split>.work/ and resumes when rerun with the same flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +30,9 @@ $S checkpoint merge "$R/ckpt/layer1.pt" "$R/ckpt/layer3.pt" "$R/ckpt/relu.pt" --
 $S --threads 2 train bottleneck --teacher resnet56_cifar --weights "$R/ckpt/merged.pt" --encoder light --split layer2 \
   --downsample 2 --latent-channels 16 --hidden-channels 64 --decoder-channels 64 --decoder-depth 3 --epochs 4 \
   --finetune-epochs 12 --widths-per-step 1 --stage1-lmbda 2e-5 --lmbda 3e-4 --lr 2e-3 --finetune-lr 1e-3 \
-  --tail-lr-scale 0.3 --out splitnet/assets/resnet56_cifar_split.pt > "$R/ckpt/layer2.log" 2>&1
+  --tail-lr-scale 0.3 --out "$R/ckpt/layer2.pt" > "$R/ckpt/layer2.log" 2>&1
+# 12 more stage-2 epochs from that run's output, with a fresh schedule (kept on the training holdout)
+$S --threads 2 train bottleneck --teacher resnet56_cifar --weights "$R/ckpt/layer2.pt" --init-from "$R/ckpt/layer2.pt" \
+  --encoder light --split layer2 --downsample 2 --latent-channels 16 --hidden-channels 64 --decoder-channels 64 \
+  --decoder-depth 3 --epochs 0 --finetune-epochs 12 --widths-per-step 1 --stage1-lmbda 2e-5 --lmbda 3e-4 --lr 2e-3 \
+  --finetune-lr 5e-4 --tail-lr-scale 0.3 --out splitnet/assets/resnet56_cifar_split.pt > "$R/ckpt/layer2-more.log" 2>&1
