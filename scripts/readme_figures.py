@@ -375,18 +375,26 @@ def policies_block() -> str:
                      f"{p['deadline_miss_rate'] * 100:.2f} | {p['top1'] * 100:.2f} | {p['energy_j_mean']:.3f} | "
                      f"{p['reward_mean']:.3f} | {share} |")
     oracle = pol.get("oracle")
+    met = lambda ok: "met" if ok else "**NOT met**"  # noqa: E731
     for name in ("ppo", "dqn"):
         if oracle and name in pol:
             p = pol[name]
-            others = " and ".join(f"{o} {pol[o]['reward_mean']:.3f}" for o in ("greedy", "robust_mpc", "static_best")
-                                  if o in pol)
-            lines += ["", f"- `{name}`: mean latency {p['latency_ms_mean'] / oracle['latency_ms_mean']:.3f}× the "
-                      f"oracle's; reward {p['reward_mean']:.3f} against {others}; "
-                      f"deadline misses {p['deadline_miss_rate'] * 100:.2f} % against static_best's "
-                      f"{pol['static_best']['deadline_miss_rate'] * 100:.2f} %."]
+            ratio = p["latency_ms_mean"] / oracle["latency_ms_mean"]
+            heuristics = [o for o in ("greedy", "robust_mpc") if o in pol]
+            others = " and ".join(f"{o} {pol[o]['reward_mean']:.3f}" for o in heuristics + ["static_best"] if o in pol)
+            miss, sb_miss = p["deadline_miss_rate"], pol["static_best"]["deadline_miss_rate"]
+            lines += ["", f"- `{name}`: mean latency {ratio:.3f}× the oracle's (target ≤ 1.10: {met(ratio <= 1.10)}); "
+                      f"reward {p['reward_mean']:.3f} against {others} (better than both heuristics: "
+                      f"{met(all(p['reward_mean'] > pol[o]['reward_mean'] for o in heuristics))}); deadline misses "
+                      f"{miss * 100:.2f} % against static_best's {sb_miss * 100:.2f} % (target ≤ 0.5×: "
+                      f"{met(miss <= 0.5 * sb_miss)}; the oracle itself misses "
+                      f"{oracle['deadline_miss_rate'] * 100:.2f} %)."]
     shares = train["policies"]["oracle"]["actions"]
+    learned = sum(v for a, v in shares.items() if "/w" in a)
     lines += ["", "On the training traces the oracle takes " + ", ".join(
-        f"`{a}` for {v * 100:.0f} %" for a, v in list(shares.items())[:4]) + " of frames.",
+        f"`{a}` for {v * 100:.0f} %" for a, v in list(shares.items())[:5]) + " of frames: "
+        f"{sum(v >= 0.10 for v in shares.values())} actions for at least 10 % each, learned splits for "
+        f"{learned * 100:.0f} % (target ≥ 50 %: {met(learned >= 0.5)}).",
         "", _provenance(report), _provenance(train)]
     return "\n".join(line for i, line in enumerate(lines) if not (line == "" and i > 0 and lines[i - 1] == ""))
 

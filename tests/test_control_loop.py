@@ -196,7 +196,7 @@ def test_client_cli_on_an_unlabelled_folder_writes_frame_records(server, tiny_ch
 def test_emulation_pads_device_compute_to_the_profiled_device(tiny_checkpoint: SplitCheckpoint) -> None:
     from policies.simulation.profile import Profile
 
-    profile = Profile.load()  # the shipped profile: a Pi-Zero-class device, ~91 ms per local frame
+    profile = Profile.load()  # the shipped profile: a slow device (its local run is well over 100 ms)
     frame = np.zeros((32, 32, 3), dtype=np.uint8)
     with SplitClient(None, checkpoint=tiny_checkpoint, policy="local", emulate=profile, link_probe_s=0) as client:
         assert client.calibration is None  # the emulated device's times are the profile's
