@@ -158,9 +158,10 @@ def test_shipped_policies_load_and_fit_the_shipped_profile() -> None:
 @needs_shared(SHARED / "traces")
 def test_shipped_policies_beat_greedy_and_robust_mpc_on_the_evaluation_traces() -> None:
     """The README's policy claim: PPO and DQN earn a better mean reward than both heuristics on the evaluation
-    traces (first 1,500 frames of each here, against the whole traces in ``reports/simulate_eval.json``; the
-    report's gap is 0.7 or more in reward, far beyond what the subset moves) and stay within 1.10x the
-    oracle's mean latency (the report: 1.03x)."""
+    traces (first 1,500 frames of each here, against the whole traces in ``reports/simulate_eval.json``, where
+    the smallest gap is 0.24 in reward: DQN against robust_mpc) and stay within 1.10x the oracle's mean latency
+    (the report: 0.99x and 1.04x). Not asserted, because not met (the README says so): misses at most half of
+    static_best's, which the oracle itself does not reach in this regime."""
     from policies.agents.factory import make_policy
     from policies.network.trace_sets import load_split
     from policies.simulation.profile import Profile
