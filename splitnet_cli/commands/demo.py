@@ -20,8 +20,8 @@ from splitnet_cli.argtypes import positive_int
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="the shipped model on the shipped demo sample, in process and over gRPC")
     d.add_argument("--limit", type=positive_int, default=None)
-    d.add_argument("--policy", default="relu/w0.5",
-                   help="action the classification demo client uses (default: the light encoder at half width)")
+    d.add_argument("--policy", default="layer2/w0.5",
+                   help="action the classification demo client uses (default: the layer2 light encoder at half width)")
     d.add_argument("--detection-policy", default="layer2/w0.5", help="action the detection demo client uses")
     d.add_argument("--skip-eval", action="store_true", help="skip the in-process rate–accuracy table")
     d.add_argument("--skip-detection", action="store_true", help="skip the split-detection part")
