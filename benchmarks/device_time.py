@@ -14,7 +14,6 @@ then the median over rounds. MACs come from :mod:`splitnet.compute`.
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 
@@ -22,7 +21,8 @@ from benchmarks.common import benchmark_arguments, setup, write_json
 from splitnet.checkpoint import DEMO_DATA
 from splitnet.compute import ComputeModel
 from splitnet.data import load_npz
-from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
+from splitnet.pipeline import Action, DeviceSide, ServerSide
+from splitnet.profiling import time_actions
 
 
 def _spread(values: list[float]) -> dict:
@@ -44,28 +44,12 @@ def main() -> None:
         actions = [a for a in device.actions(feature_codecs=(), image_qualities=(75,)) if a.kind != "local"]
     device.warm_up()
     server.warm_up()
-    per_round: dict[str, list[dict]] = {a.name: [] for a in actions}
-    local_rounds: list[float] = []
-    with torch.no_grad():
-        for _ in range(args.rounds):
-            local = []
-            for f in frames:
-                t0 = time.perf_counter()
-                device.run_local(f)
-                local.append((time.perf_counter() - t0) * 1e3)
-            local_ms = statistics.median(local)
-            local_rounds.append(local_ms)
-            for action in actions:
-                dev, srv = [], []
-                for i, f in enumerate(frames):
-                    t = Timing()
-                    payloads = device.encode(f, action, seq=i, timing=t)
-                    dev.append(t.head_ms + t.encode_ms)
-                    server.infer(payloads, t)
-                    srv.append(t.decode_ms + t.tail_ms)
-                per_round[action.name].append({"device_ms": statistics.median(dev),
-                                               "server_ms": statistics.median(srv),
-                                               "device_to_local": statistics.median(dev) / local_ms})
+    with torch.no_grad():  # local first in every round, then each action, interleaved
+        timed = time_actions(device, server, frames, [Action("local"), *actions], args.rounds)
+    local_rounds = timed["local"].device_rounds_ms
+    per_round = {a.name: [{"device_ms": d, "server_ms": s, "device_to_local": d / lo}
+                          for d, s, lo in zip(timed[a.name].device_rounds_ms, timed[a.name].server_rounds_ms,
+                                              local_rounds)] for a in actions}
     rows = []
     print(f"local model: {statistics.median(local_rounds):.2f} ms per frame (median of {args.rounds} rounds of "
           f"{len(frames)} frames), {compute.model_macs / 1e6:.1f} M MACs")

@@ -61,6 +61,11 @@ def _agree(live: float, sim: float, floor: float = 0.0) -> dict:
             "agree": rel <= TOLERANCE or abs(diff) <= floor}
 
 
+def _obs_log(report_json: Path) -> Path:
+    """The observation log written beside a run's JSON report."""
+    return report_json.with_suffix(".obs.jsonl")
+
+
 def observation_summary(path: Path) -> dict:
     """What a policy saw over a run (its ``--obs-log``): how often it had no throughput estimate, and the mean
     estimate, RTT and last-frame latency it was shown."""
@@ -82,7 +87,7 @@ def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out
         _splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
                   "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
                   "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(out_json),
-                  "--obs-log", str(out_json.with_suffix(".obs.jsonl")),
+                  "--obs-log", str(_obs_log(out_json)),
                   *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
                   threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
     finally:
@@ -95,16 +100,16 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     the mean over the runs (each run is in ``live_runs``); returns both and their agreement."""
     runs = []
     for i in range(args.repeats):
-        live, elapsed = _live_run(trace, policy, server, profile, args, work / f"live-{policy}-{trace.name}-{i}.json")
-        runs.append({"link_plus_client_s": elapsed,
-                     "observed": observation_summary(work / f"live-{policy}-{trace.name}-{i}.obs.jsonl"),
+        live_json = work / f"live-{policy}-{trace.name}-{i}.json"
+        live, elapsed = _live_run(trace, policy, server, profile, args, live_json)
+        runs.append({"link_plus_client_s": elapsed, "observed": observation_summary(_obs_log(live_json)),
                      **{k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",
                                              "deadline_missed", "deadline_miss_rate", "latency_ms", "actions",
                                              "chosen_actions", "bytes_mean", "probes")}})
     sim_json = work / f"sim-{policy}-{trace.name}.json"
     _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
               "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames), "--json", str(sim_json),
-              "--obs-log", str(sim_json.with_suffix(".obs.jsonl")),
+              "--obs-log", str(_obs_log(sim_json)),
               "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
     sim = json.loads(sim_json.read_text())["policies"][policy]
     miss = statistics.fmean(r["deadline_miss_rate"] for r in runs)
@@ -116,7 +121,7 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
            "live_runs": runs,
            "sim": {k: sim[k] for k in sim if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
                                                     "fallback_rate", "reward_mean")},
-           "sim_observed": observation_summary(sim_json.with_suffix(".obs.jsonl"))}
+           "sim_observed": observation_summary(_obs_log(sim_json))}
     out["miss_rate"] = _agree(miss, sim["deadline_miss_rate"], args.miss_floor)
     out["latency_mean_ms"] = _agree(latency, sim["latency_ms_mean"])
     out["agree"] = out["miss_rate"]["agree"] and out["latency_mean_ms"]["agree"]

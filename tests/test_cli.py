@@ -90,9 +90,15 @@ def test_simulate_and_train_policy_commands(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "sim.json"
     proc = run("simulate", "--profile", str(profile), "--traces", str(traces), "--frames", "300", "--policy", "local",
-               "edge", "fixed:layer2:0.5", "greedy", "oracle", "static_best", str(policy), "--json", str(out))
+               "edge", "fixed:layer2:0.5", "greedy", "oracle", "static_best", str(policy), "--json", str(out),
+               "--obs-log", str(tmp_path / "obs.jsonl"))
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stderr and "notes.txt" in proc.stderr
+    # --obs-log with several policies: one log each, a line per simulated frame (static_best is chosen by the
+    # simulation and has none)
+    greedy_log = (tmp_path / "obs-greedy.jsonl").read_text().splitlines()
+    assert len(greedy_log) == 300 and json.loads(greedy_log[0])["deadline_ms"] == 100
+    assert (tmp_path / "obs-fixed_layer2_0.5.jsonl").exists() and not (tmp_path / "obs-static_best.jsonl").exists()
     report = json.loads(out.read_text())
     assert set(report["policies"]) == {"local", "edge", "fixed:layer2:0.5", "greedy", "oracle", "static_best", "ppo"}
     assert (tmp_path / "sim_latency_cdf.png").exists() and (tmp_path / "sim_actions.png").exists()

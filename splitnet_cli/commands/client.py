@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
             results.append(r)
         breaker_events = [{"t_s": e.t, "action": e.action, "what": e.what} for e in client.breaker.events]
         calibrated = dict(client.calibration.device_ms) if client.calibration else None
+    if args.obs_log:
+        policy.close()
     n_frames = data.count if data.count is not None else len(results)
     report = client_report(results, data.labels, n_frames)
     if detection is not None:

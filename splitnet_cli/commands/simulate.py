@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             for k, p in policies.items()}
     report, runs = simulate(profile, traces, policies, fps=args.fps, deadline_ms=args.deadline_ms,
                             frames=args.frames, seed=args.seed)
+    for p in policies.values():
+        if hasattr(p, "close"):  # observation logs
+            p.close()
     report["profile"] = profile.source
     print(format_report(report))
     write_json(report, args.json)
