@@ -35,7 +35,7 @@ import numpy as np
 
 from benchmarks.common import serving, write_json
 from device_client import SplitClient
-from device_client.client import TimedFrame
+from device_client.camera import paced
 from examples import detection_loop as example
 from policies.agents.factory import make_policy
 from policies.simulation.profile import Profile
@@ -44,19 +44,6 @@ from splitnet.data import load_npz
 from splitnet.provenance import remember_start
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def paced(frames: np.ndarray, fps: float | None):
-    """The frames as a camera at ``fps`` would hand them over (unpaced when None)."""
-    start = time.perf_counter()
-    for i, frame in enumerate(frames):
-        if fps is None:
-            yield TimedFrame(frame, time.perf_counter())
-            continue
-        tick = start + i / fps
-        if (delay := tick - time.perf_counter()) > 0:
-            time.sleep(delay)
-        yield TimedFrame(frame, tick)
 
 
 def run_client(address: str, ckpt: SplitCheckpoint, policy, frames: np.ndarray, fps: float | None,

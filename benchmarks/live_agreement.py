@@ -14,10 +14,13 @@ simulated one. A miss rate near zero has no meaningful relative error at a few h
 miss-rate difference of at most ``--miss-floor`` (absolute, default 1 pt: about one standard error of a
 3 % rate over 600 frames) also counts as agreeing; the report keeps both the relative and absolute differences.
 
-Not modelled alike (see the report's ``notes``): the simulator starts the trace at the first frame,
-the live link at its own start (the client's start-up, ``link_to_first_frame_s``, is skipped);
-the simulator draws images at random from the profile's, the client sends the first ``--frames``
-validation images.
+Lined up: the live link's trace clock starts when the link starts, and the client's camera a few seconds
+later (the client's start-up); each run's report gives the trace time of its first frame
+(``trace_s_at_first_frame``, from the link's and the camera's monotonic clocks), and the simulation starts
+at the mean of those (``simulate --start-s``), its warm-up frames just before. Not modelled alike (see
+the report's ``notes``): the simulator draws images at random from the profile's, the client sends the
+first ``--frames`` validation images; the simulator warms up with five small offloads, the client with
+link probes.
 
     python -m benchmarks.live_agreement [--policies ppo robust_mpc] [--frames 600] [--repeats 2]
         [--json reports/live_agreement.json]
@@ -26,6 +29,7 @@ validation images.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,7 @@ from policies.simulation.profile import Profile
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
 TOLERANCE = 0.20
+WARMUP_FRAMES = 5  # policies.simulation.simulate.run_policy's default
 
 
 def _splitnet(*args: str, threads: int, timeout_s: float) -> subprocess.CompletedProcess:
@@ -92,7 +97,13 @@ def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out
                   threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
     finally:
         link.terminate()
-    return json.loads(out_json.read_text()), time.perf_counter() - t_link
+    report = json.loads(out_json.read_text())
+    m = re.search(r"at monotonic clock ([\d.]+) s", link.log.read_text())
+    if m is None or report.get("camera_started_monotonic_s") is None:
+        raise RuntimeError("the link's trace clock or the client's camera start is missing from their output")
+    # both on CLOCK_MONOTONIC (time.monotonic in the link, time.perf_counter in the client: one clock on Linux)
+    report["trace_s_at_first_frame"] = report["camera_started_monotonic_s"] - float(m.group(1))
+    return report, time.perf_counter() - t_link
 
 
 def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path) -> dict:
@@ -102,19 +113,23 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     for i in range(args.repeats):
         live_json = work / f"live-{policy}-{trace.name}-{i}.json"
         live, elapsed = _live_run(trace, policy, server, profile, args, live_json)
-        runs.append({"link_plus_client_s": elapsed, "observed": observation_summary(_obs_log(live_json)),
+        runs.append({"link_plus_client_s": elapsed, "trace_s_at_first_frame": live["trace_s_at_first_frame"],
+                     "observed": observation_summary(_obs_log(live_json)),
                      **{k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",
                                              "deadline_missed", "deadline_miss_rate", "latency_ms", "actions",
                                              "chosen_actions", "bytes_mean", "probes")}})
     sim_json = work / f"sim-{policy}-{trace.name}.json"
+    # the simulation starts where the live runs met the trace: its warm-up frames end at the live first frame
+    start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_FRAMES / args.fps)
     _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
-              "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames), "--json", str(sim_json),
+              "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames),
+              "--json", str(sim_json),
               "--obs-log", str(_obs_log(sim_json)),
               "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
     sim = json.loads(sim_json.read_text())["policies"][policy]
     miss = statistics.fmean(r["deadline_miss_rate"] for r in runs)
     latency = statistics.fmean(r["latency_ms"]["mean"] for r in runs)
-    out = {"trace": str(trace), "policy": policy, "repeats": len(runs),
+    out = {"trace": str(trace), "policy": policy, "repeats": len(runs), "sim_start_s": start_s,
            "live": {"deadline_miss_rate": miss, "latency_ms_mean": latency,
                     "deadline_miss_rate_runs": [r["deadline_miss_rate"] for r in runs],
                     "latency_ms_mean_runs": [r["latency_ms"]["mean"] for r in runs]},
@@ -143,15 +158,18 @@ def main() -> None:
     ap.add_argument("--deadline-ms", type=float, default=100.0)
     ap.add_argument("--data", default=str(VAL))
     ap.add_argument("--miss-floor", type=float, default=0.01, help="absolute miss-rate difference that agrees")
+    ap.add_argument("--keep", default=None, help="keep each run's client report and observation logs in this folder")
     args = ap.parse_args()
     profile = Profile.load()
     traces = [Path(t) for t in args.traces] if args.traces else split_files("eval")[:2]
     pairs = []
     with tempfile.TemporaryDirectory(prefix="splitnet-agree-") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
             for trace in traces:
                 for policy in args.policies:
-                    pairs.append(run_pair(trace, policy, server.address, profile, args, Path(tmp)))
+                    pairs.append(run_pair(trace, policy, server.address, profile, args, work))
     ok = all(p["agree"] for p in pairs)
     print(f"live within {TOLERANCE:.0%} of the simulator on every trace and policy: {'yes' if ok else 'NO'}")
     write_json("live_agreement", {"profile": {"checkpoint_sha256": profile.checkpoint_sha256,
@@ -161,10 +179,12 @@ def main() -> None:
                                   "deadline_ms": args.deadline_ms, "frames": args.frames, "repeats": args.repeats,
                                   "tolerance": TOLERANCE,
                                   "miss_floor": args.miss_floor, "pairs": pairs, "ok": ok,
-                                  "notes": ["the simulator starts the trace at the first frame, the live link at "
-                                            "its own start (the client's start-up is skipped)",
+                                  "notes": ["the simulation starts at the trace time of the live runs' first "
+                                            "frames (their mean; sim_start_s is where its warm-up begins)",
                                             "the simulator draws images at random from the profile's; the client "
-                                            "sends the first --frames validation images"]}, args.json)
+                                            "sends the first --frames validation images",
+                                            "the simulator warms up with five small offloads, the client with link "
+                                            "probes"]}, args.json)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import numpy as np
 
 from device_client.breaker import CircuitBreaker
 from device_client.calibration import DeviceCalibration, calibrate
+from device_client.camera import LiveCamera, TimedFrame
 from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOptions, open_channel, target_for
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.prefetch import PrefetchedFrames
@@ -60,18 +61,6 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusC
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _MIN_WAIT_S = 0.0001  # the shortest wait handed to gRPC (a zero or negative timeout is not one)
 _POLL_S = 0.002  # while the source has no new frame: how often the oldest frame in flight is looked at (s)
-
-
-@dataclass(frozen=True)
-class TimedFrame:
-    """A frame and when it arrived (``time.perf_counter()``), e.g. from a paced camera.
-
-    ``SplitClient.stream`` counts a frame's latency and its deadline from ``arrived``;
-    a plain array counts from when the client takes it.
-    """
-
-    image: np.ndarray
-    arrived: float
 
 
 @dataclass
@@ -313,6 +302,20 @@ class SplitClient:
                 if outcome == "failed":
                     break
 
+    def measure_link(self, rounds: int = 3) -> None:
+        """Probe the link ``rounds`` times now (each an empty call and one of ``probe_bytes``), so the first
+        frame's policy sees an estimate (as the simulator's warm-up gives it). A failure ends it quietly: the
+        frames then find the server down and run locally."""
+        sizes = (0, self.probe_bytes) if self.probe_bytes > 0 else (0,)
+        for _ in range(rounds if self._stub is not None else 0):
+            for size in sizes:
+                outcome = self._probe(size)
+                if outcome == "stop" and self._config_error is not None:
+                    raise self._config_error
+                if outcome != "ok":
+                    return
+            self._last_send = time.monotonic()
+
     def _probe(self, size: int) -> str:
         """One Probe call of ``size`` padding bytes, fed to the estimator: "ok", "failed" or "stop"."""
         t0 = time.perf_counter()
@@ -488,16 +491,16 @@ class SplitClient:
 
         future.add_done_callback(done)
 
-    def _prepare(self, frame: np.ndarray, queue_frames: int) -> tuple[_Pending, pb.InferRequest | None]:
+    def _prepare(self, frame: np.ndarray | TimedFrame) -> tuple[_Pending, pb.InferRequest | None]:
         """Choose the action; run locally right away or encode the request."""
-        return self._prepare_group([frame], queue_frames)[0]
+        return self._prepare_group([frame])[0]
 
-    def _prepare_group(self, frames: list[np.ndarray | TimedFrame],
-                       queue_frames: int) -> list[tuple[_Pending, pb.InferRequest | None]]:
+    def _prepare_group(self, frames: list[np.ndarray | TimedFrame]) -> list[tuple[_Pending, pb.InferRequest | None]]:
         """Choose one action for ``frames``; run them locally right away, or encode their requests.
 
         Head and encoder run once on the whole group (a batch). Frames of any size are fitted
-        to the model's input first (boxes go back to the frame's pixels).
+        to the model's input first (boxes go back to the frame's pixels). The policy sees how
+        many frames a live camera dropped just before these (as the simulator shows it).
         """
         if self._config_error is not None:
             raise self._config_error
@@ -511,7 +514,7 @@ class SplitClient:
         t0 = min(arrivals) if arrivals else time.perf_counter()
         started = time.perf_counter()
         seqs = [next(self._seq) for _ in frames]
-        chosen = self._choose(queue_frames)
+        chosen = self._choose(sum(f.dropped_before for f in frames if isinstance(f, TimedFrame)))
         self._previous = chosen
         pendings = [_Pending(seq, frame, arrivals[i] if arrivals else t0, chosen, fits[i] if fits else None, started)
                     for i, (seq, frame) in enumerate(zip(seqs, batch))]
@@ -628,14 +631,20 @@ class SplitClient:
         """Time kept back from the wait so that a fallback still finishes within the budget (the
         device's calibrated local time, see :func:`fallback_reserve_ms`; 0 when a fallback cannot
         make the budget anyway)."""
-        local = self.calibration.device_ms.get("local", 0.0) if self.calibration is not None else 0.0
-        return fallback_reserve_ms(local, self.budget_ms, slack_ms=2e3 * _POLL_S)  # the polling interval, twice
+        # slack: the polling interval, twice
+        return fallback_reserve_ms(self._local_ms(), self.budget_ms, slack_ms=2e3 * _POLL_S)
+
+    def _local_ms(self) -> float:
+        """The device's time for a local run (ms): the emulated device's, else the calibrated one; 0 unknown."""
+        if self.emulate is not None:
+            return self.emulate.device_ms(0)  # type: ignore[attr-defined]
+        return self.calibration.device_ms.get("local", 0.0) if self.calibration is not None else 0.0
 
     # ------------------------------------------------------------- unary
     def infer(self, frame: np.ndarray | TimedFrame) -> FrameResult:
         """One uint8 ``[H, W, 3]`` frame of any size; blocks until its result (remote or local)."""
         with self._lock:
-            pending, request = self._prepare(frame, 0)
+            pending, request = self._prepare(frame)
             if request is None:
                 return pending.result  # type: ignore[return-value]
             pending.sent = time.perf_counter()
@@ -713,11 +722,13 @@ class SplitClient:
         A :class:`TimedFrame` counts its latency and deadline from its own arrival time.
         ``frames`` is read on a thread (:class:`~device_client.prefetch.PrefetchedFrames`): while the
         source has no new frame, the oldest frame in flight is still finished as soon as its
-        answer is in or its time is up, so no wait outlasts the frame's budget.
+        answer is in or its time is up, so no wait outlasts the frame's budget. A
+        :class:`~device_client.camera.LiveCamera` is asked directly instead, each time the device is
+        free (its newest frame; the ones it dropped meanwhile get no result).
         """
         with self._lock:
             window: deque[_Pending] = deque()
-            source = PrefetchedFrames(frames, ahead=max(1, device_batch))
+            source = frames if isinstance(frames, LiveCamera) else PrefetchedFrames(frames, ahead=max(1, device_batch))
             try:
                 while True:
                     while window and (len(window) >= self.max_in_flight or self._settled(window[0])):
@@ -725,7 +736,7 @@ class SplitClient:
                     group = source.take(max(1, device_batch), _POLL_S if window else None)
                     if group is None:
                         break
-                    for pending, request in self._prepare_group(group, len(window)) if group else ():
+                    for pending, request in self._prepare_group(group) if group else ():
                         if request is not None:
                             self._send(pending, request)
                         window.append(pending)

@@ -22,22 +22,30 @@ def frame_record(r: FrameResult) -> dict:
             "stages_ms": {k.removesuffix("_ms"): round(getattr(r, k), 3) for k in (*STAGES, "local_ms")}}
 
 
-def client_report(results: Sequence[FrameResult], labels: Sequence[int] | None, n_frames: int) -> dict:
-    """Summary of a deployed run over ``n_frames`` input frames (lost = frames without a result).
+def client_report(results: Sequence[FrameResult], labels: Sequence[int] | None, n_frames: int,
+                  taken: Sequence[int] | None = None, dropped: int = 0) -> dict:
+    """Summary of a deployed run over ``n_frames`` input frames (lost = frames without a result that
+    were not dropped).
 
-    ``deadline_miss_rate``: share of frames whose result came after their deadline (or the
-    default budget when there is none), answers used late included. ``stage_ms_mean`` splits the
-    latency of offloaded frames into waiting before the device, device stages, network (round
-    trip minus the server's time), server stages and the client's own in-order queue.
+    ``taken``: the input index of each result's frame (default: results are frames 0, 1, ...);
+    ``dropped``: frames a live camera dropped because the device was busy
+    (:class:`~device_client.camera.LiveCamera`); each counts as a deadline miss, as in ``splitnet
+    simulate``. ``deadline_miss_rate``: share of the frames that arrived whose result came after their
+    deadline (or the default budget when there is none), answers used late and dropped frames included.
+    ``stage_ms_mean`` splits the latency of offloaded frames into waiting before the device, device
+    stages, network (round trip minus the server's time), server stages and the client's own in-order queue.
     """
     lat = np.asarray([r.latency_ms for r in results], dtype=np.float64)
     offloaded = [r for r in results if r.offloaded]
     sent = [r for r in results if r.payload_bytes > 0]
+    missed = sum(1 for r in results if r.deadline_missed) + dropped
+    arrived = len(results) + dropped
     report = {
         "frames": n_frames,
         "frames_sent": len(sent),
         "frames_answered": len(offloaded),
-        "frames_lost": n_frames - len(results),
+        "frames_dropped": dropped,
+        "frames_lost": n_frames - len(results) - dropped,
         "fallback_local": sum(1 for r in results if r.fallback),
         "fallback_reasons": dict(Counter(r.fallback for r in results if r.fallback)),
         "top1": None,
@@ -45,13 +53,14 @@ def client_report(results: Sequence[FrameResult], labels: Sequence[int] | None, 
         "bytes_mean": float(np.mean([r.payload_bytes for r in sent])) if sent else 0.0,
         "actions": dict(Counter(r.action for r in results)),
         "chosen_actions": dict(Counter(r.chosen for r in results)),
-        "deadline_missed": sum(1 for r in results if r.deadline_missed),
-        "deadline_miss_rate": (sum(1 for r in results if r.deadline_missed) / len(results)) if results else None,
+        "deadline_missed": missed,
+        "deadline_miss_rate": missed / arrived if arrived else None,
         "budget_ms": results[0].budget_ms if results else None,
         "probes": sum(1 for r in results if r.probe),
     }
     if labels is not None and len(results):
-        report["top1"] = float(np.mean([r.top1 == int(y) for r, y in zip(results, labels)]))
+        index = list(taken) if taken is not None else list(range(len(results)))
+        report["top1"] = float(np.mean([r.top1 == int(labels[i]) for r, i in zip(results, index)]))
     if len(lat):
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
         report["latency_ms"] = {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(lat.mean())}
@@ -99,8 +108,11 @@ def format_report(report: dict) -> str:
                      f"mean {lat['mean']:.2f}")
     if miss is not None:
         what = "deadline" if report.get("deadline_ms") else "default budget"
+        dropped = report.get("frames_dropped", 0)
         lines.append(f"deadline misses: {report['deadline_missed']} of {report['frames'] - report['frames_lost']} "
-                     f"({miss * 100:.1f} %, {what} {report.get('budget_ms') or 0:.0f} ms from each frame's arrival)")
+                     f"({miss * 100:.1f} %, {what} {report.get('budget_ms') or 0:.0f} ms from each frame's arrival"
+                     + (f"; {dropped} frames dropped by the camera while the device was busy" if dropped else "")
+                     + ")")
     if "stage_ms_mean" in report:
         names = {"wait_ms": "wait", "queue_ms": "server-queue", "client_queue_ms": "client-queue"}
         lines.append("mean ms of offloaded frames: " + "  ".join(

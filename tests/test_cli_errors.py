@@ -77,6 +77,8 @@ def test_missing_files_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "absent.txt" in _one_line(capsys.readouterr().err)
     assert main(["link", "--upstream", "127.0.0.1:1", "--trace", str(tmp_path / "absent.txt")]) == 2
     assert "absent.txt" in _one_line(capsys.readouterr().err)
+    assert main(["client", "--server", "127.0.0.1:1", "--every-frame"]) == 2
+    assert "--fps" in _one_line(capsys.readouterr().err)
     assert main(["client", "--server", "127.0.0.1:1", "--data", str(tmp_path / "nothing.npz")]) == 2
     assert "nothing.npz" in _one_line(capsys.readouterr().err)
     assert main(["checkpoint", "info", str(tmp_path / "none.pt")]) == 2

@@ -177,14 +177,26 @@ def test_client_cli_on_an_unlabelled_folder_writes_frame_records(server, tiny_ch
     out = tmp_path / "run.json"
     cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", "1", "client", "--checkpoint",
            str(tiny_checkpoint.path), "--data", str(folder), "--policy", "layer2/w1", "--quiet", "--no-calibration"]
-    proc = subprocess.run([*cmd, "--server", server.address, "--json", str(out), "--fps", "20"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run([*cmd, "--server", server.address, "--json", str(out), "--fps", "20", "--every-frame"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["frames"] == 5 and report["frames_answered"] == 5 and report["top1"] is None
+    assert report["frames_dropped"] == 0 and report["camera"] == "every frame"
     assert report["deadline_miss_rate"] is not None and "client_queue_ms" in report["stage_ms_mean"]
     rec = report["frames_detail"][0]
     assert rec["ran_on"] == "server" and set(rec["stages_ms"]) >= {"network", "client_queue", "head"}
+    # a live camera (the default with --fps) and the shipped profile's slow device running everything locally
+    # (> 100 ms a frame at 20 FPS): frames are overtaken and dropped, none lost; the records name each frame
+    live = [*cmd[:-4], "--policy", "local", "--quiet", "--no-calibration", "--emulate-device", "--fps", "20"]
+    proc = subprocess.run([*live, "--server", server.address, "--json", str(out)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    taken = [rec["frame"] for rec in report["frames_detail"]]
+    assert report["camera"] == "live" and report["frames_lost"] == 0 and report["frames_dropped"] >= 1
+    assert len(taken) + report["frames_dropped"] == 5 and taken == sorted(taken) and taken[0] == 0
+    assert "dropped by the camera" in proc.stdout
     # nothing answers: every frame runs locally, and that is an error unless --allow-local
     dead = [*cmd, "--server", f"127.0.0.1:{_free_port()}", "--budget-ms", "200"]
     proc = subprocess.run(dead, capture_output=True, text=True, cwd=ROOT, timeout=600)
@@ -246,3 +258,74 @@ def test_a_wait_ends_at_the_budget_while_the_camera_has_no_new_frame(tiny_checkp
         silent.close()
     assert len(results) == 4 and not any(r.offloaded for r in results)
     assert max(r.latency_ms for r in results) < 200, [round(r.latency_ms) for r in results]
+
+
+class _CountingProxy:
+    """A TCP proxy on 127.0.0.1 that counts the bytes from the client to ``upstream`` (the uplink)."""
+
+    def __init__(self, upstream: str) -> None:
+        import asyncio
+
+        self.uplink_bytes = 0
+        self._ready = threading.Event()
+        self.port = 0
+        host, port = upstream.rsplit(":", 1)
+
+        async def pump(reader, writer, count: bool) -> None:
+            try:
+                while data := await reader.read(65536):
+                    if count:
+                        self.uplink_bytes += len(data)
+                    writer.write(data)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_r, client_w) -> None:
+            up_r, up_w = await asyncio.open_connection(host, int(port))
+            await asyncio.gather(pump(client_r, up_w, True), pump(up_r, client_w, False))
+
+        async def main() -> None:
+            srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.port = srv.sockets[0].getsockname()[1]
+            self._ready.set()
+            await srv.serve_forever()
+
+        threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+        assert self._ready.wait(10)
+
+
+@pytest.mark.slow
+def test_the_wire_bytes_the_simulator_charges_match_a_real_connection(server, tiny_checkpoint: SplitCheckpoint) -> None:
+    """A link probe costs ``PROBE_CALL_OVERHEAD_BYTES`` on the uplink besides its padding and a streamed frame
+    ``wire_overhead_bytes`` (what the profile charges each frame in the simulator) besides its payload. Counted
+    on a real gRPC connection through a proxy (the bytes ``splitnet link`` shapes), the medians are within 20 B
+    of those: HTTP/2 window updates and pings come on top now and then."""
+    from splitnet.pipeline import Action
+    from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES, wire_overhead_bytes
+
+    proxy = _CountingProxy(server.address)
+    with SplitClient(f"127.0.0.1:{proxy.port}", checkpoint=tiny_checkpoint, policy="layer2/w1", link_probe_s=0,
+                     calibration=False) as client:
+        client.wait_until_ready(60)
+        sizes: dict[int, list[int]] = {0: [], 200: []}
+        for _ in range(7):
+            for size in sizes:
+                before = proxy.uplink_bytes
+                assert client._probe(size) == "ok"
+                time.sleep(0.05)  # the proxy has copied the call by then
+                sizes[size].append(proxy.uplink_bytes - before - size)
+        for size, extra in sizes.items():
+            assert abs(float(np.median(extra)) - PROBE_CALL_OVERHEAD_BYTES) <= 20, (size, extra)
+        frames = np.random.default_rng(3).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+        list(client.stream(frames[:2]))  # the stream is open
+        time.sleep(0.05)
+        before = proxy.uplink_bytes
+        results = list(client.stream(frames[2:]))
+        time.sleep(0.05)
+    assert all(r.offloaded for r in results)
+    per_frame = (proxy.uplink_bytes - before - sum(r.payload_bytes for r in results)) / len(results)
+    payload = client.device.encode(frames[:1], Action.parse("layer2/w1"))[0]
+    assert abs(per_frame - wire_overhead_bytes(payload)) <= 20, (per_frame, wire_overhead_bytes(payload))

@@ -22,7 +22,7 @@ class Observation:
     rtt_ms: float  # estimated round-trip time (ms); 0 when unknown
     deadline_ms: float  # per-frame deadline (ms); 0 for none
     previous_action: str = "local"
-    queue_frames: int = 0  # frames waiting for the device
+    queue_frames: int = 0  # frames dropped just before this one (overtaken while the device was busy)
     server_available: bool = True
     throughputs_mbps: tuple[float, ...] = ()  # recent samples, oldest first
     throughput_age_s: float = 10.0  # age of the newest sample

@@ -127,7 +127,8 @@ async def run_link(trace: Trace, opts: LinkOptions, ready=print, stop: asyncio.E
     bound = server.sockets[0].getsockname()[1]
     ready(f"splitnet link listening on {host}:{bound} -> {opts.upstream} "
           f"(trace {trace.name} x{opts.scale:g}, mean {trace.mean_mbps * opts.scale:.3f} Mbit/s, "
-          f"RTT {opts.rtt_ms:g} ms, loss {opts.loss:g})")
+          f"RTT {opts.rtt_ms:g} ms, loss {opts.loss:g}; trace time {opts.start_s:g} s at monotonic clock "
+          f"{link.t0 + opts.start_s:.3f} s)")
     async with server:
         if stop is None:
             await server.serve_forever()

@@ -90,9 +90,10 @@ def static_best(profile: Profile, traces: Sequence[Trace], **kw: object) -> tupl
 
 def simulate(profile: Profile, traces: Sequence[Trace], policies: dict[str, Policy], fps: float = 10.0,
              deadline_ms: float = 100.0, frames: int | None = None, weights: RewardWeights | None = None,
-             seed: int = 0) -> tuple[dict, dict[str, list[Run]]]:
-    """Every policy on every trace (same seeds, same frames); returns the report and the runs."""
-    kw = dict(fps=fps, deadline_ms=deadline_ms, frames=frames, weights=weights, seed=seed)
+             seed: int = 0, start_s: float = 0.0) -> tuple[dict, dict[str, list[Run]]]:
+    """Every policy on every trace (same seeds, same frames, each run from trace time ``start_s``); returns the
+    report and the runs."""
+    kw = dict(fps=fps, deadline_ms=deadline_ms, frames=frames, weights=weights, seed=seed, start_s=start_s)
     runs: dict[str, list[Run]] = {}
     report_policies: dict[str, dict] = {}
     for name, policy in policies.items():
@@ -112,6 +113,7 @@ def simulate(profile: Profile, traces: Sequence[Trace], policies: dict[str, Poli
         "fps": fps,
         "frames_per_trace": frames,
         "seed": seed,
+        "start_s": start_s,
         "reward_weights": w.__dict__,
         "scenario": {"device_class": sc.device_class, "device_speed": sc.device_speed, "link_class": sc.link_class,
                      "trace_scale": sc.trace_scale, "rtt_ms": sc.rtt_ms, "loss": sc.loss},

@@ -34,6 +34,10 @@ def request(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 0.0) -> p
 
 
 STREAM_FRAMING_BYTES = 9 + 5  # an HTTP/2 DATA frame's header and gRPC's length-prefix, per message on a stream
+# Uplink bytes of one unary Probe call besides its padding on an open connection: the HEADERS frame (HPACK-indexed
+# after the first call, the timeout changing), DATA framing, gRPC's prefix and the field header. Counted through a
+# byte-counting proxy (tests/test_control_loop.py checks it within 20 B).
+PROBE_CALL_OVERHEAD_BYTES = 58
 
 
 def wire_overhead_bytes(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 100.0) -> int:

@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from splitnet_cli.argtypes import asset_path, nonnegative_float, positive_float, positive_int, server_list
+from splitnet_cli.argtypes import (
+    asset_path,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    server_list,
+)
 from splitnet_cli.options import add_token_arguments, read_token
 from splitnet_cli.reports import command_line, write_json
 
@@ -43,10 +50,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--wait-ready", type=nonnegative_float, default=0.0, help="seconds to wait for the server first")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--fps", type=positive_float, default=None,
-                   help="paced camera: hand over one frame every 1/FPS s (latency counts from each tick)")
+                   help="a live camera at FPS frames/s: the device takes the newest frame when it is free, frames "
+                        "overtaken meanwhile are dropped and count as deadline misses (latency counts from each "
+                        "frame's tick)")
+    c.add_argument("--every-frame", action="store_true",
+                   help="with --fps: hand over every frame, none dropped (a buffered recording; a device that falls "
+                        "behind sees latency grow)")
     c.add_argument("--budget-ms", type=positive_float, default=None,
                    help="without --deadline-ms, the longest a frame may take from its arrival (default 2000); "
                         "the wait for the server ends in time for a local fallback")
+    c.add_argument("--link-probes", type=nonnegative_int, default=3,
+                   help="probe the link this many times before the first frame, so the policy starts with an "
+                        "estimate (0: none)")
     c.add_argument("--no-calibration", action="store_true",
                    help="do not time the actions on this device at start (greedy/edge then use the profile's)")
     c.add_argument("--emulate-device", action="store_true",
@@ -58,32 +73,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run)
 
 
-def _paced(frames, fps: float):
-    """A camera at ``fps``: each frame is handed over no earlier than its tick, stamped with the tick
-    (a client that falls behind sees the frame's latency grow from that tick)."""
-    import time
-
-    from device_client.client import TimedFrame
-
-    start = time.perf_counter()
-    for i, frame in enumerate(frames):
-        tick = start + i / fps
-        delay = tick - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        yield TimedFrame(frame, tick)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
     from device_client import SplitClient, TlsOptions
+    from device_client.camera import LiveCamera, paced
     from device_client.report import client_report, detection_scores, format_report, frame_record
     from splitnet.checkpoint import DEMO_DATA, DETECTION_DEMO_DATA, SplitCheckpoint
     from splitnet.detection.synth import DetectionSet
     from splitnet.inputs import FrameSource, load_inputs
 
+    if args.every_frame and not args.fps:
+        raise ValueError("--every-frame paces a camera: give --fps too")
     ckpt = SplitCheckpoint.load(args.checkpoint)
     detection: DetectionSet | None = None
     path = args.data or (DETECTION_DEMO_DATA if ckpt.spec.is_detector else DEMO_DATA)
@@ -118,9 +120,14 @@ def run(args: argparse.Namespace) -> int:
                      insecure_token_over_plaintext=args.insecure_token_over_plaintext) as client:
         if args.wait_ready:
             client.wait_until_ready(args.wait_ready)
+        if args.link_probes:
+            client.measure_link(args.link_probes)
         frames = iter(data.frames)
-        if args.fps:
-            frames = _paced(frames, args.fps)
+        camera = None
+        if args.fps and args.every_frame:
+            frames = paced(frames, args.fps)
+        elif args.fps:
+            frames = camera = LiveCamera(frames, args.fps)
         answers = (client.stream(frames, device_batch=args.device_batch) if args.mode == "stream"
                else (client.infer(f) for f in frames))
         # A configuration error (ServerConfigError) ends the run: one line, non-zero exit (main()).
@@ -130,14 +137,18 @@ def run(args: argparse.Namespace) -> int:
         calibrated = dict(client.calibration.device_ms) if client.calibration else None
     if args.obs_log:
         policy.close()
-    n_frames = data.count if data.count is not None else len(results)
-    report = client_report(results, data.labels, n_frames)
+    dropped = len(camera.dropped) if camera else 0
+    n_frames = data.count if data.count is not None else len(results) + dropped
+    taken = camera.taken if camera else range(len(results))
+    report = client_report(results, data.labels, n_frames, taken=taken, dropped=dropped)
     if detection is not None:
         report.update(detection_scores(results, [detection.targets(i) for i in range(len(detection))]))
     report.update({"server": args.server, "policy": args.policy, "mode": args.mode, "data": data.path,
                    "deadline_ms": args.deadline_ms, "fps": args.fps, "command": command_line(),
                    "calibrated_device_ms": calibrated, "breaker_events": breaker_events,
-                   "frames_detail": [frame_record(r) for r in results]})
+                   "camera": "live" if camera else "every frame" if args.fps else None,
+                   "camera_started_monotonic_s": camera.started_at if camera else None,
+                   "frames_detail": [{"frame": i, **frame_record(r)} for i, r in zip(taken, results)]})
     print(format_report(report))
     write_json(report, args.json)
     if report["frames_lost"]:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from splitnet_cli.argtypes import positive_float, positive_int
+from splitnet_cli.argtypes import nonnegative_float, positive_float, positive_int
 from splitnet_cli.options import load_traces
 from splitnet_cli.reports import write_json
 
@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="local, edge, fixed:<split>:<width>, greedy, robust_mpc, oracle, static_best, ppo, dqn, "
                          "or a policy file")
     sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--start-s", type=nonnegative_float, default=0.0,
+                    help="trace time (s) at which each run starts (its warm-up frames first), e.g. to line up with "
+                         "a live run through splitnet link")
     sm.add_argument("--obs-log", default=None,
                     help="write what each policy saw and chose per frame (JSON lines; with several policies, "
                          "one file each: <stem>-<policy><suffix>)")
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             p, log if len(policies) == 1 else log.with_name(f"{log.stem}-{k.replace(':', '_')}{log.suffix}"))
             for k, p in policies.items()}
     report, runs = simulate(profile, traces, policies, fps=args.fps, deadline_ms=args.deadline_ms,
-                            frames=args.frames, seed=args.seed)
+                            frames=args.frames, seed=args.seed, start_s=args.start_s)
     for p in policies.values():
         if hasattr(p, "close"):  # observation logs
             p.close()

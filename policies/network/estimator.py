@@ -1,0 +1,95 @@
+"""Uplink throughput and RTT estimated from a device's own transfers.
+
+One estimator for the device client and the simulator: the client feeds it the answers it gets
+(and its link probes), the simulator feeds it the same measurements as they would come back,
+so a policy sees the same kind of estimate in both.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class LinkSample:
+    """One answered frame (or link probe): its payload and how long the network part took, from
+    handing the request over to the answer, less the server's own time (queueing on the link included)."""
+
+    payload_bytes: int
+    network_ms: float  # round trip minus the server's own time
+
+
+class LinkEstimator:
+    """RTT: recent minimum (base) and smoothed value. Throughput: harmonic mean of recent samples.
+
+    A sample's transfer time is its network time less the base RTT (the recent minimum,
+    which the client's empty probes keep close to the propagation delay and per-message
+    framing); it informs the throughput estimate only when it stands out of the base RTT
+    (large payloads or a slow link): tiny frames on a fast link would otherwise read as
+    noise. The smoothed RTT follows each sample's network time less its serialization at
+    the current throughput estimate, so :meth:`transfer_ms` does not count a payload's
+    serialization twice.
+    """
+
+    def __init__(self, window: int = 20, alpha: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # seconds (the simulator gives its own)
+        self._lock = threading.Lock()
+        self._rtts: deque[float] = deque(maxlen=window)
+        self._tputs: deque[float] = deque(maxlen=window)
+        self._alpha = alpha
+        self._srtt = 0.0
+        self._last_tput_at = 0.0
+
+    def add(self, sample: LinkSample, at_s: float | None = None) -> None:
+        """Learn from ``sample``, known at ``at_s`` (``clock`` seconds; default: now)."""
+        with self._lock:
+            ms = max(sample.network_ms, 0.01)
+            self._rtts.append(ms)
+            base = min(self._rtts)
+            transfer_ms = ms - base
+            if sample.payload_bytes > 0 and transfer_ms > 0.5 and transfer_ms > 0.2 * base:
+                self._tputs.append(sample.payload_bytes * 8 / (transfer_ms * 1e3))  # Mbit/s
+                self._last_tput_at = self._clock() if at_s is None else at_s
+            if self._tputs:  # the part of this sample that is not serialization at the estimated rate
+                tput = len(self._tputs) / sum(1.0 / t for t in self._tputs)
+                ms = max(base, ms - sample.payload_bytes * 8 / (tput * 1e3))
+            self._srtt = ms if self._srtt == 0 else (1 - self._alpha) * self._srtt + self._alpha * ms
+
+    @property
+    def rtt_ms(self) -> float:
+        """Smoothed round-trip time (ms) of the network part without serialization, 0 before any sample."""
+        with self._lock:
+            return self._srtt
+
+    @property
+    def base_rtt_ms(self) -> float:
+        with self._lock:
+            return min(self._rtts) if self._rtts else 0.0
+
+    @property
+    def throughput_mbps(self) -> float:
+        """Harmonic mean of recent throughput samples (Mbit/s); 0 when unknown (link not a bottleneck)."""
+        with self._lock:
+            if not self._tputs:
+                return 0.0
+            return len(self._tputs) / sum(1.0 / t for t in self._tputs)
+
+    def recent_throughputs(self) -> tuple[float, ...]:
+        """Recent throughput samples (Mbit/s), oldest first."""
+        with self._lock:
+            return tuple(self._tputs)
+
+    @property
+    def throughput_age_s(self) -> float:
+        """Seconds since the newest throughput sample (10 when there is none)."""
+        with self._lock:
+            return min(self._clock() - self._last_tput_at, 10.0) if self._tputs else 10.0
+
+    def transfer_ms(self, payload_bytes: int) -> float:
+        """Predicted network time for a payload: RTT plus serialization at the estimated rate."""
+        tput = self.throughput_mbps
+        return self.rtt_ms + (payload_bytes * 8 / (tput * 1e3) if tput > 0 else 0.0)
