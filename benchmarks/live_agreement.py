@@ -1,7 +1,7 @@
 """Does the live device client behave as ``splitnet simulate`` says it will?
 
 For each evaluation trace and policy, on loopback: ``splitnet serve`` (the shipped checkpoint),
-``splitnet link`` playing the trace at the profile's scale and RTT, and ``splitnet client``
+``splitnet link`` playing the trace at the profile's scale, RTT and jitter, and ``splitnet client``
 (stream mode, ``--emulate-device``: the device's compute padded to the profile's times, so a
 fast machine replays the profile's slow device) sending ``--frames`` validation images at
 ``--fps`` with the profile's deadline. Beside it, ``splitnet simulate`` runs the same policy,
@@ -19,8 +19,7 @@ later (the client's start-up); each run's report gives the trace time of its fir
 (``trace_s_at_first_frame``, from the link's and the camera's monotonic clocks), and the simulation starts
 at the mean of those (``simulate --start-s``), its warm-up frames just before. Not modelled alike (see
 the report's ``notes``): the simulator draws images at random from the profile's, the client sends the
-first ``--frames`` validation images; the simulator warms up with five small offloads, the client with
-link probes.
+first ``--frames`` validation images. Both probe the link three times before the first frame.
 
     python -m benchmarks.live_agreement [--policies ppo robust_mpc] [--frames 600] [--repeats 2]
         [--json reports/live_agreement.json]
@@ -46,7 +45,7 @@ from policies.simulation.profile import Profile
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
 TOLERANCE = 0.20
-WARMUP_FRAMES = 5  # policies.simulation.simulate.run_policy's default
+WARMUP_S = 0.5  # a simulated run's link probes before its first frame (OffloadSimulator.warm_up's lead)
 
 
 def _splitnet(*args: str, threads: int, timeout_s: float) -> subprocess.CompletedProcess:
@@ -86,7 +85,8 @@ def observation_summary(path: Path) -> dict:
 def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out_json: Path) -> tuple[dict, float]:
     """One live run through a fresh link; returns the client's report and the link's seconds."""
     sc = profile.scenario
-    link = example.spawn_link(trace, server, out_json.parent, sc.rtt_ms, timeout_s=600, scale=sc.trace_scale)
+    link = example.spawn_link(trace, server, out_json.parent, sc.rtt_ms, timeout_s=600, scale=sc.trace_scale,
+                              jitter_ms=sc.jitter_ms)
     t_link = time.perf_counter()
     try:
         _splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
@@ -115,12 +115,12 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
         live, elapsed = _live_run(trace, policy, server, profile, args, live_json)
         runs.append({"link_plus_client_s": elapsed, "trace_s_at_first_frame": live["trace_s_at_first_frame"],
                      "observed": observation_summary(_obs_log(live_json)),
-                     **{k: live[k] for k in ("frames", "frames_answered", "fallback_local", "fallback_reasons",
-                                             "deadline_missed", "deadline_miss_rate", "latency_ms", "actions",
-                                             "chosen_actions", "bytes_mean", "probes")}})
+                     **{k: live[k] for k in ("frames", "frames_answered", "frames_dropped", "fallback_local",
+                                             "fallback_reasons", "deadline_missed", "deadline_miss_rate",
+                                             "latency_ms", "actions", "chosen_actions", "bytes_mean", "probes")}})
     sim_json = work / f"sim-{policy}-{trace.name}.json"
-    # the simulation starts where the live runs met the trace: its warm-up frames end at the live first frame
-    start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_FRAMES / args.fps)
+    # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
+    start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_S)
     _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
               "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames),
               "--json", str(sim_json),
@@ -182,9 +182,7 @@ def main() -> None:
                                   "notes": ["the simulation starts at the trace time of the live runs' first "
                                             "frames (their mean; sim_start_s is where its warm-up begins)",
                                             "the simulator draws images at random from the profile's; the client "
-                                            "sends the first --frames validation images",
-                                            "the simulator warms up with five small offloads, the client with link "
-                                            "probes"]}, args.json)
+                                            "sends the first --frames validation images"]}, args.json)
 
 
 if __name__ == "__main__":

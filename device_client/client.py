@@ -17,7 +17,9 @@ by a default budget when there is none; every answer, late ones included, feeds 
 link estimator and the action's statistics; an answer after the frame's deadline is a
 miss even when it is used; misses in a row open the action's breaker
 (:mod:`device_client.breaker`), and background probes close it again when the link
-recovers. At start the client times every action on its own device
+recovers. A device whose local run cannot make the deadline waits for late answers (up
+to the default budget) and ignores open breakers: a local run would be a sure miss that
+holds up the frames after it. At start the client times every action on its own device
 (:mod:`device_client.calibration`) and gives a profile-driven policy those times.
 """
 
@@ -42,7 +44,7 @@ from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOption
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.prefetch import PrefetchedFrames
 from device_client.stream import StreamBroken, StreamSession
-from policies.agents.base import FixedPolicy, Observation, Policy, fallback_reserve_ms
+from policies.agents.base import FixedPolicy, Observation, Policy, answer_wait_ms
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
 from splitnet.frames import FrameFit, fit_frame
@@ -366,13 +368,15 @@ class SplitClient:
         return name if isinstance(name, str) else name.name
 
     def _would_miss(self, action: str, spent_ms: float = 0.0) -> bool:
-        """Predicted to miss the frame's budget (``spent_ms`` of it gone already); estimates older than
+        """Predicted to miss the frame's budget (``spent_ms`` of it gone already) and to answer later than a
+        local run would end: only then is running locally better (a device too slow for the budget would
+        otherwise trade a late answer for a later result, and hold up the next frames). Estimates older than
         ``probe_interval_s`` get a fresh try."""
         stats = self._action_stats.get(action)
         if stats is None or time.monotonic() - stats.updated_at > self.probe_interval_s:
             return False
         predicted = stats.device_ms + self.estimator.transfer_ms(int(stats.payload_bytes)) + stats.server_ms
-        return spent_ms + predicted > self.budget_ms
+        return spent_ms + predicted > self.budget_ms and predicted > self._local_ms()
 
     @property
     def budget_ms(self) -> float:
@@ -521,7 +525,7 @@ class SplitClient:
         spent_ms = (started - t0) * 1e3
         reason = ("" if chosen == "local" else "server_down" if self._stub is None
                   else self._backoff.reason if not self._backoff.available()
-                  else "breaker" if self.breaker.is_open(chosen)
+                  else "breaker" if self.breaker.is_open(chosen) and self._local_can_make_it()
                   else "deadline" if self._would_miss(chosen, spent_ms) else None)
         probe = (reason == "breaker" and len(frames) == 1
                  and self.breaker.take_probe(chosen, self.budget_ms / 1e3))
@@ -624,15 +628,17 @@ class SplitClient:
         return min(self.rpc_timeout_s, max(_MIN_WAIT_S, self._wait_left_ms(t0) / 1e3))
 
     def _wait_left_ms(self, t0: float) -> float:
-        """The frame's budget left for waiting (ms; <= 0: time to fall back)."""
-        return self.budget_ms - (time.perf_counter() - t0) * 1e3 - self._local_reserve_ms()
+        """The time left to wait for the frame's answer (ms; <= 0: time to fall back): until only a local run's
+        time is left of the budget, or, when a local run cannot make the budget, until the default budget
+        (:func:`~policies.agents.base.answer_wait_ms`; slack: the polling interval, twice)."""
+        wait_ms = answer_wait_ms(self._local_ms(), self.budget_ms, slack_ms=2e3 * _POLL_S,
+                                 patience_ms=self.default_budget_ms)
+        return wait_ms - (time.perf_counter() - t0) * 1e3
 
-    def _local_reserve_ms(self) -> float:
-        """Time kept back from the wait so that a fallback still finishes within the budget (the
-        device's calibrated local time, see :func:`fallback_reserve_ms`; 0 when a fallback cannot
-        make the budget anyway)."""
-        # slack: the polling interval, twice
-        return fallback_reserve_ms(self._local_ms(), self.budget_ms, slack_ms=2e3 * _POLL_S)
+    def _local_can_make_it(self) -> bool:
+        """A local run ends within the frame's budget (unknown local time: assume it does). A device that
+        cannot does not let an open breaker send frames to it: a sure miss that holds up the next frames."""
+        return self._local_ms() <= self.budget_ms
 
     def _local_ms(self) -> float:
         """The device's time for a local run (ms): the emulated device's, else the calibrated one; 0 unknown."""

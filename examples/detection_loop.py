@@ -63,12 +63,12 @@ class LinkProcess:
 
 
 def spawn_link(trace: str | Path, upstream: str, workdir: Path, rtt_ms: float = 40.0,
-               timeout_s: float = 60.0, scale: float = 1.0) -> LinkProcess:
+               timeout_s: float = 60.0, scale: float = 1.0, jitter_ms: float = 0.0) -> LinkProcess:
     """Start ``splitnet link`` on a free 127.0.0.1 port in front of ``upstream`` and wait until it listens
-    (``scale`` multiplies the trace's throughput)."""
+    (``scale`` multiplies the trace's throughput; ``jitter_ms``: the RTT's standard deviation)."""
     log = workdir / f"link-{time.monotonic_ns()}.log"
     cmd = [sys.executable, "-m", "splitnet_cli.main", "link", "--listen", "127.0.0.1:0", "--upstream", upstream,
-           "--trace", str(trace), "--rtt-ms", str(rtt_ms), "--scale", str(scale)]
+           "--trace", str(trace), "--rtt-ms", str(rtt_ms), "--scale", str(scale), "--jitter-ms", str(jitter_ms)]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
     end = time.monotonic() + timeout_s

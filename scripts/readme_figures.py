@@ -241,13 +241,14 @@ def live_agreement_block() -> str:
              f"{report['tolerance']:.0%} (miss rates also within {report['miss_floor'] * 100:g} pt).", "",
              f"Live figures are the mean of {report.get('repeats', 1)} runs per pair (their range in brackets).", "",
              "| trace | policy | miss rate live / sim | mean latency ms live / sim | live: answered by the server, "
-             "fallbacks (per run) | agree |", "|---|---|---:|---:|---:|---|"]
+             "fallbacks, dropped by the camera (per run) | agree |", "|---|---|---:|---:|---:|---|"]
     for p in report["pairs"]:
         miss, lat = p["miss_rate"], p["latency_mean_ms"]
         runs = p.get("live_runs", [p["live"]])
         miss_runs = [r["deadline_miss_rate"] * 100 for r in runs]
         lat_runs = [r["latency_ms"]["mean"] for r in runs]
-        answered = ", ".join(f"{r['frames_answered']}/{r['frames']} {r['fallback_local']}" for r in runs)
+        answered = ", ".join(f"{r['frames_answered']}/{r['frames']} {r['fallback_local']} "
+                             f"{r['frames'] - r['observed']['frames']}" for r in runs)  # frames the policy never saw
         lines.append(f"| {Path(p['trace']).name[:24]} | `{p['policy']}` | {miss['live'] * 100:.1f} % "
                      f"({min(miss_runs):.1f}–{max(miss_runs):.1f}) / {miss['sim'] * 100:.1f} % | {lat['live']:.1f} "
                      f"({min(lat_runs):.1f}–{max(lat_runs):.1f}) / {lat['sim']:.1f} | {answered} | "

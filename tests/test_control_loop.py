@@ -137,8 +137,11 @@ def test_a_probe_answer_is_judged_from_when_an_offload_would_have_started(tiny_c
 def test_late_answers_are_misses_open_the_breaker_and_probes_bring_offloading_back(
         server, tiny_checkpoint: SplitCheckpoint) -> None:
     frames = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    # a 10 us deadline no local run makes either: the wait for the answer lasts the default budget, 20 us here;
+    # no calibration (the local time unknown), so an open breaker sends frames to the device
     with SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w1", deadline_ms=0.01,
-                     rpc_timeout_ms=600_000, breaker=CircuitBreaker(trip_after=3, cooldown_s=0.2)) as client:
+                     default_budget_ms=0.02, rpc_timeout_ms=600_000, calibration=False,
+                     breaker=CircuitBreaker(trip_after=3, cooldown_s=0.2)) as client:
         client.wait_until_ready(60)
         first = list(client.stream(frames[:20]))
         assert all(r.deadline_missed for r in first)  # no answer can come within 10 us

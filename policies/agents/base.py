@@ -76,6 +76,21 @@ def fallback_reserve_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0
     return needed if needed <= budget_ms else 0.0
 
 
+ANSWER_PATIENCE_MS = 2000.0  # the device client's default budget (its RPC timeout)
+
+
+def answer_wait_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0,
+                   patience_ms: float = ANSWER_PATIENCE_MS) -> float:
+    """How long (ms from a frame's arrival) a device waits for the server's answer before it runs the frame
+    locally: the budget less a local run's time (:func:`fallback_reserve_ms`), so the fallback still makes it.
+    When even a local run cannot make the budget, ``patience_ms`` (at least the budget): a fallback would be
+    late anyway and would hold the device up for the frames after it, while the answer may still come. The
+    device client waits by this rule and the simulator models it."""
+    if 1.2 * local_ms + slack_ms <= budget_ms:
+        return budget_ms - fallback_reserve_ms(local_ms, budget_ms, slack_ms)
+    return max(budget_ms, patience_ms)
+
+
 def predicted_offload_ms(device_ms: float, payload_bytes: float, mbps: float, rtt_ms: float,
                          server_ms: float) -> float:
     """An offload's expected time (ms): device work, serialization at ``mbps`` (Mbit/s), RTT, server work."""

@@ -6,8 +6,9 @@ Throughput is predicted as the harmonic mean of the last ``past`` samples, divid
 scored over a look-ahead of ``horizon`` frames that all take it, with the link's backlog
 carried from frame to frame (bytes in flight first, then each frame's payload), with the
 simulator's reward: latency, energy (the profile's power model), accuracy lost against
-local, and a penalty per missed deadline (a late offload runs locally after the deadline,
-as the client does). It takes the first action of the best plan. Video MPC enumerates
+local, and a penalty per missed deadline (an offload answered too late runs locally, as the
+client does: :func:`~policies.agents.base.answer_wait_ms`). It takes the first action of the
+best plan. Video MPC enumerates
 every bitrate sequence; with some thirty actions here the plans hold one action each,
 which is the same plan a sequence search finds when the predicted throughput is flat
 over the horizon (robustMPC's own assumption).
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from policies.agents.base import Observation, harmonic_mean
+from policies.agents.base import Observation, answer_wait_ms, harmonic_mean
 from policies.agents.baselines import DEFAULT_MBPS
 from policies.simulation.profile import Profile
 
@@ -83,8 +84,9 @@ class RobustMPCPolicy:
                 latency = tx_start + ser_ms + rtt + server_ms - arrival
                 energy = (device_ms * power.compute_w + ser_ms * power.radio_tx_w
                           + (rtt + server_ms) * power.idle_w) / 1e3
-                if deadline > 0 and latency > deadline:  # the client stops waiting and runs the frame locally
-                    latency = max(deadline, device_ms) + local_ms
+                wait = answer_wait_ms(local_ms, deadline) if deadline > 0 else 0.0
+                if deadline > 0 and latency > wait:  # the client stops waiting and runs the frame locally
+                    latency = max(wait, device_ms) + local_ms
                     energy += local_ms * power.compute_w / 1e3
             missed = deadline > 0 and latency > deadline
             total -= (latency / 1e3 * w.latency + energy * w.energy + self._accuracy_drop[i] * w.accuracy

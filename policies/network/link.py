@@ -2,7 +2,8 @@
 
 Bytes from the client to the upstream server (the uplink) leave the proxy at the
 trace's rate, integrated over time as in the simulator, one packet (1460 bytes) at a
-time on one link shared by every connection; each packet then waits half the RTT. A
+time on one link shared by every connection; each packet then waits the RTT less half
+of it (with the RTT's jitter, drawn per packet as the simulator draws it per transfer). A
 Gilbert–Elliott loss stalls the link for one RTT per lost packet (a retransmission),
 since TCP hides the loss itself. Bytes back to the client only wait half the RTT.
 """
@@ -30,6 +31,7 @@ class LinkOptions:
     scale: float = 1.0
     start_s: float = 0.0  # trace time at which the proxy starts
     seed: int = 0
+    jitter_ms: float = 0.0  # standard deviation of the RTT's Gaussian jitter (ms)
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -41,7 +43,8 @@ class ShapedLink:
     """The shared uplink: when each chunk leaves, given the trace, earlier chunks and losses."""
 
     def __init__(self, trace: Trace, opts: LinkOptions) -> None:
-        cfg = ChannelConfig(scale=opts.scale, rtt_ms=opts.rtt_ms, loss=GilbertElliott.from_rate(opts.loss))
+        cfg = ChannelConfig(scale=opts.scale, rtt_ms=opts.rtt_ms, jitter_ms=opts.jitter_ms,
+                            loss=GilbertElliott.from_rate(opts.loss))
         self.channel = Channel(trace, cfg, seed=opts.seed)
         self.opts = opts
         self.t0 = time.monotonic() - opts.start_s
@@ -50,6 +53,11 @@ class ShapedLink:
 
     def now(self) -> float:
         return time.monotonic() - self.t0
+
+    def uplink_delay_s(self) -> float:
+        """How long a packet takes to the server after leaving the link: an RTT sample (jitter included) less
+        the half RTT the answer takes back."""
+        return max(0.0, self.channel.rtt_sample_ms() - self.opts.rtt_ms / 2) / 1e3
 
     def schedule(self, nbytes: int) -> float:
         """Trace time at which ``nbytes`` (one packet) have left the link."""
@@ -63,7 +71,8 @@ class ShapedLink:
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: ShapedLink | None,
                 delay_s: float, clock) -> None:
-    """Copy bytes, each chunk delivered at its (shaped) departure time plus ``delay_s``."""
+    """Copy bytes, each chunk delivered at its (shaped) departure time plus the link's uplink delay, or
+    (``link`` None) ``delay_s`` after it was read."""
     queue: asyncio.Queue = asyncio.Queue()
 
     async def deliver() -> None:
@@ -91,7 +100,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link
                 continue
             for i in range(0, len(data), MSS_BYTES):
                 chunk = data[i : i + MSS_BYTES]
-                await queue.put((link.schedule(len(chunk)) + delay_s, chunk))
+                await queue.put((link.schedule(len(chunk)) + link.uplink_delay_s(), chunk))
                 # Back-pressure: do not read far ahead of what the link can carry.
                 ahead = link.free_at - clock()
                 if ahead > 1.0:
@@ -127,8 +136,8 @@ async def run_link(trace: Trace, opts: LinkOptions, ready=print, stop: asyncio.E
     bound = server.sockets[0].getsockname()[1]
     ready(f"splitnet link listening on {host}:{bound} -> {opts.upstream} "
           f"(trace {trace.name} x{opts.scale:g}, mean {trace.mean_mbps * opts.scale:.3f} Mbit/s, "
-          f"RTT {opts.rtt_ms:g} ms, loss {opts.loss:g}; trace time {opts.start_s:g} s at monotonic clock "
-          f"{link.t0 + opts.start_s:.3f} s)")
+          f"RTT {opts.rtt_ms:g} ms, jitter {opts.jitter_ms:g} ms, loss {opts.loss:g}; "
+          f"trace time {opts.start_s:g} s at monotonic clock {link.t0 + opts.start_s:.3f} s)")
     async with server:
         if stop is None:
             await server.serve_forever()

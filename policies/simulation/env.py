@@ -13,9 +13,9 @@ split x width, raw features, image offload at a few qualities). Observation (flo
 
 Reward: see :class:`~policies.simulation.simulator.RewardWeights`. Episodes walk ``episode_frames``
 frames along a trace from a random (seeded) start; traces are drawn from the set given.
-Before an episode the device sends ``warmup_frames`` frames with the smallest payload, as
-a device that has been running for a while would have, so the first observation already
-holds measurements.
+Before an episode the device probes the link ``warmup_probes`` times, as the device client
+does before its camera starts (``SplitClient.measure_link``), so the first observation
+already holds measurements.
 """
 
 from __future__ import annotations
@@ -34,16 +34,6 @@ from policies.simulation.simulator import OffloadSimulator, RewardWeights
 ENV_ID = "splitnet/Offload-v0"
 
 
-def warm_sim(sim: OffloadSimulator, frames: int) -> None:
-    """Send ``frames`` frames with the smallest-payload offload action, so measurements exist."""
-    offload = [i for i, k in enumerate(sim.kinds) if k != "local"]
-    if frames <= 0 or not offload:
-        return
-    probe = min(offload, key=lambda i: sim.bytes_mean[i])
-    for _ in range(frames):
-        sim.step(probe)
-
-
 class OffloadEnv(gym.Env):
     """Per-frame choice of split, width, local or image offload over measured traces."""
 
@@ -51,7 +41,7 @@ class OffloadEnv(gym.Env):
 
     def __init__(self, profile: Profile | None = None, traces: Sequence[Trace] | None = None, fps: float = 10.0,
                  deadline_ms: float = 100.0, episode_frames: int = 1000, weights: RewardWeights | None = None,
-                 deadline_range: tuple[float, float] | None = None, warmup_frames: int = 5) -> None:
+                 deadline_range: tuple[float, float] | None = None, warmup_probes: int = 3) -> None:
         super().__init__()
         self.profile = profile if profile is not None else Profile.load()
         if not traces:
@@ -63,7 +53,7 @@ class OffloadEnv(gym.Env):
         self.deadline_ms = deadline_ms
         self.deadline_range = deadline_range
         self.episode_frames = episode_frames
-        self.warmup_frames = warmup_frames
+        self.warmup_probes = warmup_probes
         self.weights = weights or RewardWeights()
         self._sims = [OffloadSimulator(self.profile, t, fps, deadline_ms, self.weights) for t in self.traces]
         self.sim = self._sims[0]
@@ -93,7 +83,7 @@ class OffloadEnv(gym.Env):
         else:
             self.sim.deadline_ms = options.get("deadline_ms", self.deadline_ms)
         self.sim.reset(start, int(self.np_random.integers(2**31)))
-        warm_sim(self.sim, self.warmup_frames)
+        self.sim.warm_up(self.warmup_probes)
         self._steps = 0
         return self._observe(), {"trace": self.sim.trace.name, "start_s": start}
 

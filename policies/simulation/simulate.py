@@ -11,7 +11,6 @@ import numpy as np
 
 from policies.agents.base import FixedPolicy, Policy
 from policies.network.traces import Trace
-from policies.simulation.env import warm_sim
 from policies.simulation.profile import Profile
 from policies.simulation.simulator import FrameOutcome, OffloadSimulator, RewardWeights
 
@@ -28,11 +27,12 @@ class Run:
 
 def run_policy(policy: Policy, profile: Profile, trace: Trace, fps: float = 10.0, deadline_ms: float = 100.0,
                frames: int | None = None, weights: RewardWeights | None = None, seed: int = 0,
-               start_s: float = 0.0, warmup_frames: int = 5) -> Run:
-    """``frames`` frames (default: the whole trace) along ``trace`` from ``start_s``."""
+               start_s: float = 0.0, warmup_probes: int = 3) -> Run:
+    """``frames`` frames (default: the whole trace) along ``trace`` from ``start_s``: ``warmup_probes`` link probes
+    first, as the device client's, the first frame 0.5 s later (``OffloadSimulator.warm_up``)."""
     sim = OffloadSimulator(profile, trace, fps, deadline_ms, weights, seed)
     sim.reset(start_s, seed)
-    warm_sim(sim, warmup_frames)
+    sim.warm_up(warmup_probes)
     n = frames if frames is not None else max(1, int(trace.duration_s * fps))
     names = profile.names
     wants_lookahead = getattr(policy, "name", "") == "oracle"

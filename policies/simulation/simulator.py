@@ -7,28 +7,37 @@ profiled image: its payload bytes (plus, on the link, the action's ``overhead_by
 the request's other fields and framing) and whether the answer was right under the
 chosen action. What the device can observe is only what its own past transfers told it.
 As the device client does, an offload predicted to miss the deadline (the frame's wait so
-far plus the action's device, estimated network and server time) runs locally at once, and
+far plus the action's device, estimated network and server time) and to answer after a local
+run would end runs locally at once, and
 a frame whose answer would come after the deadline is run locally once the deadline passes
 (its bytes still occupy the link). Like a camera loop,
 the device always takes the newest frame when it gets free: frames that arrived while
 it was busy and were overtaken are dropped (each counts as a deadline miss). When
 nothing has gone out for ``probe_interval_s``, the device sends a small probe, so its
 throughput estimate never goes stale (the probe uses the link and costs radio energy,
-which is charged to the next frame).
+which is charged to the next frame). What the device knows of the link comes from the
+client's own estimator (:class:`~policies.network.estimator.LinkEstimator`), fed what the
+client would measure, when it would know it: each answer's round trip less the server's
+time (serialization of the request's wire bytes, waiting behind earlier payloads on the
+link, RTT, jitter, losses) and the probes' (an empty call, then one of ``probe_bytes``).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from policies.agents.base import HISTORY, Observation, fallback_reserve_ms, harmonic_mean, predicted_offload_ms
+from policies.agents.base import HISTORY, Observation, answer_wait_ms
 from policies.network.channel_models import Channel, ChannelConfig, GilbertElliott
+from policies.network.estimator import LinkEstimator, LinkSample
 from policies.network.traces import Trace
 from policies.simulation.profile import Profile
+from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -97,8 +106,11 @@ class OffloadSimulator:
         self.dropped = 0  # frames dropped just before the next one
         self.last_send = start_s
         self._probe_energy = 0.0
-        self._samples: deque[tuple[float, float]] = deque()  # (time known, Mbit/s)
-        self._rtts: deque[tuple[float, float]] = deque()  # (time known, ms)
+        self._now = start_s  # the estimator's clock: the time of the device's newest decision
+        self.estimator = LinkEstimator(clock=lambda: self._now)
+        self._pending: list[tuple[float, int, LinkSample]] = []  # heap of (time known, order, measurement)
+        self._order = itertools.count()
+        self._answered_at: dict[int, deque[float]] = {}  # action -> when its recent answers come back
         self._inflight: deque[tuple[float, int]] = deque()  # (ack time, bytes)
         self._results: deque[tuple[float, float, bool]] = deque(maxlen=4)  # (time known, latency ms, fell back)
         self.next_image = int(self.rng.integers(self.profile.n_images))
@@ -113,13 +125,21 @@ class OffloadSimulator:
         """When the device starts on the next frame (and so decides its action)."""
         return max(self.arrival_s, self.device_free)
 
+    def _learn_until(self, now: float) -> None:
+        """Hand the estimator every measurement the device has by ``now``, in the order they came back."""
+        while self._pending and self._pending[0][0] <= now:
+            known_s, _, sample = heapq.heappop(self._pending)
+            self.estimator.add(sample, at_s=known_s)
+        self._now = max(self._now, now)
+
     def known_throughputs(self, now: float) -> list[float]:
         """Throughput samples (Mbit/s) the device has measured by ``now``, oldest first."""
-        return [m for t, m in self._samples if t <= now][-HISTORY:]
+        self._learn_until(now)
+        return list(self.estimator.recent_throughputs())
 
     def known_rtt_ms(self, now: float) -> float:
-        known = [r for t, r in self._rtts if t <= now][-HISTORY:]
-        return float(np.median(known)) if known else 0.0
+        self._learn_until(now)
+        return self.estimator.rtt_ms
 
     def inflight_bytes(self, now: float) -> int:
         return sum(b for t, b in self._inflight if t > now)
@@ -140,25 +160,45 @@ class OffloadSimulator:
         sc = self.profile.scenario
         if sc.probe_interval_s <= 0:
             return
-        pw = sc.power
         while self.last_send + sc.probe_interval_s <= now:
             t = self.last_send + sc.probe_interval_s
+            self.last_send = t
+            self._probe_pair(t)
+
+    def _probe_pair(self, t: float) -> float:
+        """As the client probes: an empty call at ``t``, then one of ``probe_bytes`` once the first is back (each
+        with the wire bytes of a unary call); returns when the second is back (s)."""
+        sc = self.profile.scenario
+        pw = sc.power
+        for size in (0, sc.probe_bytes) if sc.probe_bytes > 0 else (0,):
+            wire = size + PROBE_CALL_OVERHEAD_BYTES
             tx_start = max(t, self.link_free)
-            ser_ms = self.channel.serialization_ms(sc.probe_bytes, tx_start)
-            net_ms = self.channel.transfer_ms(sc.probe_bytes, tx_start)
+            ser_ms = self.channel.serialization_ms(wire, tx_start)
+            net_ms = self.channel.transfer_ms(wire, tx_start)
             self.link_free = tx_start + ser_ms / 1e3
             done = tx_start + net_ms / 1e3
-            self._record(done, sc.probe_bytes * 8 / max(ser_ms, 1e-3) / 1e3, net_ms - ser_ms)
+            self._record(done, size, (done - t) * 1e3)
             self._probe_energy += (ser_ms * pw.radio_tx_w + (net_ms - ser_ms) * pw.idle_w) / 1e3
-            self.last_send = tx_start
+            t = done
+        return t
 
-    def _record(self, known_s: float, mbps: float, rtt_ms: float) -> None:
-        """A throughput and RTT measurement the device has at ``known_s`` (keeps the newest few)."""
-        self._samples.append((known_s, mbps))
-        self._rtts.append((known_s, rtt_ms))
-        while len(self._samples) > 4 * HISTORY:
-            self._samples.popleft()
-            self._rtts.popleft()
+    def warm_up(self, rounds: int = 3, lead_s: float = 0.5) -> None:
+        """As ``SplitClient.measure_link`` before a camera starts: ``rounds`` probe pairs back to back from the
+        start, and the first frame ``lead_s`` later (or once they are back, if that is later), so the first
+        decision has an estimate. Their radio energy is not charged to any frame."""
+        if rounds <= 0:
+            return
+        t = self.start_s
+        for _ in range(rounds):
+            t = self._probe_pair(t)
+        self._probe_energy = 0.0
+        self.start_s = self.device_free = max(self.start_s + lead_s, t)
+        self.last_send = t
+
+    def _record(self, known_s: float, payload_bytes: int, network_ms: float) -> None:
+        """A measurement the device will have at ``known_s``: ``network_ms`` from handing the request over
+        to the answer, less the server's time."""
+        heapq.heappush(self._pending, (known_s, next(self._order), LinkSample(payload_bytes, network_ms)))
 
     def _newest_frame_by(self, t_s: float) -> int:
         return int(math.floor((t_s - self.start_s) * self.fps + 1e-9))
@@ -202,11 +242,12 @@ class OffloadSimulator:
             energy = (self.device_ms[action] * pw.compute_w + ser_ms * pw.radio_tx_w
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3
             device_free, link_free = dev_done, tx_start + ser_ms / 1e3
-            sample = (done, nbytes * 8 / max(ser_ms, 1e-3) / 1e3, net_ms - ser_ms - self.server_ms[action])
-            wait_ms = self.deadline_ms - fallback_reserve_ms(local_ms, self.deadline_ms)
+            # what the client measures: handed over when the device is done, answered at ``done``
+            sample = (done, nbytes, (done - dev_done) * 1e3 - self.server_ms[action])
+            wait_ms = answer_wait_ms(local_ms, self.deadline_ms)
             if self.deadline_ms > 0 and (done - arrival) * 1e3 > wait_ms:
                 # As the device client does: stop waiting when only a local run's time is left of the
-                # deadline (or at the deadline when a local run cannot make it), run the frame locally.
+                # deadline (or, when a local run cannot make it, after the client's patience), run it locally.
                 done = max(arrival + wait_ms / 1e3, dev_done) + local_ms / 1e3
                 device_free = done
                 energy += local_ms / 1e3 * pw.compute_w
@@ -229,6 +270,7 @@ class OffloadSimulator:
             self.device_free, self.link_free = device_free, link_free
             if sample is not None:
                 self._record(*sample)
+                self._answered_at.setdefault(action, deque(maxlen=4 * HISTORY)).append(sample[0])
                 self._inflight.append((sample[0], nbytes))
                 while len(self._inflight) > 4 * HISTORY:
                     self._inflight.popleft()
@@ -241,16 +283,18 @@ class OffloadSimulator:
 
     def _predicted_miss(self, action: int, start: float, arrival: float) -> bool:
         """The client's check before it offloads: the wait so far plus the action's device time, the
-        estimated RTT and serialization (the device's own estimates) and the server's time exceed the
-        deadline. No estimate yet: no prediction (the offload gets its try)."""
+        estimator's transfer time (RTT and serialization) and the server's time exceed the deadline, and the
+        answer would come after a local run would end. Only for an action answered within the last
+        ``probe_interval_s`` (an older estimate gets a fresh try)."""
         if self.deadline_ms <= 0:
             return False
-        tputs = self.known_throughputs(start)
-        if not tputs:
+        answered = max((t for t in self._answered_at.get(action, ()) if t <= start), default=None)
+        if answered is None or start - answered > self.profile.scenario.probe_interval_s:
             return False
-        predicted_ms = predicted_offload_ms(self.device_ms[action], self.bytes_mean[action], harmonic_mean(tputs),
-                                            self.known_rtt_ms(start), self.server_ms[action])
-        return (start - arrival) * 1e3 + predicted_ms > self.deadline_ms
+        self._learn_until(start)
+        predicted_ms = (self.device_ms[action] + self.estimator.transfer_ms(int(self.bytes_mean[action]))
+                        + self.server_ms[action])
+        return (start - arrival) * 1e3 + predicted_ms > self.deadline_ms and predicted_ms > self.device_ms[0]
 
     def step(self, action: int) -> FrameOutcome:
         return self.outcome(action)
@@ -259,13 +303,13 @@ class OffloadSimulator:
         """What the device knows now, about to start the next frame."""
         now = self.decision_s
         self._probe_until(now)
-        tputs = tuple(self.known_throughputs(now))
-        known = [t for t, _ in self._samples if t <= now]
+        self._learn_until(now)
+        est = self.estimator
         names = self.profile.names
         lookahead = (lambda name: self.outcome(names.index(name), dry=True).reward) if with_lookahead else None
         last_ms, last_fallback = self.last_result(now)
-        return Observation(harmonic_mean(tputs), self.known_rtt_ms(now), self.deadline_ms, names[self.previous],
-                           self.queue_frames(now), True, tputs, (now - max(known)) if known else 10.0,
+        return Observation(est.throughput_mbps, est.rtt_ms, self.deadline_ms, names[self.previous],
+                           self.queue_frames(now), True, est.recent_throughputs(), est.throughput_age_s,
                            self.inflight_bytes(now), last_ms, last_fallback, lookahead)
 
     def true_mbps(self, at_s: float) -> float:

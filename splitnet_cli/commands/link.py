@@ -13,6 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lk.add_argument("--upstream", type=host_port, required=True, help="HOST:PORT of the real server")
     lk.add_argument("--trace", required=True, help="trace file (any supported format)")
     lk.add_argument("--rtt-ms", type=nonnegative_float, default=40.0)
+    lk.add_argument("--jitter-ms", type=nonnegative_float, default=0.0,
+                    help="standard deviation of the RTT's Gaussian jitter (ms), as in the simulator's scenario")
     lk.add_argument("--loss", type=probability, default=0.0, help="mean packet loss, seen as retransmission stalls")
     lk.add_argument("--scale", type=positive_float, default=1.0, help="multiply the trace's throughput by this")
     lk.add_argument("--start-s", type=nonnegative_float, default=0.0, help="trace time to start at")
@@ -28,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from policies.network.traces import load_trace
 
     trace = load_trace(args.trace)
-    opts = LinkOptions(args.listen, args.upstream, args.rtt_ms, args.loss, args.scale, args.start_s, args.seed)
+    opts = LinkOptions(args.listen, args.upstream, args.rtt_ms, args.loss, args.scale, args.start_s, args.seed,
+                       jitter_ms=args.jitter_ms)
 
     async def main() -> None:
         stop = asyncio.Event()
