@@ -119,8 +119,8 @@ def test_report_rows_reproduce_on_validation_images(shipped: SplitCheckpoint) ->
 def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
     """The regime of issue 12: the device cannot run the model in time (local >= 1.5x the deadline), and on the
     training traces the oracle uses at least three actions for at least 10 % of frames each and learned-split
-    actions (light encoders, bottlenecks) for a real share: the README's 17 % (whole traces; 19 % on these
-    first 1,000 frames of each), asserted as at least 10 %. The issue's target of half the frames is not met
+    actions (light encoders, bottlenecks) for a real share: the README's 21 % (whole traces), asserted as at
+    least 10 % on these first 1,000 frames of each. The issue's target of half the frames is not met
     and the README says so. The profile is of the shipped checkpoint, and its timings grow with width."""
     from policies.agents.baselines import baseline
     from policies.network.trace_sets import load_split
@@ -158,11 +158,11 @@ def test_shipped_policies_load_and_fit_the_shipped_profile() -> None:
 @pytest.mark.slow
 @needs_shared(SHARED / "traces")
 def test_shipped_policies_beat_greedy_and_robust_mpc_on_the_evaluation_traces() -> None:
-    """The README's policy claim: PPO and DQN earn a better mean reward than both heuristics on the evaluation
+    """The README's policy claims: PPO and DQN earn a better mean reward than both heuristics on the evaluation
     traces (first 1,500 frames of each here, against the whole traces in ``reports/simulate_eval.json``, where
-    the smallest gap is 0.24 in reward: DQN against robust_mpc) and stay within 1.10x the oracle's mean latency
-    (the report: 0.99x and 1.04x). Not asserted, because not met (the README says so): misses at most half of
-    static_best's, which the oracle itself does not reach in this regime."""
+    the smallest gap is 0.86 in reward: DQN against robust_mpc), and PPO stays within 1.10x the oracle's mean
+    latency (the report: 1.02x). Not asserted, because not met (the README says so): DQN's latency (1.15x the
+    oracle's), and misses at most half of static_best's, which the oracle itself does not reach in this regime."""
     from policies.agents.factory import make_policy
     from policies.network.trace_sets import load_split
     from policies.simulation.profile import Profile
@@ -174,8 +174,9 @@ def test_shipped_policies_beat_greedy_and_robust_mpc_on_the_evaluation_traces() 
     pol = report["policies"]
     for learned in ("ppo", "dqn"):
         assert pol[learned]["reward_mean"] > max(pol["greedy"]["reward_mean"], pol["robust_mpc"]["reward_mean"]), pol
-        assert pol[learned]["latency_ms_mean"] <= 1.10 * pol["oracle"]["latency_ms_mean"], pol
+    assert pol["ppo"]["latency_ms_mean"] <= 1.10 * pol["oracle"]["latency_ms_mean"], pol
     committed = json.loads((Path(__file__).resolve().parents[1] / "reports" / "simulate_eval.json").read_text())
     for learned in ("ppo", "dqn"):  # the committed report says the same on the whole traces
         p = committed["policies"]
         assert p[learned]["reward_mean"] > max(p["greedy"]["reward_mean"], p["robust_mpc"]["reward_mean"])
+    assert p["ppo"]["latency_ms_mean"] <= 1.10 * p["oracle"]["latency_ms_mean"]
