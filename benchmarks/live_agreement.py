@@ -117,7 +117,8 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
                      "observed": observation_summary(_obs_log(live_json)),
                      **{k: live[k] for k in ("frames", "frames_answered", "frames_dropped", "fallback_local",
                                              "fallback_reasons", "deadline_missed", "deadline_miss_rate",
-                                             "latency_ms", "actions", "chosen_actions", "bytes_mean", "probes")}})
+                                             "latency_ms", "actions", "chosen_actions", "bytes_mean", "probes")},
+                     "stage_ms_mean": live.get("stage_ms_mean")})
     sim_json = work / f"sim-{policy}-{trace.name}.json"
     # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
     start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_S)
