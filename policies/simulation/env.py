@@ -5,7 +5,7 @@ split x width, raw features, image offload at a few qualities). Observation (flo
 
 * the last 5 throughput samples the device measured from its own transfers (log2 of
   Mbit/s + 1, zeros when unknown), and the age of the newest one (s, capped at 10);
-* the RTT it measured (ms / 100), the deadline (ms / 100), frames waiting (/ 10),
+* the RTT it measured (ms / 100), the deadline (ms / 100), frames dropped just before this one (/ 10),
   bytes of its own still unacknowledged (KB);
 * the newest frame result it has: its latency (ms / 100, capped at 10) and whether it
   fell back to local (1) or not (0);

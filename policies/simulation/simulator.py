@@ -8,9 +8,10 @@ the request's other fields and framing) and whether the answer was right under t
 chosen action. What the device can observe is only what its own past transfers told it.
 As the device client does, an offload predicted to miss the deadline (the frame's wait so
 far plus the action's device, estimated network and server time) and to answer after a local
-run would end runs locally at once, and
-a frame whose answer would come after the deadline is run locally once the deadline passes
-(its bytes still occupy the link). Like a camera loop,
+run would end runs locally at once, and a frame whose answer would come too late for a local
+run to make the deadline is run locally then (its bytes still occupy the link); a device whose
+local run cannot make the deadline at all waits for the answer up to the client's patience
+(2 s, :func:`~policies.agents.base.answer_wait_ms`) instead. Like a camera loop,
 the device always takes the newest frame when it gets free: frames that arrived while
 it was busy and were overtaken are dropped (each counts as a deadline miss). When
 nothing has gone out for ``probe_interval_s``, the device sends a small probe, so its
