@@ -236,7 +236,9 @@ def live_agreement_block() -> str:
     report = _load("live_agreement.json")
     lines = [f"{report['frames']} frames at {report['fps']:g} FPS, deadline {report['deadline_ms']:g} ms, the shipped "
              f"profile's device emulated (`--emulate-device`) and link (traces at "
-             f"{report['profile']['trace_scale']:g}× their throughput, RTT {report['profile']['rtt_ms']:g} ms). "
+             f"{report['profile']['trace_scale']:g}× their throughput, RTT {report['profile']['rtt_ms']:g} ms"
+             + (f", jitter {report['profile']['jitter_ms']:g} ms" if "jitter_ms" in report["profile"] else "")
+             + "). "
              f"Agreement: within "
              f"{report['tolerance']:.0%} (miss rates also within {report['miss_floor'] * 100:g} pt).", "",
              f"Live figures are the mean of {report.get('repeats', 1)} runs per pair (their range in brackets).", "",
