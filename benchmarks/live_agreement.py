@@ -17,7 +17,7 @@ miss-rate difference of at most ``--miss-floor`` (absolute, default 1 pt: about 
 Lined up: the live link's trace clock starts when the link starts, and the client's camera a few seconds
 later (the client's start-up); each run's report gives the trace time of its first frame
 (``trace_s_at_first_frame``, from the link's and the camera's monotonic clocks), and the simulation starts
-at the mean of those (``simulate --start-s``), its warm-up frames just before. Not modelled alike (see
+at the mean of those (``simulate --start-s``), its warm-up link probes just before. Not modelled alike (see
 the report's ``notes``): the simulator draws images at random from the profile's, the client sends the
 first ``--frames`` validation images. Both probe the link three times before the first frame.
 
@@ -41,11 +41,11 @@ from examples import detection_loop as example
 from policies.agents.recording import read_log
 from policies.network.trace_sets import split_files
 from policies.simulation.profile import Profile
+from policies.simulation.simulator import WARMUP_LEAD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
 TOLERANCE = 0.20
-WARMUP_S = 0.5  # a simulated run's link probes before its first frame (OffloadSimulator.warm_up's lead)
 
 
 def _splitnet(*args: str, threads: int, timeout_s: float) -> subprocess.CompletedProcess:
@@ -121,7 +121,7 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
                      "stage_ms_mean": live.get("stage_ms_mean")})
     sim_json = work / f"sim-{policy}-{trace.name}.json"
     # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
-    start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_S)
+    start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_LEAD_S)
     _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
               "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames),
               "--json", str(sim_json),

@@ -44,7 +44,7 @@ from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOption
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.prefetch import PrefetchedFrames
 from device_client.stream import StreamBroken, StreamSession
-from policies.agents.base import FixedPolicy, Observation, Policy, answer_wait_ms
+from policies.agents.base import ANSWER_PATIENCE_MS, FixedPolicy, Observation, Policy, answer_wait_ms
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
 from splitnet.frames import FrameFit, fit_frame
@@ -184,7 +184,7 @@ class SplitClient:
     def __init__(self, servers: str | Sequence[str] | None, checkpoint: str | Path | SplitCheckpoint | None = None,
                  policy: Policy | str | None = None, deadline_ms: float | None = None,
                  tls: TlsOptions | None = None, token: str | None = None, top_k: int = 5,
-                 rpc_timeout_ms: float = 2000.0, backoff_ms: tuple[float, float] = (100.0, 5000.0),
+                 rpc_timeout_ms: float = ANSWER_PATIENCE_MS, backoff_ms: tuple[float, float] = (100.0, 5000.0),
                  max_in_flight: int = 8, warm_up: bool = True, probe_interval_s: float = 1.0,
                  link_probe_s: float = 1.0, probe_bytes: int = 200, object_filter: bool = True,
                  insecure_token_over_plaintext: bool = False,
@@ -292,31 +292,32 @@ class SplitClient:
         the base is serialization, hence a throughput sample). One size alone cannot tell a
         slow link from a long RTT.
         """
-        sizes = (0, self.probe_bytes) if self.probe_bytes > 0 else (0,)
         while not self._closed.wait(max(0.05, self._last_send + interval_s - time.monotonic())):
             if time.monotonic() - self._last_send < interval_s:
                 continue
             self._last_send = time.monotonic()
-            for size in sizes:
-                outcome = self._probe(size)
-                if outcome == "stop":
-                    return
-                if outcome == "failed":
-                    break
+            if self._probe_round() == "stop":
+                return
 
     def measure_link(self, rounds: int = 3) -> None:
-        """Probe the link ``rounds`` times now (each an empty call and one of ``probe_bytes``), so the first
-        frame's policy sees an estimate (as the simulator's warm-up gives it). A failure ends it quietly: the
-        frames then find the server down and run locally."""
-        sizes = (0, self.probe_bytes) if self.probe_bytes > 0 else (0,)
+        """Probe the link ``rounds`` times now (as the background probes do), so the first frame's policy sees
+        an estimate (as the simulator's warm-up gives it). A failure ends it quietly: the frames then find the
+        server down and run locally; a configuration error raises."""
         for _ in range(rounds if self._stub is not None else 0):
-            for size in sizes:
-                outcome = self._probe(size)
-                if outcome == "stop" and self._config_error is not None:
-                    raise self._config_error
-                if outcome != "ok":
-                    return
+            outcome = self._probe_round()
+            if outcome == "stop" and self._config_error is not None:
+                raise self._config_error
+            if outcome != "ok":
+                return
             self._last_send = time.monotonic()
+
+    def _probe_round(self) -> str:
+        """An empty Probe call, then one of ``probe_bytes``: "ok", "failed" (the rest skipped) or "stop"."""
+        for size in (0, self.probe_bytes) if self.probe_bytes > 0 else (0,):
+            outcome = self._probe(size)
+            if outcome != "ok":
+                return outcome
+        return "ok"
 
     def _probe(self, size: int) -> str:
         """One Probe call of ``size`` padding bytes, fed to the estimator: "ok", "failed" or "stop"."""

@@ -249,8 +249,8 @@ def live_agreement_block() -> str:
         runs = p.get("live_runs", [p["live"]])
         miss_runs = [r["deadline_miss_rate"] * 100 for r in runs]
         lat_runs = [r["latency_ms"]["mean"] for r in runs]
-        answered = ", ".join(f"{r['frames_answered']}/{r['frames']} {r['fallback_local']} "
-                             f"{r['frames'] - r['observed']['frames']}" for r in runs)  # frames the policy never saw
+        answered = ", ".join(f"{r['frames_answered']}/{r['frames']} {r['fallback_local']} {r['frames_dropped']}"
+                             for r in runs)
         lines.append(f"| {Path(p['trace']).name[:24]} | `{p['policy']}` | {miss['live'] * 100:.1f} % "
                      f"({min(miss_runs):.1f}–{max(miss_runs):.1f}) / {miss['sim'] * 100:.1f} % | {lat['live']:.1f} "
                      f"({min(lat_runs):.1f}–{max(lat_runs):.1f}) / {lat['sim']:.1f} | {answered} | "

@@ -263,6 +263,23 @@ def test_a_wait_ends_at_the_budget_while_the_camera_has_no_new_frame(tiny_checkp
     assert max(r.latency_ms for r in results) < 200, [round(r.latency_ms) for r in results]
 
 
+@pytest.mark.slow
+def test_the_client_measures_the_link_before_its_first_frame(server, tiny_checkpoint: SplitCheckpoint) -> None:
+    """``measure_link`` leaves an RTT estimate behind (the background probes are off here); against a dead
+    server it returns quietly and the frames then run locally."""
+    with SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w1", link_probe_s=0,
+                     calibration=False) as client:
+        client.wait_until_ready(60)
+        assert client.estimator.rtt_ms == 0
+        client.measure_link(2)
+        assert client.estimator.rtt_ms > 0
+    with SplitClient(f"127.0.0.1:{_free_port()}", checkpoint=tiny_checkpoint, policy="layer2/w1", link_probe_s=0,
+                     calibration=False, rpc_timeout_ms=500) as client:
+        client.measure_link(2)
+        assert client.estimator.rtt_ms == 0
+        assert not client.infer(np.zeros((32, 32, 3), dtype=np.uint8)).offloaded
+
+
 class _CountingProxy:
     """A TCP proxy on 127.0.0.1 that counts the bytes from the client to ``upstream`` (the uplink)."""
 

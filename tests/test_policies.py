@@ -82,6 +82,19 @@ def test_observation_only_holds_past_measurements() -> None:
     assert legacy.shape == (10 + 4,) and np.array_equal(legacy, np.concatenate([vec[:10], vec[12:]]))
 
 
+def test_a_run_starts_with_link_probes_and_its_first_frame_after_them() -> None:
+    """As the client before its camera starts: three probe pairs from ``start_s``; the first frame arrives
+    ``WARMUP_LEAD_S`` later, and its observation already holds an RTT and a throughput estimate."""
+    from policies.simulation.simulator import WARMUP_LEAD_S
+
+    sim = OffloadSimulator(toy_profile(), toy_traces()[0], fps=10, deadline_ms=100)
+    sim.reset(7.0, 0)  # 50 kbit/s there: the 200 B probe's serialization stands out of the RTT
+    sim.warm_up(3)
+    assert sim.arrival_s == pytest.approx(7.0 + WARMUP_LEAD_S)
+    obs = sim.observation()
+    assert obs.rtt_ms > 0 and obs.throughput_mbps > 0
+
+
 def test_queueing_on_a_slow_link() -> None:
     slow = Trace("slow", np.array([0.0, 1.0]), np.array([0.01, 0.01]))
     sim = OffloadSimulator(toy_profile(), slow, fps=10, deadline_ms=0)  # no deadline: the device waits

@@ -29,7 +29,7 @@ def run_policy(policy: Policy, profile: Profile, trace: Trace, fps: float = 10.0
                frames: int | None = None, weights: RewardWeights | None = None, seed: int = 0,
                start_s: float = 0.0, warmup_probes: int = 3) -> Run:
     """``frames`` frames (default: the whole trace) along ``trace`` from ``start_s``: ``warmup_probes`` link probes
-    first, as the device client's, the first frame 0.5 s later (``OffloadSimulator.warm_up``)."""
+    first, as the device client's, the first frame ``WARMUP_LEAD_S`` later (``OffloadSimulator.warm_up``)."""
     sim = OffloadSimulator(profile, trace, fps, deadline_ms, weights, seed)
     sim.reset(start_s, seed)
     sim.warm_up(warmup_probes)

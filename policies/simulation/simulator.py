@@ -40,6 +40,8 @@ from policies.network.traces import Trace
 from policies.simulation.profile import Profile
 from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES
 
+WARMUP_LEAD_S = 0.5  # a run's warm-up probes go out this long (s) before its first frame
+
 
 @dataclass(frozen=True)
 class RewardWeights:
@@ -183,7 +185,7 @@ class OffloadSimulator:
             t = done
         return t
 
-    def warm_up(self, rounds: int = 3, lead_s: float = 0.5) -> None:
+    def warm_up(self, rounds: int = 3, lead_s: float = WARMUP_LEAD_S) -> None:
         """As ``SplitClient.measure_link`` before a camera starts: ``rounds`` probe pairs back to back from the
         start, and the first frame ``lead_s`` later (or once they are back, if that is later), so the first
         decision has an estimate. Their radio energy is not charged to any frame."""

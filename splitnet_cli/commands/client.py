@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "behind sees latency grow)")
     c.add_argument("--budget-ms", type=positive_float, default=None,
                    help="without --deadline-ms, the longest a frame may take from its arrival (default 2000); "
-                        "the wait for the server ends in time for a local fallback")
+                        "the wait for the server ends in time for a local fallback (a device whose local run "
+                        "cannot make the deadline waits up to this budget)")
     c.add_argument("--link-probes", type=nonnegative_int, default=3,
                    help="probe the link this many times before the first frame, so the policy starts with an "
                         "estimate (0: none)")

@@ -23,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "or a policy file")
     sm.add_argument("--seed", type=int, default=0)
     sm.add_argument("--start-s", type=nonnegative_float, default=0.0,
-                    help="trace time (s) at which each run starts (its warm-up frames first), e.g. to line up with "
-                         "a live run through splitnet link")
+                    help="trace time (s) at which each run starts (its warm-up link probes, then the first frame), "
+                         "e.g. to line up with a live run through splitnet link")
     sm.add_argument("--obs-log", default=None,
                     help="write what each policy saw and chose per frame (JSON lines; with several policies, "
                          "one file each: <stem>-<policy><suffix>)")
