@@ -21,16 +21,22 @@ recovers. A device whose local run cannot make the deadline waits for late answe
 to the default budget) and ignores open breakers: a local run would be a sure miss that
 holds up the frames after it. At start the client times every action on its own device
 (:mod:`device_client.calibration`) and gives a profile-driven policy those times.
+
+Threads: ``stream`` does the device's work (choosing, head and encoder, local runs) on a device thread,
+one piece at a time, and yields each result as soon as it and every earlier frame's are in; answers
+arrive on gRPC's threads; background link probes have their own.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +68,7 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusC
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _MIN_WAIT_S = 0.0001  # the shortest wait handed to gRPC (a zero or negative timeout is not one)
-_POLL_S = 0.002  # while the source has no new frame: how often the oldest frame in flight is looked at (s)
+_POLL_S = 0.002  # while the device thread has no frame to work on: how often it looks for one, or for work (s)
 
 
 @dataclass
@@ -245,6 +251,12 @@ class SplitClient:
         # frames are routed one by one): stream() sends concurrent unary Infer calls from then on.
         self.unary_only = False
         self._lock = threading.Lock()
+        self._session_lock = threading.Lock()  # the stream session, opened by the device thread, closed by either
+        # While stream() runs, all device work (head, encoder, local runs) happens on its device thread, one
+        # piece at a time; work asked for from another thread (a local fallback) is queued to it.
+        self._device_thread: threading.Thread | None = None
+        self._device_jobs: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()
+        self._device_wake = threading.Event()  # set when work is queued to the device thread
         self._last_send = 0.0  # the link probe measures the RTT right away
         self._frames_seen = 0
         self._closed = threading.Event()
@@ -419,6 +431,43 @@ class SplitClient:
 
     def _local(self, seq: int, frame: np.ndarray, t0: float, chosen: str, reason: str,
                timing: Timing | None = None, payload_bytes: int = 0) -> FrameResult:
+        """Run the frame on the device (on the stream's device thread while a stream runs)."""
+        return self._on_device(lambda: self._run_local(seq, frame, t0, chosen, reason, timing, payload_bytes))
+
+    def _on_device(self, work: Callable[[], FrameResult]) -> FrameResult:
+        """``work()`` on the device: here when no stream runs (or this is its device thread), else queued to the
+        device thread, which does it before its next frame; waits for it."""
+        device = self._device_thread
+        if device is None or device is threading.current_thread():
+            return work()
+        done: Future = Future()
+        self._device_jobs.put((work, done))
+        self._device_wake.set()
+        while True:
+            try:
+                return done.result(timeout=0.05)
+            except TimeoutError:
+                if not device.is_alive() and done.cancel():  # the device thread is gone: do it here
+                    return work()
+
+    def _do_device_jobs(self) -> bool:
+        """Device thread: do the work other threads queued; True if there was any."""
+        did = False
+        while True:
+            try:
+                work, done = self._device_jobs.get_nowait()
+            except queue.Empty:
+                return did
+            did = True
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                done.set_result(work())
+            except BaseException as exc:  # noqa: BLE001 - raised in the thread that asked for the work
+                done.set_exception(exc)
+
+    def _run_local(self, seq: int, frame: np.ndarray, t0: float, chosen: str, reason: str,
+                   timing: Timing | None = None, payload_bytes: int = 0) -> FrameResult:
         t = time.perf_counter()
         output = self.device.run_local(frame)
         pred = convert.predictions_from_output(self.device.checkpoint.model_name, output, self.top_k)[0]
@@ -582,6 +631,9 @@ class SplitClient:
             self._send_unary(pending)
             return
         session = self._open_session()
+        if session is None and self.unary_only:  # switched to unary calls meanwhile
+            self._send_unary(pending)
+            return
         if session is None:
             reason = "server_down" if self._stub is None or self._backoff.available() else self._backoff.reason
             pending.result = self._finalize(self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
@@ -599,10 +651,11 @@ class SplitClient:
 
     def _streaming_unavailable(self, pending: _Pending) -> None:
         """The server has no InferStream: switch to unary calls and resend ``pending`` that way."""
-        self.unary_only = True
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        with self._session_lock:
+            self.unary_only = True
+            if self._session is not None:
+                self._session.close()
+                self._session = None
         self._send_unary(pending)
 
     def _send_unary(self, pending: _Pending) -> None:
@@ -681,15 +734,16 @@ class SplitClient:
 
     # ------------------------------------------------------------ stream
     def _open_session(self) -> StreamSession | None:
-        if self._session is not None and not self._session.broken:
+        with self._session_lock:
+            if self._session is not None and not self._session.broken:
+                return self._session
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+            if self.unary_only or self._stub is None or not self._backoff.available():
+                return None
+            self._session = StreamSession(self._stub, self._metadata)
             return self._session
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-        if self._stub is None or not self._backoff.available():
-            return None
-        self._session = StreamSession(self._stub, self._metadata)
-        return self._session
 
     def _finish(self, p: _Pending) -> FrameResult:
         if p.result is not None:
@@ -727,37 +781,73 @@ class SplitClient:
         ``device_batch`` > 1 runs head and encoder on groups of that many frames (one action
         per group): more frames per second from a buffered source, at the cost of latency.
         A :class:`TimedFrame` counts its latency and deadline from its own arrival time.
-        ``frames`` is read on a thread (:class:`~device_client.prefetch.PrefetchedFrames`): while the
-        source has no new frame, the oldest frame in flight is still finished as soon as its
-        answer is in or its time is up, so no wait outlasts the frame's budget. A
-        :class:`~device_client.camera.LiveCamera` is asked directly instead, each time the device is
-        free (its newest frame; the ones it dropped meanwhile get no result).
+
+        The device's work (choosing, head and encoder, sending; local runs, fallbacks included) runs
+        on a device thread, one piece at a time, while this generator waits for the answers: each
+        result comes out as soon as it and every earlier frame's are in, not after the device's work
+        on a later frame. The device thread takes the next frame when it gets free: from a
+        :class:`~device_client.camera.LiveCamera` its newest (the ones it dropped meanwhile get no
+        result), from any other iterable the next one (read ahead on a thread,
+        :class:`~device_client.prefetch.PrefetchedFrames`).
         """
         with self._lock:
-            window: deque[_Pending] = deque()
             source = frames if isinstance(frames, LiveCamera) else PrefetchedFrames(frames, ahead=max(1, device_batch))
+            window: deque[_Pending] = deque()
+            changed = threading.Condition()
+            stop = threading.Event()
+            state: dict[str, object] = {"source_done": False, "error": None}
+
+            def device_loop() -> None:
+                try:
+                    while not stop.is_set():
+                        if self._do_device_jobs():
+                            continue
+                        with changed:
+                            idle = state["source_done"] or len(window) >= self.max_in_flight
+                        if idle:  # sleep until work is queued (or a while passed: look at the window again)
+                            self._device_wake.wait(_POLL_S)
+                            self._device_wake.clear()
+                            continue
+                        group = source.take(max(1, device_batch), _POLL_S)
+                        if not group:
+                            if group is None:
+                                with changed:
+                                    state["source_done"] = True
+                                    changed.notify_all()
+                            continue
+                        prepared = self._prepare_group(group)
+                        for pending, request in prepared:
+                            if request is not None:
+                                self._send(pending, request)
+                        with changed:
+                            window.extend(pending for pending, _ in prepared)
+                            changed.notify_all()
+                except BaseException as exc:  # noqa: BLE001 - raised by the generator, in the caller's thread
+                    with changed:
+                        state["error"] = exc
+                        changed.notify_all()
+
+            device = threading.Thread(target=device_loop, name="splitnet-device", daemon=True)
+            self._device_thread = device
+            device.start()
             try:
                 while True:
-                    while window and (len(window) >= self.max_in_flight or self._settled(window[0])):
-                        yield self._finish(window.popleft())
-                    group = source.take(max(1, device_batch), _POLL_S if window else None)
-                    if group is None:
-                        break
-                    for pending, request in self._prepare_group(group) if group else ():
-                        if request is not None:
-                            self._send(pending, request)
-                        window.append(pending)
-                while window:
-                    yield self._finish(window.popleft())
+                    with changed:
+                        while not window and not state["source_done"] and state["error"] is None:
+                            changed.wait(0.05)
+                        if state["error"] is not None:
+                            raise state["error"]  # type: ignore[misc]
+                        if not window:
+                            break
+                        head = window[0]
+                    result = self._finish(head)
+                    with changed:
+                        window.popleft()
+                    yield result
             finally:
+                stop.set()
+                device.join()
+                self._device_thread = None
+                self._do_device_jobs()
                 source.close()
 
-    def _settled(self, p: _Pending) -> bool:
-        """``_finish(p)`` would not wait: its result or answer is in, or its time to wait is over."""
-        if p.result is not None:
-            return True
-        if p.call is not None and p.call.done():
-            return True
-        if p.session is not None and p.session.has_answer(p.seq):
-            return True
-        return self._wait_left_ms(p.t0) <= 0.0

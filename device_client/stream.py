@@ -94,11 +94,6 @@ class StreamSession:
             self._unanswered[request.seq] = payload_bytes
         self._requests.put(request)
 
-    def has_answer(self, seq: int) -> bool:
-        """True when ``seq``'s response is in, or the stream broke (a wait would not block)."""
-        with self._cond:
-            return seq in self._responses or self._error is not None or self._closed
-
     def wait(self, seq: int, timeout_s: float | None) -> pb.InferResponse:
         """The response for ``seq``; raises :class:`StreamBroken` or ``TimeoutError``."""
         return self.wait_timed(seq, timeout_s)[0]

@@ -282,3 +282,25 @@ def test_an_observation_log_records_what_the_policy_saw_and_chose(tmp_path: Path
     assert [r["frame"] for r in rows] == list(range(30)) and [r["action"] for r in rows] == run.actions
     assert "lookahead" not in rows[0] and rows[-1]["throughput_mbps"] > 0 and rows[-1]["deadline_ms"] == 100
     assert policy.name == "greedy"
+
+
+def test_results_come_out_in_frame_order_and_each_call_pays_the_rpc_path() -> None:
+    """A local frame done before the offloaded frame ahead of it waits for that frame's answer (the client
+    yields results in order), and the scenario's ``request_overhead_ms`` adds to every call's round trip."""
+    base = toy_profile()
+    crawl = Trace("crawl", np.arange(0, 60.0), np.full(60, 0.01))  # 10 kbit/s: a 400 B frame takes ~0.35 s
+    sim = OffloadSimulator(base, crawl, fps=100, deadline_ms=0)  # frames every 10 ms, no deadline
+    offloaded = sim.step(1)  # 3 ms x 8 on the device, then the link
+    local = sim.step(0)  # starts when the device is free, done 12 ms x 8 later: long before that answer
+    offload_done = offloaded.start_s + offloaded.latency_ms / 1e3  # the first frame arrived when it started
+    arrival = sim.start_s + 1 / sim.fps * (1 + offloaded.dropped_after)
+    assert offloaded.latency_ms > 24.0 + 300.0
+    assert local.start_s + 0.096 < offload_done  # its own work ends first ...
+    assert arrival + local.latency_ms / 1e3 == pytest.approx(offload_done)  # ... its result comes out after
+    trace = Trace("slow", np.arange(0, 60.0), np.full(60, 0.05))
+    slow_rpc = dataclasses.replace(base.scenario, request_overhead_ms=30.0)
+    runs = []
+    for profile in (base, base.with_scenario(slow_rpc)):
+        sim = OffloadSimulator(profile, trace, fps=10, deadline_ms=0)
+        runs.append([sim.step(2).latency_ms for _ in range(5)])
+    assert all(b - a == pytest.approx(30.0) for a, b in zip(*runs))  # the RTT's jitter is drawn alike

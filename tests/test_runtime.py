@@ -433,6 +433,37 @@ def test_idle_client_probes_the_link(server, tiny_checkpoint) -> None:
     assert after - before >= 3
 
 
+class _SlowDevice:
+    """An emulated device (``SplitClient(emulate=...)``) whose every action takes ``ms`` of device time."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+
+    def index(self, name: str) -> int:
+        return 0
+
+    def device_ms(self, i: int) -> float:
+        return self.ms
+
+
+def test_a_result_comes_out_while_the_device_works_on_the_next_frame(server, tiny_checkpoint) -> None:
+    """The device's work runs on the stream's device thread: frame 0's answer (back a few ms after its 300 ms
+    of device work) is yielded while the device spends another 300 ms on frame 1, not after. A client that did
+    the device's work in the generator's thread would hand frame 0 over at about 600 ms."""
+    device_ms = 300.0
+    with SplitClient(server.address, checkpoint=tiny_checkpoint, policy="layer2/w0.5", link_probe_s=0,
+                     emulate=_SlowDevice(device_ms)) as client:
+        start = time.perf_counter()
+        stream = client.stream(_frames(2))
+        first = next(stream)
+        first_out_ms = (time.perf_counter() - start) * 1e3
+        second = next(stream)
+        assert list(stream) == []
+    assert first.offloaded and second.offloaded and (first.seq, second.seq) == (0, 1)
+    assert first_out_ms < 1.5 * device_ms, first_out_ms  # before frame 1's device work ends (2 x 300 ms)
+    assert first.latency_ms < 1.5 * device_ms and second.latency_ms >= device_ms
+
+
 def test_close_waits_for_the_clients_threads(server, tiny_checkpoint) -> None:
     """A daemon thread left inside gRPC when the interpreter exits can abort the process."""
     for _ in range(5):  # the threads end soon after a close that does not wait: try a few times

@@ -47,6 +47,10 @@ class Scenario:
     probe_bytes: int = 200  # the device's link probe: sent when nothing went out for probe_interval_s
     probe_interval_s: float = 1.0
     device_model: str = DEVICE_MODEL  # how the device's times were derived from the measured ones, and why
+    # per call (frame or probe), the time the real RPC path adds to its round trip beyond the link's
+    # serialization and RTT and the server's decode + tail (ms): gRPC and protobuf on both ends, the servicer,
+    # the link emulator's forwarding; measured by benchmarks.rpc_path (0: not modelled, older profiles)
+    request_overhead_ms: float = 0.0
 
 
 COMPUTE_FIELDS = ("device_macs", "server_macs", "device_share")

@@ -13,14 +13,16 @@ run to make the deadline is run locally then (its bytes still occupy the link); 
 local run cannot make the deadline at all waits for the answer up to the client's patience
 (2 s, :func:`~policies.agents.base.answer_wait_ms`) instead. Like a camera loop,
 the device always takes the newest frame when it gets free: frames that arrived while
-it was busy and were overtaken are dropped (each counts as a deadline miss). When
+it was busy and were overtaken are dropped (each counts as a deadline miss). Results come out in
+frame order, as the client yields them: a frame done before an earlier one waits for it. When
 nothing has gone out for ``probe_interval_s``, the device sends a small probe, so its
 throughput estimate never goes stale (the probe uses the link and costs radio energy,
 which is charged to the next frame). What the device knows of the link comes from the
 client's own estimator (:class:`~policies.network.estimator.LinkEstimator`), fed what the
 client would measure, when it would know it: each answer's round trip less the server's
 time (serialization of the request's wire bytes, waiting behind earlier payloads on the
-link, RTT, jitter, losses) and the probes' (an empty call, then one of ``probe_bytes``).
+link, RTT, jitter, losses, and the RPC path's own time per call, the scenario's
+``request_overhead_ms``) and the probes' (an empty call, then one of ``probe_bytes``).
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class OffloadSimulator:
         self._answered_at: dict[int, deque[float]] = {}  # action -> when its recent answers come back
         self._inflight: deque[tuple[float, int]] = deque()  # (ack time, bytes)
         self._results: deque[tuple[float, float, bool]] = deque(maxlen=4)  # (time known, latency ms, fell back)
+        self._delivered_s = start_s  # when the newest frame's result came out (results come in frame order)
         self.next_image = int(self.rng.integers(self.profile.n_images))
 
     # ------------------------------------------------------------ timing
@@ -177,7 +180,7 @@ class OffloadSimulator:
             wire = size + PROBE_CALL_OVERHEAD_BYTES
             tx_start = max(t, self.link_free)
             ser_ms = self.channel.serialization_ms(wire, tx_start)
-            net_ms = self.channel.transfer_ms(wire, tx_start)
+            net_ms = self.channel.transfer_ms(wire, tx_start) + sc.request_overhead_ms
             self.link_free = tx_start + ser_ms / 1e3
             done = tx_start + net_ms / 1e3
             self._record(done, size, (done - t) * 1e3)
@@ -241,6 +244,7 @@ class OffloadSimulator:
                 net_ms = ser_ms + self.channel_config.rtt_ms + self.server_ms[action]
             else:
                 net_ms = self.channel.transfer_ms(wire_bytes, tx_start) + self.server_ms[action]
+            net_ms += self.profile.scenario.request_overhead_ms  # the RPC path's own time (gRPC, servicer, ...)
             done = tx_start + net_ms / 1e3
             energy = (self.device_ms[action] * pw.compute_w + ser_ms * pw.radio_tx_w
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3
@@ -257,6 +261,7 @@ class OffloadSimulator:
                 fallback = True
         if not dry:
             energy += self._probe_energy
+        done = max(done, self._delivered_s)  # results come out in frame order, as the client yields them
         latency_ms = (done - arrival) * 1e3
         missed = self.deadline_ms > 0 and latency_ms > self.deadline_ms
         dropped = max(0, self._newest_frame_by(device_free) - self.frame - 1)
@@ -278,6 +283,7 @@ class OffloadSimulator:
                 while len(self._inflight) > 4 * HISTORY:
                     self._inflight.popleft()
             self._results.append((done, latency_ms, fallback))
+            self._delivered_s = done
             self.previous = action
             self.frame += 1 + dropped
             self.dropped = dropped

@@ -43,8 +43,11 @@ def train_filter(cfg: FilterTrainConfig, out: str | Path | None = None,
     ckpt = SplitCheckpoint.load(cfg.checkpoint)
     if not ckpt.spec.is_detector:
         raise SplitnetError(f"{cfg.checkpoint} holds {ckpt.model_name}, not a detector")
+    point = ckpt.split(cfg.split)  # the split must have a bottleneck: the filter rides with it
+    if point.bottleneck.config.is_light:
+        raise SplitnetError(f"the split at {cfg.split!r} has a light encoder: its device runs no teacher layers, "
+                            "and the object filter reads the teacher's features at the split")
     head = ckpt.teacher_split(cfg.split)[0]
-    ckpt.split(cfg.split)  # the split must have a bottleneck: the filter rides with it
     size = ckpt.spec.input_size[0]
     objects = load_npz(cfg.data)
     train = make_detection_set(objects, cfg.scenes, size=size, seed=cfg.seed)

@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--rtt-ms", type=nonnegative_float, default=40.0)
     pr.add_argument("--jitter-ms", type=nonnegative_float, default=5.0)
     pr.add_argument("--loss", type=probability, default=0.0, help="mean packet loss (Gilbert–Elliott)")
+    pr.add_argument("--request-overhead-ms", type=nonnegative_float, default=0.0,
+                    help="per call, the RPC path's time beyond the link model and the server's compute "
+                         "(python -m benchmarks.rpc_path measures it)")
     pr.add_argument("--compute-w", type=nonnegative_float, default=5.0)
     pr.add_argument("--radio-tx-w", type=nonnegative_float, default=2.5)
     pr.add_argument("--idle-w", type=nonnegative_float, default=1.5)
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     power = PowerModel(args.compute_w, args.radio_tx_w, args.idle_w)
     scenario = Scenario(args.device_class, args.device_speed, args.server_speed, args.link_class, args.trace_scale,
                         args.rtt_ms, args.jitter_ms, args.loss, power)
+    scenario = replace(scenario, request_overhead_ms=args.request_overhead_ms)
     if args.device_model:
         scenario = replace(scenario, device_model=args.device_model)
     profile = Profile.from_dict({**measured, "scenario": {}})

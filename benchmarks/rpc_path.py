@@ -1,0 +1,133 @@
+"""The RPC path's own time per call: what a live round trip takes beyond the simulator's link model and the
+server's compute.
+
+One ``splitnet serve`` (the shipped checkpoint); for each action, ``splitnet client`` (stream mode,
+``--emulate-device`` with the shipped profile, ``--fps``, the profile's deadline) sends ``--frames``
+validation images
+
+* directly to the server: each offloaded frame's network time (its round trip less the server's queue,
+  decode and tail, as the client measures it) is the RPC stack's own time on loopback (gRPC and protobuf on
+  both ends, the servicer);
+* through ``splitnet link`` playing a constant trace (``--mbps``, ``--rtt-ms``, no jitter): the network time
+  less what the simulator's link model gives the frame (serialization of its wire bytes, payload plus the
+  profile's ``overhead_bytes``, at the constant rate, plus the RTT) is the stack's time plus the link
+  emulator's forwarding, as the live agreement benchmark meets it.
+
+Both on this machine, with client, link and server sharing its cores. The report also gives the server's
+decode + tail as measured live against the profile's ``server_ms``. ``request_overhead_ms`` (the mean of the
+through-link excess over the actions) is the figure a profile's scenario takes
+(``splitnet profile --request-overhead-ms``) so that the simulator charges each call what the live path costs.
+
+    python -m benchmarks.rpc_path [--actions webp/q50 layer2/w0.25] [--frames 300] [--json reports/rpc_path.json]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import benchmark_arguments, serving, write_json
+from examples import detection_loop as example
+from policies.network.channel_models import HEADER_BYTES, MSS_BYTES
+from policies.simulation.profile import Profile
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
+
+
+def _client(address: str, action: str, args, out_json: Path) -> dict:
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", str(args.threads), "client", "--server", address,
+           "--policy", action, "--emulate-device", "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms),
+           "--data", str(args.data), "--limit", str(args.frames), "--quiet", "--allow-local", "--json",
+           str(out_json), *(["--checkpoint", args.checkpoint] if args.checkpoint else [])]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.frames / args.fps * 5 + 300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"splitnet client exited with {proc.returncode}:\n"
+                           f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return json.loads(out_json.read_text())
+
+
+def link_model_ms(wire_bytes: int, mbps: float, rtt_ms: float) -> float:
+    """The simulator's time for a request of ``wire_bytes`` on a constant link: serialization (with packet
+    headers) plus the RTT (ms)."""
+    packets = -(-wire_bytes // MSS_BYTES)
+    return 8.0 * (wire_bytes + packets * HEADER_BYTES) / (mbps * 1e3) + rtt_ms
+
+
+def _spread(values: list[float]) -> dict:
+    q1, q3 = np.percentile(values, [25, 75])
+    return {"mean": statistics.fmean(values), "median": statistics.median(values), "iqr": [float(q1), float(q3)],
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def excess(report: dict, overhead_bytes: int, mbps: float | None, rtt_ms: float) -> list[float]:
+    """Per offloaded frame: network ms less the link model's ms (``mbps`` None: no link, the whole network ms)."""
+    out = []
+    for f in report["frames_detail"]:
+        if f["ran_on"] != "server":
+            continue
+        model = 0.0 if mbps is None else link_model_ms(f["payload_bytes"] + overhead_bytes, mbps, rtt_ms)
+        out.append(f["stages_ms"]["network"] - model)
+    return out
+
+
+def main() -> None:
+    ap = benchmark_arguments(__doc__, json_path=str(ROOT / "reports" / "rpc_path.json"))
+    ap.add_argument("--actions", nargs="+", default=["webp/q50", "layer2/w0.25"])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--fps", type=float, default=10.0)
+    ap.add_argument("--deadline-ms", type=float, default=100.0)
+    ap.add_argument("--mbps", type=float, default=0.1, help="the constant link's throughput (Mbit/s)")
+    ap.add_argument("--rtt-ms", type=float, default=20.0)
+    ap.add_argument("--data", default=str(VAL))
+    args = ap.parse_args()
+    profile = Profile.load()
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="splitnet-rpc-path-") as tmp:
+        work = Path(tmp)
+        trace = work / "constant.log"
+        trace.write_text("".join(f"{t}.0\t{args.mbps}\n" for t in range(int(args.frames / args.fps) + 600)))
+        with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
+            for action in args.actions:
+                a = profile.actions[profile.index(action)]
+                row: dict = {"overhead_bytes": a.overhead_bytes, "profile_server_ms": a.server_ms}
+                for mode in ("direct", "link"):
+                    link = None
+                    address = server.address
+                    if mode == "link":
+                        link = example.spawn_link(trace, server.address, work, args.rtt_ms, timeout_s=120)
+                        address = link.address
+                    try:
+                        report = _client(address, action, args, work / f"{action.replace('/', '_')}-{mode}.json")
+                    finally:
+                        if link is not None:
+                            link.terminate()
+                    values = excess(report, a.overhead_bytes, args.mbps if mode == "link" else None, args.rtt_ms)
+                    server_ms = [f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"]
+                                 for f in report["frames_detail"] if f["ran_on"] == "server"]
+                    row[mode] = {"excess_ms": _spread(values), "server_ms": _spread(server_ms),
+                                 "client_queue_ms_mean": report.get("stage_ms_mean", {}).get("client_queue_ms"),
+                                 "frames_answered": report["frames_answered"], "frames": report["frames"]}
+                    print(f"{action:>14} {mode:>6}: network beyond the link model: mean "
+                          f"{row[mode]['excess_ms']['mean']:.2f} ms, median {row[mode]['excess_ms']['median']:.2f} ms; "
+                          f"server {row[mode]['server_ms']['mean']:.2f} ms (profile {a.server_ms:.2f}); "
+                          f"{report['frames_answered']}/{report['frames']} answered", flush=True)
+                rows[action] = row
+    overhead = statistics.fmean(r["link"]["excess_ms"]["mean"] for r in rows.values())
+    stack = statistics.fmean(r["direct"]["excess_ms"]["mean"] for r in rows.values())
+    print(f"request_overhead_ms (mean through the link over the actions): {overhead:.2f} ms "
+          f"(of which the RPC stack alone, direct: {stack:.2f} ms)")
+    write_json("rpc_path", {"actions": rows, "fps": args.fps, "deadline_ms": args.deadline_ms,
+                            "frames": args.frames, "mbps": args.mbps, "rtt_ms": args.rtt_ms,
+                            "profile_checkpoint_sha256": profile.checkpoint_sha256,
+                            "request_overhead_ms": overhead, "stack_only_ms": stack}, args.json)
+
+
+if __name__ == "__main__":
+    main()
