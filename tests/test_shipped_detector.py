@@ -27,17 +27,36 @@ def test_manifest_matches_the_files(detector: SplitCheckpoint) -> None:
     assert file_sha256(SHIPPED_DETECTOR) == MANIFEST["checkpoint"]["sha256"] == detector.sha256
     assert file_sha256(DETECTION_DEMO_DATA) == MANIFEST["demo_data"]["sha256"]
     assert MANIFEST["checkpoint"]["detector_command"].startswith("splitnet")
-    for node in detector.splits:
+    for node, point in detector.splits.items():
         assert f"--split {node}" in MANIFEST["checkpoint"]["splits"][node]["command"]
-        assert f"--split {node}" in MANIFEST["checkpoint"]["splits"][node]["filter_command"]
+        if point.object_filter is not None:
+            assert f"--split {node}" in MANIFEST["checkpoint"]["splits"][node]["filter_command"]
 
 
 def test_shipped_detector_shape(detector: SplitCheckpoint) -> None:
+    """Teacher cuts at layer2 and layer3, each with an object filter; a light encoder at layer1 (no filter: the
+    filter reads teacher features the light split's device never computes) under the 15 % device budget."""
+    from splitnet.compute import ComputeModel
+    from splitnet.pipeline import Action
+
     assert detector.model_name == "tinydet_synth" and detector.spec.is_detector
-    assert list(detector.splits) == ["layer2", "layer3"]
-    for point in detector.splits.values():
+    assert sorted(detector.splits) == ["layer1", "layer2", "layer3"]
+    for node, point in detector.splits.items():
         assert point.bottleneck.widths == (0.25, 0.5, 0.75, 1.0)
-        assert point.tail_state is not None and point.object_filter is not None
+        assert point.tail_state is not None
+        assert point.bottleneck.config.is_light == (node == "layer1")
+        assert (point.object_filter is None) == (node == "layer1")
+    compute = ComputeModel(detector)
+    shares = [compute.cost(Action("bottleneck", "layer1", w, "factorized")).device_share for w in (0.25, 0.5, 0.75, 1)]
+    assert shares == sorted(shares) and shares[-1] <= 0.15, shares
+
+
+def test_the_object_filter_is_refused_at_a_light_split() -> None:
+    from splitnet.errors import SplitnetError
+    from splitnet.training.filter import FilterTrainConfig, train_filter
+
+    with pytest.raises(SplitnetError, match="light encoder"):
+        train_filter(FilterTrainConfig(checkpoint=str(SHIPPED_DETECTOR), split="layer1"))
 
 
 @needs_shared(CIFAR_VAL)
@@ -81,7 +100,15 @@ def test_split_detector_claims_on_validation_scenes(detector: SplitCheckpoint) -
     assert s["smallest_bottleneck"] is not None and s["smallest_image"] is not None
     assert s["image_to_bottleneck_bytes_ratio"] >= 0.8 * committed["image_to_bottleneck_bytes_ratio"], s
     learned = [c for c in report["configs"] if c["kind"].startswith("bottleneck")]
-    assert all(0.59 <= c["device_share"] <= 0.96 for c in learned)
+    assert all(0.59 <= c["device_share"] <= 0.96 for c in learned if c["split"] != "layer1")
+    light = {c["width"]: c for c in learned if c["split"] == "layer1"}
+    committed_light = {c["width"]: c for c in REPORT["configs"] if c["kind"].startswith("bottleneck")
+                       and c["split"] == "layer1"}
+    assert sorted(light) == sorted(committed_light) == [0.25, 0.5, 0.75, 1.0]
+    for w, row in light.items():  # the light encoder's rows as committed, within 3 pts / 5 % on half the scenes
+        assert row["device_share"] <= 0.15
+        assert row["map_50"] == pytest.approx(committed_light[w]["map_50"], abs=0.03), (w, row)
+        assert row["bytes_mean"] == pytest.approx(committed_light[w]["bytes_mean"], rel=0.05), (w, row)
     for row in (c for c in report["configs"] if c["kind"] == "bottleneck+filter"):
         assert row["empty_frames_filtered"] >= 0.95 * row["empty_frames"]
         assert row["objects_missed"] <= 0.01 * row["objects"]
