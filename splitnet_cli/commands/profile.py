@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
+from pathlib import Path
 
 from splitnet.errors import SplitnetError
 from splitnet_cli.argtypes import asset_path, nonnegative_float, positive_float, positive_int, probability, quality
@@ -60,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
             src = timed[row["name"]]
             row.update(device_ms=src.device_ms, server_ms=src.server_ms, device_ms_spread=src.device_ms_spread,
                        server_ms_spread=src.server_ms_spread)
-        measured["measured_on"] = {**measured["measured_on"], "timings_from": args.timings_from}
+        source_on = json.loads(Path(args.timings_from).read_text()).get("measured_on", {})
+        timed_how = {k: source_on[k] for k in ("timing_frames", "timing_rounds") if k in source_on}
+        measured["measured_on"] = {**measured["measured_on"], **timed_how, "timings_from": args.timings_from}
         measured["width_order_violations"] = width_order_violations(measured["actions"])
     power = PowerModel(args.compute_w, args.radio_tx_w, args.idle_w)
     scenario = Scenario(args.device_class, args.device_speed, args.server_speed, args.link_class, args.trace_scale,
