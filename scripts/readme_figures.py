@@ -258,6 +258,25 @@ def live_agreement_block() -> str:
     return "\n".join(lines + ["", _provenance(report)])
 
 
+def rpc_path_block() -> str:
+    """The RPC path's time per call beyond the link model, and the live server's time against the profile's."""
+    report = _load("rpc_path.json")
+    lines = [f"{report['frames']} frames per run at {report['fps']:g} FPS, through `splitnet link` on a constant "
+             f"{report['mbps']:g} Mbit/s (RTT {report['rtt_ms']:g} ms, no jitter) and directly:", "",
+             "| action | beyond the link model, direct: mean (median) ms | through the link: mean (median) ms | "
+             "server ms live / profile |", "|---|---:|---:|---:|"]
+    for name, row in report["actions"].items():
+        d, k = row["direct"]["excess_ms"], row["link"]["excess_ms"]
+        live_server = (row["direct"]["server_ms"]["mean"] + row["link"]["server_ms"]["mean"]) / 2
+        lines.append(f"| `{name}` | {d['mean']:.2f} ({d['median']:.2f}) | {k['mean']:.2f} ({k['median']:.2f}) | "
+                     f"{live_server:.2f} / {row['profile_server_ms']:.2f} |")
+    lines += ["", f"The shipped profile's scenario charges each call **{report['request_overhead_ms']:.1f} ms** "
+                  f"(`request_overhead_ms`; the RPC stack alone, without the link emulator: "
+                  f"{report['stack_only_ms']:.1f} ms) and runs the server at **{report['server_slowdown']:.2f}×** "
+                  "its profiled time (`server_speed`)."]
+    return "\n".join(lines + ["", _provenance(report)])
+
+
 def grpc_overhead_block() -> str:
     report = _load("grpc_overhead.json")
     s = report["summary_ms"]
@@ -409,6 +428,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "grpc-overhead": grpc_overhead_block,
     "detection-loop": detection_loop_block,
     "live-agreement": live_agreement_block,
+    "rpc-path": rpc_path_block,
     "light-speed": light_speed_block,
     "eval-classifier": classifier_block,
     "eval-detector": detector_block,

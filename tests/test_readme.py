@@ -21,7 +21,7 @@ def test_every_generated_block_has_its_report_and_provenance() -> None:
     for name, report in (("eval-classifier", "eval_resnet56_cifar.json"), ("eval-detector", "eval_tinydet_synth.json"),
                          ("device-time", "device_time.json"), ("light-speed", "coder_speed.json"),
                          ("light-speed", "width_switch.json"), ("detection-loop", "detection_loop.json"),
-                         ("live-agreement", "live_agreement.json")):
+                         ("live-agreement", "live_agreement.json"), ("rpc-path", "rpc_path.json")):
         assert f"<!-- generated: {name} -->" in readme and f"<!-- end: {name} -->" in readme
         data = json.loads((ROOT / "reports" / report).read_text())
         assert {"command", "date", "machine", "commit"} <= set(data), report

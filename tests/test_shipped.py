@@ -141,6 +141,18 @@ def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
     assert sum(share for name, share in shares.items() if "/w" in name) >= 0.10, shares
 
 
+def test_shipped_profile_charges_the_measured_rpc_path() -> None:
+    """The scenario's per-call overhead and server slowdown are the committed ``benchmarks.rpc_path`` report's
+    (to the script's rounding), measured against this profile's checkpoint."""
+    from policies.simulation.profile import Profile
+
+    report = json.loads((Path(__file__).resolve().parents[1] / "reports" / "rpc_path.json").read_text())
+    scenario = Profile.load().scenario
+    assert report["profile_checkpoint_sha256"] == MANIFEST["policy_profile"]["checkpoint_sha256"]
+    assert scenario.request_overhead_ms == pytest.approx(report["request_overhead_ms"], abs=0.05)
+    assert scenario.server_speed == pytest.approx(report["server_slowdown"], abs=0.005)
+
+
 def test_shipped_policies_load_and_fit_the_shipped_profile() -> None:
     from policies.agents.rl import load_policy
     from policies.simulation.profile import Profile
