@@ -43,7 +43,8 @@ PROBE_CALL_OVERHEAD_BYTES = 58
 def wire_overhead_bytes(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 100.0) -> int:
     """Uplink bytes one frame on an open stream costs besides its payload: the request's other
     protobuf fields (model, weights hash, split, shape, ...) and the per-message framing. TCP/IP
-    headers are not counted (nor does ``splitnet link`` shape them)."""
+    headers are not counted (nor does ``splitnet link`` shape them), nor the HTTP/2 WINDOW_UPDATE frames the
+    client sends as it reads the answers (up to 2 x 13 B a frame)."""
     return len(request(p, top_k, budget_ms).SerializeToString()) - len(p.data) + STREAM_FRAMING_BYTES
 
 
