@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -134,3 +135,15 @@ def in_process_timings(device: DeviceSide, server: ServerSide, frames: np.ndarra
 def stage_medians(rows: list, names: tuple[str, ...] = STAGES) -> dict[str, float]:
     """Median ms of each named stage over ``rows`` (Timing or FrameResult objects)."""
     return {name: statistics.median(getattr(r, name) for r in rows) for name in names}
+
+
+def run_splitnet(*args: str, threads: int, timeout_s: float) -> subprocess.CompletedProcess:
+    """``splitnet --threads THREADS ARGS`` in a child process from the repository root; raises with its output
+    when it fails."""
+    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", str(threads), *args]
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"splitnet {args[0]} exited with {proc.returncode}:\n"
+                           f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return proc

@@ -30,13 +30,11 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import benchmark_arguments, serving, write_json
+from benchmarks.common import benchmark_arguments, run_splitnet, serving, write_json
 from examples import detection_loop as example
 from policies.agents.recording import read_log
 from policies.network.trace_sets import split_files
@@ -46,15 +44,6 @@ from policies.simulation.simulator import WARMUP_LEAD_S
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
 TOLERANCE = 0.20
-
-
-def _splitnet(*args: str, threads: int, timeout_s: float) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", str(threads), *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
-    if proc.returncode != 0:
-        raise RuntimeError(f"splitnet {args[0]} exited with {proc.returncode}:\n"
-                           f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return proc
 
 
 def _agree(live: float, sim: float, floor: float = 0.0) -> dict:
@@ -89,7 +78,7 @@ def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out
                               jitter_ms=sc.jitter_ms)
     t_link = time.perf_counter()
     try:
-        _splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
+        run_splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
                   "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
                   "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(out_json),
                   "--obs-log", str(_obs_log(out_json)),
@@ -122,7 +111,7 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     sim_json = work / f"sim-{policy}-{trace.name}.json"
     # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
     start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_LEAD_S)
-    _splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
+    run_splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
               "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames),
               "--json", str(sim_json),
               "--obs-log", str(_obs_log(sim_json)),

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import benchmark_arguments, serving, write_json
+from benchmarks.common import benchmark_arguments, run_splitnet, serving, write_json
 from examples import detection_loop as example
 from policies.network.channel_models import HEADER_BYTES, MSS_BYTES
 from policies.simulation.profile import Profile
@@ -44,14 +42,11 @@ VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
 
 
 def _client(address: str, action: str, args, out_json: Path) -> dict:
-    cmd = [sys.executable, "-m", "splitnet_cli.main", "--threads", str(args.threads), "client", "--server", address,
-           "--policy", action, "--emulate-device", "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms),
-           "--data", str(args.data), "--limit", str(args.frames), "--quiet", "--allow-local", "--json",
-           str(out_json), *(["--checkpoint", args.checkpoint] if args.checkpoint else [])]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.frames / args.fps * 5 + 300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"splitnet client exited with {proc.returncode}:\n"
-                           f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    run_splitnet("client", "--server", address, "--policy", action, "--emulate-device", "--fps", str(args.fps),
+                 "--deadline-ms", str(args.deadline_ms), "--data", str(args.data), "--limit", str(args.frames),
+                 "--quiet", "--allow-local", "--json", str(out_json),
+                 *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
+                 threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
     return json.loads(out_json.read_text())
 
 
