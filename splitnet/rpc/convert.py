@@ -38,14 +38,19 @@ STREAM_FRAMING_BYTES = 9 + 5  # an HTTP/2 DATA frame's header and gRPC's length-
 # after the first call, the timeout changing), DATA framing, gRPC's prefix and the field header. Counted through a
 # byte-counting proxy (tests/test_control_loop.py checks it within 20 B).
 PROBE_CALL_OVERHEAD_BYTES = 58
+# Uplink HTTP/2 control frames a streaming client sends per frame as it reads the answers (WINDOW_UPDATEs of 13 B for
+# the stream and the connection, PING acks): a mean of 19-24 B a frame through a byte-counting proxy
+# (tests/test_control_loop.py checks it within 10 B).
+STREAM_CONTROL_BYTES = 21
 
 
 def wire_overhead_bytes(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 100.0) -> int:
     """Uplink bytes one frame on an open stream costs besides its payload: the request's other
-    protobuf fields (model, weights hash, split, shape, ...) and the per-message framing. TCP/IP
-    headers are not counted (nor does ``splitnet link`` shape them), nor the HTTP/2 WINDOW_UPDATE frames the
-    client sends as it reads the answers (up to 2 x 13 B a frame)."""
-    return len(request(p, top_k, budget_ms).SerializeToString()) - len(p.data) + STREAM_FRAMING_BYTES
+    protobuf fields (model, weights hash, split, shape, ...), the per-message framing and the mean HTTP/2 control
+    frames the client sends back as it reads the answer. TCP/IP headers are not counted (nor does
+    ``splitnet link`` shape them)."""
+    return (len(request(p, top_k, budget_ms).SerializeToString()) - len(p.data) + STREAM_FRAMING_BYTES
+            + STREAM_CONTROL_BYTES)
 
 
 def request_payload(req: pb.InferRequest, max_data_bytes: int = MAX_DATA_BYTES) -> Payload:
