@@ -74,9 +74,12 @@ def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[flo
 
 
 def summary(samples: list[float]) -> dict:
+    """The spread of repeated measurements (same unit as ``samples``): median, mean, p95, interquartile
+    range, min, max and count."""
     s = sorted(samples)
+    q1, q3 = np.percentile(s, [25, 75])
     return {"median": statistics.median(s), "mean": statistics.fmean(s), "p95": s[int(0.95 * (len(s) - 1))],
-            "min": s[0], "n": len(s)}
+            "iqr": [float(q1), float(q3)], "min": s[0], "max": s[-1], "n": len(s)}
 
 
 @contextmanager

@@ -17,16 +17,12 @@ import statistics
 
 import torch
 
-from benchmarks.common import benchmark_arguments, setup, write_json
+from benchmarks.common import benchmark_arguments, setup, summary, write_json
 from splitnet.checkpoint import DEMO_DATA
 from splitnet.compute import ComputeModel
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide
 from splitnet.profiling import time_actions
-
-
-def _spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main() -> None:
@@ -59,9 +55,9 @@ def main() -> None:
         rounds = per_round[action.name]
         cost = compute.cost(action)
         row = {"action": action.name, **cost.to_dict(),
-               "device_ms": _spread([r["device_ms"] for r in rounds]),
-               "server_ms": _spread([r["server_ms"] for r in rounds]),
-               "device_to_local": _spread([r["device_to_local"] for r in rounds])}
+               "device_ms": summary([r["device_ms"] for r in rounds]),
+               "server_ms": summary([r["server_ms"] for r in rounds]),
+               "device_to_local": summary([r["device_to_local"] for r in rounds])}
         if action.kind == "bottleneck":
             row["encoder"] = ckpt.split(action.split).bottleneck.config.encoder
         rows.append(row)
@@ -71,7 +67,7 @@ def main() -> None:
               f"{cost.device_macs / 1e6:>10.2f}{cost.device_share * 100:>7.2f}")
     write_json("device_time", {"checkpoint_sha256": ckpt.sha256, "threads": args.threads, "rounds": args.rounds,
                                "frames_per_round": len(frames), "model_macs": compute.model_macs,
-                               "local_ms": _spread(local_rounds), "actions": rows,
+                               "local_ms": summary(local_rounds), "actions": rows,
                                "frames_source": DEMO_DATA.name}, args.json)
 
 

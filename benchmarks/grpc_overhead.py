@@ -38,9 +38,8 @@ import time
 from pathlib import Path
 
 import grpc
-import numpy as np
 
-from benchmarks.common import benchmark_arguments, setup, write_json
+from benchmarks.common import benchmark_arguments, setup, summary, write_json
 from benchmarks.echo_server import ECHO_METHOD
 from edge_server.process import ServerProcess, spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA
@@ -98,11 +97,6 @@ class _Target:
         timing = convert.timing_from_response(resp)
         return rtt, timing.decode_ms + timing.tail_ms
 
-
-def _spread(values: list[float]) -> dict:
-    q1, q3 = np.percentile(values, [25, 75])
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "iqr": [float(q1), float(q3)], "n": len(values)}
 
 
 def measure(echo_address: str, targets: list[_Target], payload, rounds: int, calls: int) -> dict:
@@ -182,7 +176,7 @@ def main() -> None:
             s.terminate(120)
         echo_proc.send_signal(signal.SIGTERM)
         echo_proc.wait(30)
-    summary = {k: _spread(v) for k, v in per_round.items()}
+    summary = {k: summary(v) for k, v in per_round.items()}
     result = {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),

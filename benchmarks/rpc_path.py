@@ -30,9 +30,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.common import benchmark_arguments, run_splitnet, serving, write_json
+from benchmarks.common import benchmark_arguments, run_splitnet, serving, summary, write_json
 from examples import detection_loop as example
 from policies.network.channel_models import HEADER_BYTES, MSS_BYTES
 from policies.simulation.profile import Profile
@@ -56,11 +54,6 @@ def link_model_ms(wire_bytes: int, mbps: float, rtt_ms: float) -> float:
     packets = -(-wire_bytes // MSS_BYTES)
     return 8.0 * (wire_bytes + packets * HEADER_BYTES) / (mbps * 1e3) + rtt_ms
 
-
-def _spread(values: list[float]) -> dict:
-    q1, q3 = np.percentile(values, [25, 75])
-    return {"mean": statistics.fmean(values), "median": statistics.median(values), "iqr": [float(q1), float(q3)],
-            "min": min(values), "max": max(values), "n": len(values)}
 
 
 def excess(report: dict, overhead_bytes: int, mbps: float | None, rtt_ms: float) -> list[float]:
@@ -108,7 +101,7 @@ def main() -> None:
                     values = excess(report, a.overhead_bytes, args.mbps if mode == "link" else None, args.rtt_ms)
                     server_ms = [f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"]
                                  for f in report["frames_detail"] if f["ran_on"] == "server"]
-                    row[mode] = {"excess_ms": _spread(values), "server_ms": _spread(server_ms),
+                    row[mode] = {"excess_ms": summary(values), "server_ms": summary(server_ms),
                                  "client_queue_ms_mean": report.get("stage_ms_mean", {}).get("client_queue_ms"),
                                  "frames_answered": report["frames_answered"], "frames": report["frames"]}
                     print(f"{action:>14} {mode:>6}: network beyond the link model: mean "
