@@ -16,8 +16,8 @@ LINK_CLASS="LTE-M class uplink: recorded traces at 1/20 of their throughput (med
 # The RPC path as the live client meets it on this machine (python -m benchmarks.rpc_path, reports/rpc_path.json):
 # each call's round trip beyond the link model (gRPC, servicer, the link emulator), and the server's time per frame
 # at 10 FPS against its back-to-back time in the profile.
-REQUEST_OVERHEAD_MS=5.8
-SERVER_SPEED=1.97
+REQUEST_OVERHEAD_MS=4.3
+SERVER_SPEED=1.90
 SCENARIO=(--device-class "$DEVICE_CLASS" --device-speed "$DEVICE_SPEED" --server-speed "$SERVER_SPEED"
   --request-overhead-ms "$REQUEST_OVERHEAD_MS" --device-model "$DEVICE_MODEL" --link-class "$LINK_CLASS"
   --trace-scale "$TRACE_SCALE" --rtt-ms 20 --jitter-ms 5)
