@@ -176,7 +176,7 @@ def main() -> None:
             s.terminate(120)
         echo_proc.send_signal(signal.SIGTERM)
         echo_proc.wait(30)
-    summary = {k: summary(v) for k, v in per_round.items()}
+    spread = {k: summary(v) for k, v in per_round.items()}
     result = {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
@@ -185,19 +185,19 @@ def main() -> None:
         "host_load_1min": os.getloadavg()[0],
         "policy": args.policy, "request_bytes": len(convert.request(payload).SerializeToString()),
         "rounds": args.rounds, "calls_per_round": args.calls, "target_ms": TARGET_MS,
-        "summary_ms": summary,
+        "summary_ms": spread,
         "per_round_medians_ms": per_round,
-        "target_met": {t.name: summary[f"{t.name}_overhead_ms"]["median"] <= TARGET_MS for t in targets},
+        "target_met": {t.name: spread[f"{t.name}_overhead_ms"]["median"] <= TARGET_MS for t in targets},
     }
-    print(f"bare echo round trip: median {summary['echo_ms']['median']:.3f} ms")
+    print(f"bare echo round trip: median {spread['echo_ms']['median']:.3f} ms")
     for t in targets:
-        s, rtt, comp = summary[f"{t.name}_overhead_ms"], summary[f"{t.name}_rtt_ms"], summary[f"{t.name}_compute_ms"]
+        s, rtt, comp = spread[f"{t.name}_overhead_ms"], spread[f"{t.name}_rtt_ms"], spread[f"{t.name}_compute_ms"]
         print(f"{t.name:>6}: Infer round trip {rtt['median']:.3f} ms, server compute {comp['median']:.3f} ms -> "
               f"overhead median {s['median']:.3f} ms over {s['n']} rounds (min {s['min']:.3f}, max {s['max']:.3f}, "
               f"IQR {s['iqr'][0]:.3f}-{s['iqr'][1]:.3f}); target <= {TARGET_MS} ms "
               f"{'met' if s['median'] <= TARGET_MS else 'NOT met'}")
     if len(targets) == 2:
-        d = summary["ray_minus_direct_ms"]
+        d = spread["ray_minus_direct_ms"]
         print(f"Ray Serve path minus direct server (compute removed): median {d['median']:.3f} ms "
               f"(min {d['min']:.3f}, max {d['max']:.3f})")
     write_json("grpc_overhead", result, args.json)
