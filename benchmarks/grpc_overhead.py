@@ -98,7 +98,6 @@ class _Target:
         return rtt, timing.decode_ms + timing.tail_ms
 
 
-
 def measure(echo_address: str, targets: list[_Target], payload, rounds: int, calls: int) -> dict:
     """Interleaved calls; per round the median of each series; returns per-round medians per series."""
     request_bytes = convert.request(payload).SerializeToString()

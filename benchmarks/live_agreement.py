@@ -79,11 +79,11 @@ def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out
     t_link = time.perf_counter()
     try:
         run_splitnet("client", "--server", link.address, "--policy", policy, "--emulate-device",
-                  "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
-                  "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(out_json),
-                  "--obs-log", str(_obs_log(out_json)),
-                  *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
-                  threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
+                     "--fps", str(args.fps), "--deadline-ms", str(args.deadline_ms), "--data", str(args.data),
+                     "--limit", str(args.frames), "--quiet", "--allow-local", "--json", str(out_json),
+                     "--obs-log", str(_obs_log(out_json)),
+                     *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
+                     threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
     finally:
         link.terminate()
     report = json.loads(out_json.read_text())
@@ -112,10 +112,10 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
     start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_LEAD_S)
     run_splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
-              "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames),
-              "--json", str(sim_json),
-              "--obs-log", str(_obs_log(sim_json)),
-              "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
+                 "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames),
+                 "--json", str(sim_json),
+                 "--obs-log", str(_obs_log(sim_json)),
+                 "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
     sim = json.loads(sim_json.read_text())["policies"][policy]
     miss = statistics.fmean(r["deadline_miss_rate"] for r in runs)
     latency = statistics.fmean(r["latency_ms"]["mean"] for r in runs)

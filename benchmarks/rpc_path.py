@@ -55,7 +55,6 @@ def link_model_ms(wire_bytes: int, mbps: float, rtt_ms: float) -> float:
     return 8.0 * (wire_bytes + packets * HEADER_BYTES) / (mbps * 1e3) + rtt_ms
 
 
-
 def excess(report: dict, overhead_bytes: int, mbps: float | None, rtt_ms: float) -> list[float]:
     """Per offloaded frame: network ms less the link model's ms (``mbps`` None: no link, the whole network ms)."""
     out = []
