@@ -22,7 +22,8 @@ def _report(path: Path, traces: list[str], rewards: dict[str, float]) -> None:
 def _select(report: Path, candidates: list[Path], out: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "select_policy.py"), "--report", str(report),
                            "--candidates", *map(str, candidates), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def test_the_best_reward_on_the_training_traces_is_kept(tmp_path: Path) -> None:
