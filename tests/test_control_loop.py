@@ -48,6 +48,38 @@ def test_the_link_estimate_separates_serialization_from_the_round_trip() -> None
     assert one_size.throughput_mbps == 0.0 and one_size.rtt_ms == pytest.approx(36.0)
 
 
+def test_the_link_estimate_follows_a_link_that_speeds_up() -> None:
+    """0.2 Mbit/s with a 60 ms RTT (1000-byte frames take 40 ms to serialize), then 5 Mbit/s (1.6 ms):
+    the first fast answer, too quick to measure against the RTT, must still lift the estimate to the
+    rate it proves (1000 B within 20 % of the 60 ms base RTT: >= 0.67 Mbit/s) instead of waiting for
+    the window of slow samples to age out; a noisy but steady link keeps its estimate."""
+    import random
+
+    from device_client.estimator import LinkEstimator, LinkSample
+
+    est = LinkEstimator()
+    for _ in range(20):
+        est.add(LinkSample(0, 60.0))
+        est.add(LinkSample(1000, 60.0 + 40.0))
+    assert est.throughput_mbps == pytest.approx(0.2, rel=0.01)
+    est.add(LinkSample(1000, 60.0 + 1.6))
+    assert est.throughput_mbps == pytest.approx(1000 * 8 / (0.2 * 60.0 * 1e3), rel=0.01)
+    assert est.transfer_ms(1000) < 75.0  # was 100 ms on the slow link
+    measured = LinkEstimator()  # a measurable rise (10 kB frames: 320 ms -> 16 ms) replaces the slow samples too
+    for _ in range(20):
+        measured.add(LinkSample(0, 60.0))
+        measured.add(LinkSample(10_000, 60.0 + 400.0))
+    measured.add(LinkSample(10_000, 60.0 + 16.0))
+    assert measured.throughput_mbps == pytest.approx(5.0, rel=0.01)
+    rng = random.Random(0)
+    steady = LinkEstimator()  # 0.1 Mbit/s, 16 ms per 200-byte probe, 0-5 ms of jitter on every answer
+    for _ in range(200):
+        steady.add(LinkSample(0, 20.0 + rng.uniform(0, 5)))
+        steady.add(LinkSample(200, 36.0 + rng.uniform(0, 5)))
+    assert 0.075 < steady.throughput_mbps < 0.105
+    assert min(steady.recent_throughputs()) > 0.07 and len(steady.recent_throughputs()) == 20
+
+
 def test_breaker_opens_after_misses_and_a_probe_closes_it() -> None:
     b = CircuitBreaker(trip_after=3, cooldown_s=0.05)
     for _ in range(2):

@@ -30,10 +30,15 @@ class LinkEstimator:
     which the client's empty probes keep close to the propagation delay and per-message
     framing); it informs the throughput estimate only when it stands out of the base RTT
     (large payloads or a slow link): tiny frames on a fast link would otherwise read as
-    noise. The smoothed RTT follows each sample's network time less its serialization at
+    noise. Such a fast answer still bounds the rate from below, and raises an estimate it
+    contradicts; a sample well above the estimate drops the older, slower samples (see
+    :meth:`_learn_rate`), so a link that speeds up is seen within a sample or two, not
+    after a window of them. The smoothed RTT follows each sample's network time less its serialization at
     the current throughput estimate, so :meth:`transfer_ms` does not count a payload's
     serialization twice.
     """
+
+    RISE_FACTOR = 2.0  # a throughput sample this many times the estimate means the link got faster
 
     def __init__(self, window: int = 20, alpha: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock  # seconds (the simulator gives its own)
@@ -51,13 +56,33 @@ class LinkEstimator:
             self._rtts.append(ms)
             base = min(self._rtts)
             transfer_ms = ms - base
-            if sample.payload_bytes > 0 and transfer_ms > 0.5 and transfer_ms > 0.2 * base:
-                self._tputs.append(sample.payload_bytes * 8 / (transfer_ms * 1e3))  # Mbit/s
-                self._last_tput_at = self._clock() if at_s is None else at_s
+            floor_ms = max(0.5, 0.2 * base)  # transfers shorter than this are RTT noise
+            if sample.payload_bytes > 0 and transfer_ms > floor_ms:
+                self._learn_rate(sample.payload_bytes * 8 / (transfer_ms * 1e3), at_s)  # Mbit/s
+            elif sample.payload_bytes > 0 and self._tputs:
+                # Too fast to measure, yet a fact: the payload crossed within floor_ms, so the link
+                # carries at least this rate now. It only ever raises an estimate it contradicts.
+                at_least = sample.payload_bytes * 8 / (floor_ms * 1e3)
+                if at_least > self._harmonic_mean():
+                    self._learn_rate(at_least, at_s)
             if self._tputs:  # the part of this sample that is not serialization at the estimated rate
-                tput = len(self._tputs) / sum(1.0 / t for t in self._tputs)
-                ms = max(base, ms - sample.payload_bytes * 8 / (tput * 1e3))
+                ms = max(base, ms - sample.payload_bytes * 8 / (self._harmonic_mean() * 1e3))
             self._srtt = ms if self._srtt == 0 else (1 - self._alpha) * self._srtt + self._alpha * ms
+
+    def _harmonic_mean(self) -> float:
+        return len(self._tputs) / sum(1.0 / t for t in self._tputs)
+
+    def _learn_rate(self, mbps: float, at_s: float | None) -> None:
+        """Add a throughput sample (Mbit/s). One at least ``RISE_FACTOR`` times the current estimate says
+        the link has got faster: the samples it contradicts (below ``1 / RISE_FACTOR`` of it) are dropped,
+        so the estimate follows a link that speeds up as quickly as the harmonic mean follows one that
+        slows down."""
+        if self._tputs and mbps >= self.RISE_FACTOR * self._harmonic_mean():
+            kept = [t for t in self._tputs if t * self.RISE_FACTOR >= mbps]
+            self._tputs.clear()
+            self._tputs.extend(kept)
+        self._tputs.append(mbps)
+        self._last_tput_at = self._clock() if at_s is None else at_s
 
     @property
     def rtt_ms(self) -> float:
@@ -74,9 +99,7 @@ class LinkEstimator:
     def throughput_mbps(self) -> float:
         """Harmonic mean of recent throughput samples (Mbit/s); 0 when unknown (link not a bottleneck)."""
         with self._lock:
-            if not self._tputs:
-                return 0.0
-            return len(self._tputs) / sum(1.0 / t for t in self._tputs)
+            return self._harmonic_mean() if self._tputs else 0.0
 
     def recent_throughputs(self) -> tuple[float, ...]:
         """Recent throughput samples (Mbit/s), oldest first."""
