@@ -26,7 +26,6 @@ the median over rounds with the rounds' spread. Target: median <= 0.3 ms (issue 
 
 from __future__ import annotations
 
-import datetime
 import os
 import signal
 import socket
@@ -70,13 +69,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # --------------------------------------------------------------------- timing
@@ -177,10 +169,6 @@ def main() -> None:
         echo_proc.wait(30)
     spread = {k: summary(v) for k, v in per_round.items()}
     result = {
-        "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "command": "python -m benchmarks.grpc_overhead " + " ".join(sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host_load_1min": os.getloadavg()[0],
         "policy": args.policy, "request_bytes": len(convert.request(payload).SerializeToString()),
         "rounds": args.rounds, "calls_per_round": args.calls, "target_ms": TARGET_MS,
