@@ -77,7 +77,8 @@ def run_client(address: str, ckpt: SplitCheckpoint, policy, frames: np.ndarray, 
         "breaker_events": events,
         "calibrated_device_ms": calibrated,
         "_t_start": t_start,
-        "_timeline": [(t, r.offloaded, r.deadline_missed, r.latency_ms) for t, r in zip(answered_at, results)],
+        "_timeline": [(t, r.offloaded, r.deadline_missed, r.latency_ms, r.fallback, r.local_ms)
+                      for t, r in zip(answered_at, results)],
     }
 
 
@@ -174,7 +175,7 @@ def summarize(out: dict, args: argparse.Namespace) -> None:
         # the rise happens args.rise_s after the link started; the timeline's clock starts at the first frame
         rise_s = args.rise_s - r["link_to_first_frame_s"] if "link_to_first_frame_s" in r else None
         if rise_s is not None:
-            back = [t for t, off, missed, _ in r["_timeline"] if t >= rise_s and off and not missed]
+            back = [t for t, off, missed, *_ in r["_timeline"] if t >= rise_s and off and not missed]
             checks["recovery_s"] = (back[0] - rise_s) if back else None
             checks["recovery_ok"] = bool(back) and back[0] - rise_s <= 2.0
     if "loopback_calibrated" in sc:

@@ -38,6 +38,25 @@ def test_dqn_trains_and_loads(tmp_path: Path) -> None:
     assert set(run.actions) <= set(profile.names)
 
 
+def test_keep_best_saves_the_best_scoring_network_on_the_training_traces(tmp_path: Path) -> None:
+    """With ``keep_best_every`` the saved network is the one that scored best along the run (the imitation
+    start included) on the training traces' first frames, and scoring the saved file again gives that score."""
+    from policies.simulation.simulate import simulate
+
+    profile = toy_profile()
+    traces = [Trace("t", np.arange(0, 60.0), np.where(np.arange(60) % 20 < 10, 0.05, 5.0))]
+    out = train_policy(profile, traces, "ppo", 4096, tmp_path / "ppo.zip", seed=0, progress=False,
+                       imitation_frames=500, keep_best_every=1024, keep_best_frames=200)
+    policy = LearnedPolicy(out)
+    kept = policy.meta["kept"]
+    steps = [step for step, _ in kept["history"]]
+    assert steps[0] == 0 and steps[-1] >= 4096 and len(steps) >= 5  # the start, every 1,024 steps, the end
+    assert kept["reward_mean"] == max(r for _, r in kept["history"])
+    assert kept["step"] in steps
+    report, _ = simulate(profile, traces, {"saved": policy}, frames=200)
+    assert report["policies"]["saved"]["reward_mean"] == pytest.approx(kept["reward_mean"], abs=1e-9)
+
+
 def test_bad_policy_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         LearnedPolicy(tmp_path / "none.zip")

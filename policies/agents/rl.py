@@ -101,14 +101,73 @@ def imitate(model, obs: np.ndarray, actions: np.ndarray, epochs: int = 10, batch
     return float((pred == y).float().mean())
 
 
+class _NetworkPolicy:
+    """The network being trained, as a :class:`~policies.agents.base.Policy` (deterministic actions)."""
+
+    def __init__(self, model, actions: Sequence[str]) -> None:
+        self.model, self.actions, self.name = model, list(actions), "candidate"
+
+    def act(self, observation: Observation) -> str:
+        action, _ = self.model.predict(observation_vector(observation, self.actions), deterministic=True)
+        return self.actions[int(action)]
+
+
+def _keep_best_callback(profile: Profile, traces: Sequence[Trace], every: int, frames: int, fps: float,
+                        deadline_ms: float, weights: RewardWeights | None):
+    """A stable-baselines3 callback: every ``every`` steps (and at the end) the network's mean reward over the
+    first ``frames`` frames of each of ``traces`` (the training traces, always the same frames); the best
+    network's weights are kept in ``callback.best_state`` (``best_reward``, ``best_step``)."""
+    import copy
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from policies.simulation.simulate import simulate
+
+    class KeepBest(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best_reward, self.best_step, self.best_state = -float("inf"), -1, None
+            self.history: list[tuple[int, float]] = []
+            self._next = 0
+
+        def score(self) -> None:
+            report, _ = simulate(profile, traces, {"candidate": _NetworkPolicy(self.model, profile.names)},
+                                 fps=fps, deadline_ms=deadline_ms, frames=frames, weights=weights)
+            reward = float(report["policies"]["candidate"]["reward_mean"])
+            self.history.append((self.num_timesteps, reward))
+            if reward > self.best_reward:
+                self.best_reward, self.best_step = reward, self.num_timesteps
+                self.best_state = copy.deepcopy(self.model.policy.state_dict())
+
+        def _on_training_start(self) -> None:
+            self.score()  # the imitation start is a candidate too
+            self._next = self.num_timesteps + every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self._next:
+                self.score()
+                self._next += every
+            return True
+
+        def _on_training_end(self) -> None:
+            if not self.history or self.history[-1][0] != self.num_timesteps:
+                self.score()
+
+    return KeepBest()
+
+
 def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: int, out: str | Path,
                  seed: int = 0, fps: float = 10.0, deadline_ms: float = 100.0,
                  weights: RewardWeights | None = None, progress: bool = True,
                  imitation_frames: int = 50_000, net_arch: Sequence[int] = NET_ARCH,
-                 hyperparameters: dict | None = None) -> Path:
+                 hyperparameters: dict | None = None, keep_best_every: int = 0,
+                 keep_best_frames: int = 2000) -> Path:
     """Train on ``traces`` (imitation of the oracle, then ``steps`` frames of RL) and save to ``out`` (a zip).
 
     ``hyperparameters`` override stable-baselines3's arguments in :data:`HYPERPARAMETERS`.
+    ``keep_best_every`` > 0: every that many steps the network is scored on the first ``keep_best_frames``
+    frames of each training trace, and the best-scoring network is saved rather than the last one (RL on a
+    noisy reward drifts; the evaluation traces are not looked at).
     """
     env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
     hyperparameters = {**HYPERPARAMETERS[algo], **(hyperparameters or {})}
@@ -118,8 +177,14 @@ def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: in
         demo_env = OffloadEnv(profile, traces, fps=fps, deadline_ms=deadline_ms, weights=weights)
         obs, acts = oracle_demonstrations(demo_env, imitation_frames, seed)
         imitation_accuracy = imitate(model, obs, acts, seed=seed)
+    keep_best = None
     if steps > 0:
-        model.learn(total_timesteps=steps, progress_bar=progress)
+        if keep_best_every > 0:
+            keep_best = _keep_best_callback(profile, traces, keep_best_every, keep_best_frames, fps, deadline_ms,
+                                            weights)
+        model.learn(total_timesteps=steps, progress_bar=progress, callback=keep_best)
+        if keep_best is not None and keep_best.best_state is not None:
+            model.policy.load_state_dict(keep_best.best_state)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
@@ -128,6 +193,10 @@ def train_policy(profile: Profile, traces: Sequence[Trace], algo: str, steps: in
             "obs_dim": int(env.observation_space.shape[0]), "n_scalars": N_SCALARS,
             "steps": steps, "seed": seed, "fps": fps, "deadline_ms": deadline_ms,
             "imitation_frames": imitation_frames, "imitation_accuracy": imitation_accuracy,
+            "kept": (None if keep_best is None else
+                     {"by": f"mean reward, first {keep_best_frames} frames of each training trace",
+                      "every_steps": keep_best_every, "step": keep_best.best_step,
+                      "reward_mean": keep_best.best_reward, "history": keep_best.history}),
             "traces": [t.source or t.name for t in traces], "profile_sha256": profile.checkpoint_sha256}
     with zipfile.ZipFile(out, "a") as zf:
         zf.writestr("splitnet.json", json.dumps(meta, indent=2))

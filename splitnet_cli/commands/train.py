@@ -228,6 +228,11 @@ def _add_policy(train: argparse._SubParsersAction) -> None:
     tp.add_argument("--fps", type=positive_float, default=10.0)
     tp.add_argument("--deadline-ms", type=positive_float, default=100.0)
     tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--keep-best-every", type=int, default=0, metavar="STEPS",
+                    help="score the network on the training traces every STEPS steps and save the best one, "
+                         "not the last (default: 0, off)")
+    tp.add_argument("--keep-best-frames", type=positive_int, default=2000,
+                    help="frames of each training trace that score (default: %(default)s)")
     tp.add_argument("--out", required=True)
     tp.set_defaults(func=run_policy)
 
@@ -238,6 +243,7 @@ def run_policy(args: argparse.Namespace) -> int:
 
     profile = Profile.load(args.profile)
     out = train_policy(profile, load_traces(args.traces), args.algo, args.steps, args.out, seed=args.seed,
-                       fps=args.fps, deadline_ms=args.deadline_ms)
+                       fps=args.fps, deadline_ms=args.deadline_ms, keep_best_every=args.keep_best_every,
+                       keep_best_frames=args.keep_best_frames)
     print(f"policy written to {out}")
     return 0
