@@ -45,6 +45,7 @@ class LinkEstimator:
         self._lock = threading.Lock()
         self._rtts: deque[float] = deque(maxlen=window)
         self._tputs: deque[float] = deque(maxlen=window)
+        self._empties: deque[float] = deque(maxlen=window)  # network ms of recent samples without payload
         self._alpha = alpha
         self._srtt = 0.0
         self._last_tput_at = 0.0
@@ -60,11 +61,16 @@ class LinkEstimator:
             if sample.payload_bytes > 0 and transfer_ms > floor_ms:
                 self._learn_rate(sample.payload_bytes * 8 / (transfer_ms * 1e3), at_s)  # Mbit/s
             elif sample.payload_bytes > 0 and self._tputs:
-                # Too fast to measure, yet a fact: the payload crossed within floor_ms, so the link
-                # carries at least this rate now. It only ever raises an estimate it contradicts.
-                at_least = sample.payload_bytes * 8 / (floor_ms * 1e3)
+                # Too fast to measure, yet a fact: the payload crossed within its transfer time, give
+                # or take the RTT's noise (what empty samples showed above the base; without any, the
+                # same 20 % of it), so the link carries at least this rate now. It only ever raises an
+                # estimate it contradicts.
+                noise_ms = max(self._empties) - base if self._empties else floor_ms
+                at_least = sample.payload_bytes * 8 / (max(0.5, transfer_ms, noise_ms) * 1e3)
                 if at_least > self._harmonic_mean():
                     self._learn_rate(at_least, at_s)
+            if sample.payload_bytes == 0:
+                self._empties.append(ms)
             if self._tputs:  # the part of this sample that is not serialization at the estimated rate
                 ms = max(base, ms - sample.payload_bytes * 8 / (self._harmonic_mean() * 1e3))
             self._srtt = ms if self._srtt == 0 else (1 - self._alpha) * self._srtt + self._alpha * ms
