@@ -7,6 +7,7 @@ so a policy sees the same kind of estimate in both.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections import deque
@@ -62,10 +63,10 @@ class LinkEstimator:
                 self._learn_rate(sample.payload_bytes * 8 / (transfer_ms * 1e3), at_s)  # Mbit/s
             elif sample.payload_bytes > 0 and self._tputs:
                 # Too fast to measure, yet a fact: the payload crossed within its transfer time, give
-                # or take the RTT's noise (what empty samples showed above the base; without any, the
-                # same 20 % of it), so the link carries at least this rate now. It only ever raises an
-                # estimate it contradicts.
-                noise_ms = max(self._empties) - base if self._empties else floor_ms
+                # or take the RTT's usual noise (the median of what recent empty samples showed above the
+                # base; without any, the same 20 % of it), so the link carries at least this rate now. It
+                # only ever raises an estimate it contradicts.
+                noise_ms = statistics.median(self._empties) - base if self._empties else floor_ms
                 at_least = sample.payload_bytes * 8 / (max(0.5, transfer_ms, noise_ms) * 1e3)
                 if at_least > self._harmonic_mean():
                     self._learn_rate(at_least, at_s)
