@@ -258,9 +258,6 @@ class SplitClient:
         self._device_jobs: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()
         self._device_wake = threading.Event()  # set when work is queued to the device thread
         self._last_send = 0.0  # the link probe measures the RTT right away
-        # How long recent late fallbacks took here, from giving up on the answer to the local result (ms):
-        # the time kept back from waiting is at least their longest (a loaded device runs slower than calibrated).
-        self._late_fallback_ms: deque[float] = deque(maxlen=20)
         self._frames_seen = 0
         self._closed = threading.Event()
         self.probe_bytes = probe_bytes
@@ -687,12 +684,9 @@ class SplitClient:
     def _wait_left_ms(self, t0: float) -> float:
         """The time left to wait for the frame's answer (ms; <= 0: time to fall back): until only a local run's
         time is left of the budget, or, when a local run cannot make the budget, until the default budget
-        (:func:`~policies.agents.base.answer_wait_ms`; slack: the polling interval, twice). Where time is kept
-        back for the fallback, it is also at least 1.1x the longest of the recent late fallbacks here."""
+        (:func:`~policies.agents.base.answer_wait_ms`; slack: the polling interval, twice)."""
         wait_ms = answer_wait_ms(self._local_ms(), self.budget_ms, slack_ms=2e3 * _POLL_S,
                                  patience_ms=self.default_budget_ms)
-        if wait_ms < self.budget_ms and self._late_fallback_ms:
-            wait_ms = min(wait_ms, self.budget_ms - 1.1 * max(self._late_fallback_ms))
         return wait_ms - (time.perf_counter() - t0) * 1e3
 
     def _local_can_make_it(self) -> bool:
@@ -735,13 +729,8 @@ class SplitClient:
         if code is None or code in _RETRYABLE:
             self._backoff.failure(self._backoff_reason(code))
         self.breaker.record(p.chosen, False)
-        late = code == grpc.StatusCode.DEADLINE_EXCEEDED
-        reason = "late" if late else f"rpc:{code.name if code else 'BROKEN'}"
-        gave_up = time.perf_counter()
-        result = self._local(p.seq, p.frame, p.t0, p.chosen, reason, p.timing, p.payload_bytes)
-        if late:
-            self._late_fallback_ms.append((time.perf_counter() - gave_up) * 1e3)
-        return self._finalize(result, p)
+        reason = "late" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"rpc:{code.name if code else 'BROKEN'}"
+        return self._finalize(self._local(p.seq, p.frame, p.t0, p.chosen, reason, p.timing, p.payload_bytes), p)
 
     # ------------------------------------------------------------ stream
     def _open_session(self) -> StreamSession | None:
