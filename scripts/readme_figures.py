@@ -184,10 +184,14 @@ def control_loop_block() -> str:
              + (f", recovery with `{report['recovery_action']}`" if report.get("recovery_action") else "") + ".", "",
              "| scenario | mean ms | p95 ms | max ms | run s | lost | deadline missed | answered by the server | "
              "actions |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    names = dict(_SCENARIOS)
+    if "recovery_rtt_ms" in report:
+        names["recovery"] = (f"{report['recovery_slow_mbps']:g} Mbit/s, then 5 Mbit/s, "
+                             f"RTT {report['recovery_rtt_ms']:g} ms, fixed action")
     for name, r in sc.items():
         lat = r["latency_ms"]
         actions = ", ".join(f"`{a}` {n}" for a, n in sorted(r["actions"].items(), key=lambda kv: -kv[1]))
-        lines.append(f"| {_SCENARIOS.get(name, name)} | {lat['mean']:.1f} | {lat['p95']:.1f} | {lat['max']:.1f} | "
+        lines.append(f"| {names.get(name, name)} | {lat['mean']:.1f} | {lat['p95']:.1f} | {lat['max']:.1f} | "
                      f"{r['elapsed_s']:.1f} | {r['lost']} | {r['deadline_missed']} | {r['offloaded']}/{r['results']} | "
                      f"{actions} |")
     claims = []

@@ -119,7 +119,7 @@ def test_report_rows_reproduce_on_validation_images(shipped: SplitCheckpoint) ->
 def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
     """The regime of issue 12: the device cannot run the model in time (local >= 1.5x the deadline), and on the
     training traces the oracle uses at least three actions for at least 10 % of frames each and learned-split
-    actions (light encoders, bottlenecks) for a real share: the README's 28 % (whole traces), asserted as at
+    actions (light encoders, bottlenecks) for a real share: the README's 26 % (whole traces), asserted as at
     least 10 % on these first 1,000 frames of each. The issue's target of half the frames is not met
     and the README says so. The profile is of the shipped checkpoint, and its timings grow with width."""
     from policies.agents.baselines import baseline
@@ -172,25 +172,28 @@ def test_shipped_policies_load_and_fit_the_shipped_profile() -> None:
 def test_shipped_policies_beat_greedy_and_robust_mpc_on_the_evaluation_traces() -> None:
     """The README's policy claims: PPO and DQN earn a better mean reward than both heuristics on the evaluation
     traces (first 1,500 frames of each here, against the whole traces in ``reports/simulate_eval.json``, where
-    the smallest gap is 0.58 in reward: DQN against robust_mpc), and PPO's mean latency is below both
-    heuristics' (the report: 153.6 ms against robust_mpc's 165.4). Not asserted, because not met (the README says
-    so): a mean latency within 1.10x the oracle's (PPO 1.17x, DQN 1.31x), and misses at most half of
-    static_best's, which the oracle itself does not reach in this regime."""
+    the smallest gap is 0.50 in reward: DQN against greedy), PPO's mean latency is below both heuristics' (the
+    report: 136.1 ms against greedy's 155.3) and within 1.10x the oracle's (the report: 1.04x; asserted on the
+    subset within 1.10x too). Not asserted: DQN's latency against the oracle (1.099x in the report, too close
+    to the target for a subset), and misses at most half of static_best's, which the oracle itself does not
+    reach in this regime (the README says so)."""
     from policies.agents.factory import make_policy
     from policies.network.trace_sets import load_split
     from policies.simulation.profile import Profile
     from policies.simulation.simulate import simulate
 
     profile = Profile.load()
-    names = ("greedy", "robust_mpc", "ppo", "dqn")
+    names = ("greedy", "robust_mpc", "oracle", "ppo", "dqn")
     report, _ = simulate(profile, load_split("eval"), {n: make_policy(n, profile) for n in names}, frames=1500)
     pol = report["policies"]
     for learned in ("ppo", "dqn"):
         assert pol[learned]["reward_mean"] > max(pol["greedy"]["reward_mean"], pol["robust_mpc"]["reward_mean"]), pol
     heuristics_ms = min(pol["greedy"]["latency_ms_mean"], pol["robust_mpc"]["latency_ms_mean"])
     assert pol["ppo"]["latency_ms_mean"] < heuristics_ms, pol
+    assert pol["ppo"]["latency_ms_mean"] <= 1.10 * pol["oracle"]["latency_ms_mean"], pol
     committed = json.loads((Path(__file__).resolve().parents[1] / "reports" / "simulate_eval.json").read_text())
     for learned in ("ppo", "dqn"):  # the committed report says the same on the whole traces
         p = committed["policies"]
         assert p[learned]["reward_mean"] > max(p["greedy"]["reward_mean"], p["robust_mpc"]["reward_mean"])
     assert p["ppo"]["latency_ms_mean"] < min(p["greedy"]["latency_ms_mean"], p["robust_mpc"]["latency_ms_mean"])
+    assert p["ppo"]["latency_ms_mean"] <= 1.10 * p["oracle"]["latency_ms_mean"]
