@@ -34,9 +34,9 @@ class LinkEstimator:
     noise. Such a fast answer still bounds the rate from below, and raises an estimate it
     contradicts; a sample well above the estimate drops the older, slower samples (see
     :meth:`_learn_rate`), so a link that speeds up is seen within a sample or two, not
-    after a window of them. The smoothed RTT follows each sample's network time less its serialization at
-    the current throughput estimate, so :meth:`transfer_ms` does not count a payload's
-    serialization twice.
+    after a window of them. The smoothed RTT follows each sample's network time less its
+    serialization at the current throughput estimate, so :meth:`transfer_ms` does not count
+    a payload's serialization twice.
     """
 
     RISE_FACTOR = 2.0  # a throughput sample this many times the estimate means the link got faster

@@ -228,7 +228,7 @@ def _add_policy(train: argparse._SubParsersAction) -> None:
     tp.add_argument("--fps", type=positive_float, default=10.0)
     tp.add_argument("--deadline-ms", type=positive_float, default=100.0)
     tp.add_argument("--seed", type=int, default=0)
-    tp.add_argument("--keep-best-every", type=int, default=0, metavar="STEPS",
+    tp.add_argument("--keep-best-every", type=nonnegative_int, default=0, metavar="STEPS",
                     help="score the network on the training traces every STEPS steps and save the best one, "
                          "not the last (default: 0, off)")
     tp.add_argument("--keep-best-frames", type=positive_int, default=2000,
