@@ -79,8 +79,7 @@ def run_client(address: str, ckpt: SplitCheckpoint, policy, frames: np.ndarray, 
         "breaker_events": events,
         "calibrated_device_ms": calibrated,
         "_t_start": t_start,
-        "_timeline": [(t, r.offloaded, r.deadline_missed, r.latency_ms, r.fallback, r.local_ms)
-                      for t, r in zip(answered_at, results)],
+        "_timeline": [(t, r.offloaded, r.deadline_missed, r.latency_ms) for t, r in zip(answered_at, results)],
     }
 
 

@@ -101,6 +101,13 @@ def imitate(model, obs: np.ndarray, actions: np.ndarray, epochs: int = 10, batch
     return float((pred == y).float().mean())
 
 
+def _predict_action(net, observation: Observation, actions: list[str], n_scalars: int) -> str:
+    """The action a stable-baselines3 model or policy network picks for ``observation`` (deterministic)."""
+    with torch.no_grad():
+        action, _ = net.predict(observation_vector(observation, actions, n_scalars), deterministic=True)
+    return actions[int(action)]
+
+
 class _NetworkPolicy:
     """The network being trained, as a :class:`~policies.agents.base.Policy` (deterministic actions)."""
 
@@ -108,8 +115,7 @@ class _NetworkPolicy:
         self.model, self.actions, self.name = model, list(actions), "candidate"
 
     def act(self, observation: Observation) -> str:
-        action, _ = self.model.predict(observation_vector(observation, self.actions), deterministic=True)
-        return self.actions[int(action)]
+        return _predict_action(self.model, observation, self.actions, N_SCALARS)
 
 
 def _keep_best_callback(profile: Profile, traces: Sequence[Trace], every: int, frames: int, fps: float,
@@ -242,10 +248,7 @@ class LearnedPolicy:
             raise CheckpointError(f"policy {self.name} was trained on actions {self.actions}, not {list(names)}")
 
     def act(self, observation: Observation) -> str:
-        vec = observation_vector(observation, self.actions, self.n_scalars)
-        with torch.no_grad():
-            action, _ = self.net.predict(vec, deterministic=True)
-        return self.actions[int(action)]
+        return _predict_action(self.net, observation, self.actions, self.n_scalars)
 
 
 def load_policy(spec: str) -> LearnedPolicy:
