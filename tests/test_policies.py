@@ -241,6 +241,16 @@ def test_robust_mpc_discounts_after_a_surprise_and_plans_with_the_backlog() -> N
     surprise = Observation(1.0, 20, 100, throughputs_mbps=(2.0, 2.0, 2.0, 0.5))  # predicted 2.0, came 0.5
     hm = 4 / (3 / 2.0 + 1 / 0.5)
     assert mpc.predicted_mbps(surprise) == pytest.approx(hm / (1 + abs(2.0 - 0.5) / 0.5))  # error 300 %
+    # the surprise is remembered for the policy's last `past` decisions, not until the next sample: a device
+    # running locally measures nothing new and would otherwise stay this pessimistic indefinitely
+    remembered = RobustMPCPolicy(p, past=3)
+    remembered.act(steady)
+    seen = []
+    for _ in range(4):  # the same samples: nothing new measured
+        seen.append(remembered.predicted_mbps(surprise))
+        remembered.act(surprise)
+    hm3 = 3 / (2 / 2.0 + 1 / 0.5)  # its last 3 samples
+    assert seen == pytest.approx([hm3 / 4] * 3 + [hm3])
     fresh = RobustMPCPolicy(p)
     assert fresh.act(Observation(20.0, 20, 100, throughputs_mbps=(20.0,) * 5)) == "webp/q90"  # fast: the image
     assert fresh.act(Observation(0.05, 20, 100, throughputs_mbps=(0.05,) * 5)) == "local"  # crawling: local

@@ -1,8 +1,12 @@
 """robustMPC (Yin et al., SIGCOMM 2015; the strong heuristic of the Pensieve comparison), for split offloading.
 
 Throughput is predicted as the harmonic mean of the last ``past`` samples, divided by
-``1 + the largest relative error`` of the policy's own last ``past`` predictions (the
-"robust" discount: after a surprise it plans for a slower link). Each candidate action is
+``1 + the largest relative error`` of the policy's own predictions over its last ``past``
+decisions (the "robust" discount: after a surprise it plans for a slower link). In video
+each decision downloads a chunk and so brings a sample; here a frame run locally brings
+none, so the window counts decisions, not samples: a surprise is forgotten ``past`` frames
+later, as in video, instead of holding the policy on local inference (no new samples, so
+no new errors) for as long as the link stays unused. Each candidate action is
 scored over a look-ahead of ``horizon`` frames that all take it, with the link's backlog
 carried from frame to frame (bytes in flight first, then each frame's payload), with the
 simulator's reward: latency, energy (the profile's power model), accuracy lost against
@@ -47,7 +51,8 @@ class RobustMPCPolicy:
         self.weights = weights or MpcWeights()
         local_top1 = profile.actions[0].top1
         self._accuracy_drop = [max(0.0, local_top1 - a.top1) for a in profile.actions]
-        self._errors: deque[float] = deque(maxlen=past)
+        self._errors: deque[tuple[int, float]] = deque(maxlen=past)  # (decision index, relative error)
+        self._decision = 0
         self._predicted: float | None = None  # the last prediction, checked against the next new sample
         self._seen: tuple[float, ...] = ()
 
@@ -56,12 +61,13 @@ class RobustMPCPolicy:
         samples = obs.throughputs_mbps
         if samples and samples != self._seen:
             if self._predicted is not None and samples[-1] > 0:
-                self._errors.append(abs(self._predicted - samples[-1]) / samples[-1])
+                self._errors.append((self._decision, abs(self._predicted - samples[-1]) / samples[-1]))
             self._seen = samples
         recent = [s for s in samples[-self.past:] if s > 0]
         base = harmonic_mean(recent) if recent else (obs.throughput_mbps or DEFAULT_MBPS)
         self._predicted = base
-        return base / (1.0 + (max(self._errors) if self._errors else 0.0))
+        errors = [e for at, e in self._errors if at > self._decision - self.past]
+        return base / (1.0 + (max(errors) if errors else 0.0))
 
     def plan_reward(self, i: int, mbps: float, obs: Observation) -> float:
         """Predicted reward of ``horizon`` frames that all take action ``i``."""
@@ -95,6 +101,7 @@ class RobustMPCPolicy:
 
     def act(self, observation: Observation) -> str:
         mbps = self.predicted_mbps(observation)
+        self._decision += 1
         if not observation.server_available:
             return self.profile.actions[0].name
         best = max(range(len(self.profile.actions)), key=lambda i: self.plan_reward(i, mbps, observation))
