@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ class DeviceCalibration:
 
     device_ms: dict[str, float]
     alpha: float = 0.1  # weight of each new measurement in the running average
+    local_runs_ms: deque[float] = field(default_factory=lambda: deque(maxlen=64))  # recent local runs (ms)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def observe(self, name: str, ms: float) -> None:
@@ -47,6 +49,14 @@ class DeviceCalibration:
         with self._lock:
             old = self.device_ms.get(name)
             self.device_ms[name] = ms if old is None else (1 - self.alpha) * old + self.alpha * ms
+            if name == "local":
+                self.local_runs_ms.append(ms)
+
+    def local_p95_ms(self) -> float:
+        """The 95th percentile of the recent local runs (ms; 0 before any): how long a local run can take
+        on this device as it is loaded now, where the running average says how long it usually takes."""
+        with self._lock:
+            return float(np.percentile(self.local_runs_ms, 95)) if self.local_runs_ms else 0.0
 
     def apply(self, policy: object) -> bool:
         """Give a profile-driven policy (one with a ``profile``) this device's times; False if it has none."""
@@ -74,6 +84,7 @@ def calibrate(device: DeviceSide, extra_actions: Iterable[str] = (), repeats: in
     """Time ``local`` and every offloading action (median of ``repeats`` runs after one warm-up), in ms."""
     frame = synthetic_frame(device.spec.input_size)[None]
     times: dict[str, float] = {}
+    local_runs: list[float] = []
     for name in _names(device, extra_actions):
         try:
             action = Action.parse(name)
@@ -92,4 +103,6 @@ def calibrate(device: DeviceSide, extra_actions: Iterable[str] = (), repeats: in
         except SplitnetError:
             continue  # an action this checkpoint does not have
         times[name] = float(np.median(samples))
-    return DeviceCalibration(times)
+        if action.kind == "local":
+            local_runs = samples
+    return DeviceCalibration(times, local_runs_ms=deque(local_runs, maxlen=64))

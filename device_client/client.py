@@ -685,7 +685,7 @@ class SplitClient:
         """The time left to wait for the frame's answer (ms; <= 0: time to fall back): until only a local run's
         time is left of the budget, or, when a local run cannot make the budget, until the default budget
         (:func:`~policies.agents.base.answer_wait_ms`; slack: the polling interval, twice)."""
-        wait_ms = answer_wait_ms(self._local_ms(), self.budget_ms, slack_ms=2e3 * _POLL_S,
+        wait_ms = answer_wait_ms(self._local_ms_to_reserve(), self.budget_ms, slack_ms=2e3 * _POLL_S,
                                  patience_ms=self.default_budget_ms)
         return wait_ms - (time.perf_counter() - t0) * 1e3
 
@@ -693,6 +693,15 @@ class SplitClient:
         """A local run ends within the frame's budget (unknown local time: assume it does). A device that
         cannot does not let an open breaker send frames to it: a sure miss that holds up the next frames."""
         return self._local_ms() <= self.budget_ms
+
+    def _local_ms_to_reserve(self) -> float:
+        """The local run time (ms) a fallback is kept time for: the usual one, or, when the device's recent
+        local runs were slower (a loaded device), their 95th percentile over the reserve's 1.2 margin, so the
+        reserve (:func:`~policies.agents.base.fallback_reserve_ms`) covers 95 % of them."""
+        local_ms = self._local_ms()
+        if self.emulate is not None or self.calibration is None:
+            return local_ms
+        return max(local_ms, self.calibration.local_p95_ms() / 1.2)
 
     def _local_ms(self) -> float:
         """The device's time for a local run (ms): the emulated device's, else the calibrated one; 0 unknown."""

@@ -256,6 +256,25 @@ def test_emulation_pads_device_compute_to_the_profiled_device(tiny_checkpoint: S
         assert "layer1/w0.25" in client.calibration.device_ms  # every action of the checkpoint is timed
 
 
+def test_the_fallback_reserve_covers_the_devices_slow_local_runs(tiny_checkpoint) -> None:
+    """The time kept back for a local fallback is 1.2x the usual local run, or the 95th percentile of the
+    recent ones when that is longer (a loaded device), plus twice the polling interval."""
+    from device_client.calibration import DeviceCalibration
+
+    calibration = DeviceCalibration({"local": 10.0})
+    with SplitClient(None, checkpoint=tiny_checkpoint, policy="local", link_probe_s=0, deadline_ms=100,
+                     calibration=calibration) as client:
+        for _ in range(18):
+            calibration.observe("local", 10.0)
+        t0 = time.perf_counter()
+        assert client._wait_left_ms(t0) == pytest.approx(100 - 1.2 * 10 - 4, abs=1)
+        calibration.observe("local", 30.0)
+        calibration.observe("local", 30.0)  # 2 of 20 at 30 ms: the 95th percentile is 30 ms
+        assert calibration.device_ms["local"] < 25  # the running average has not caught up
+        t0 = time.perf_counter()
+        assert client._wait_left_ms(t0) == pytest.approx(100 - 30 - 4, abs=1)
+
+
 def test_a_wait_ends_at_the_budget_while_the_camera_has_no_new_frame(tiny_checkpoint) -> None:
     """A camera at 2.5 FPS and a server that accepts the connection and never answers: each frame's result
     comes within its 100 ms deadline of its arrival (margin 100 ms for a loaded machine), not when the next
