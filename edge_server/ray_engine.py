@@ -394,12 +394,21 @@ def start(opts: RayServeOptions, token: str | None = None, ready_timeout_s: floa
     return RunningRayServe(target, int(port), started_ray, opts.grace_s)
 
 
+# Settings of a local Ray instance (its processes inherit this process's environment), unless already set: Ray Serve
+# kills a gRPC/HTTP proxy that is not ready 5 s after it was created, and on a loaded machine its worker process can
+# take longer than that to start (the proxy is then "cancelled before it started running" and serve.start fails).
+LOCAL_RAY_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60"}
+
+
 def _start_local_ray(ray, num_cpus: int | None, tries: int = 3) -> None:
     """``ray.init`` of a local instance, no dashboard; retried when the raylet is slow to register.
 
     Ray gives its raylet a fixed 30 s to register with the GCS; a machine under heavy load
-    can miss that, and a second try usually succeeds.
+    can miss that, and a second try usually succeeds. :data:`LOCAL_RAY_ENV` goes into the
+    environment first (a variable already set wins).
     """
+    for name, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(name, value)
     for attempt in range(1, tries + 1):
         try:
             ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
