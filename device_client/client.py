@@ -689,6 +689,16 @@ class SplitClient:
                                  patience_ms=self.default_budget_ms)
         return wait_ms - (time.perf_counter() - t0) * 1e3
 
+    def _give_up_is_due(self, window: deque[_Pending], lock: threading.Condition) -> bool:
+        """A frame still waiting for its answer gives up on it before a piece of device work started now
+        would end (at most a local run, with the reserve's margin): the device then waits for that frame's
+        fallback instead of starting the next frame, so the fallback does not queue behind it (earliest
+        deadline first; the next frame waits at most that long)."""
+        with lock:
+            waits = [self._wait_left_ms(p.t0) for p in window if p.result is None and p.sent]
+        soonest_ms = min((w for w in waits if w > 0), default=None)  # (those past it are falling back already)
+        return soonest_ms is not None and soonest_ms <= 1.2 * self._local_ms_to_reserve() + 2e3 * _POLL_S
+
     def _local_can_make_it(self) -> bool:
         """A local run ends within the frame's budget (unknown local time: assume it does). A device that
         cannot does not let an open breaker send frames to it: a sure miss that holds up the next frames."""
@@ -813,7 +823,8 @@ class SplitClient:
                             continue
                         with changed:
                             idle = state["source_done"] or len(window) >= self.max_in_flight
-                        if idle:  # sleep until work is queued (or a while passed: look at the window again)
+                        if idle or self._give_up_is_due(window, changed):
+                            # sleep until work is queued (or a while passed: look at the window again)
                             self._device_wake.wait(_POLL_S)
                             self._device_wake.clear()
                             continue

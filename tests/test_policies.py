@@ -129,6 +129,7 @@ def test_the_wait_for_an_answer_keeps_a_local_run_back_only_when_one_can_make_it
     from policies.agents.base import answer_wait_ms
 
     assert answer_wait_ms(50.0, 100.0) == pytest.approx(100.0 - (1.2 * 50.0 + 4.0))  # the fallback still makes it
+    assert answer_wait_ms(16.0, 2000.0) == pytest.approx(2000.0 * 0.95)  # a long budget: at least 5 % kept back
     assert answer_wait_ms(96.0, 100.0) == 2000.0  # it cannot: wait for the answer, up to the patience
     assert answer_wait_ms(96.0, 100.0, patience_ms=50.0) == 100.0  # never less than the budget
 
