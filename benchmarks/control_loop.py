@@ -15,7 +15,9 @@ Scenarios:
 * ``recovery``: ``--recovery-action`` through ``--recovery-slow-mbps`` (0.1 Mbit/s) for ``--rise-s`` s,
   then 5 Mbit/s, RTT ``--recovery-rtt-ms`` (30 ms: late before the rise, in time with a margin after). Claim:
   the client offloads again within 2 s of the rise, and keeps doing so (from then on, for a second, at
-  least 80 % of the frames answered remotely within the deadline);
+  least 80 % of the frames answered remotely within the deadline). Run ``--recovery-repeats`` times (3): whether
+  an answer beats the client's give-up point depends on the machine's load, so each run is reported, the claim
+  holds when it holds in every run;
 * ``near_dead``: 0.001 Mbit/s, no deadline, 10 FPS, ``--action``. Claim: every frame within
   the default budget (2 s), 300 frames in <= 1.2x the time local-only takes at 10 FPS;
 * ``loopback``: no link, ``greedy`` self-calibrated against ``greedy`` on the profile's
@@ -27,6 +29,8 @@ Scenarios:
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 import sys
 import tempfile
 import time
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recovery-slow-mbps", type=float, default=0.1,
                     help="recovery: the link before the rise (Mbit/s; at the shorter RTT 0.2 would carry the "
                          "action in time)")
+    ap.add_argument("--recovery-repeats", type=int, default=3,
+                    help="runs of the recovery scenario (it depends on this machine's load: each is reported)")
     ap.add_argument("--scenarios", nargs="+", default=["local", "slow_greedy", "slow_fixed", "recovery",
                                                        "near_dead", "loopback"])
     ap.add_argument("--json", default=str(ROOT / "reports" / "control_loop.json"))
@@ -141,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             if "slow_fixed" in args.scenarios:
                 sc["slow_fixed"] = through("slow", [(60, 0.2)], args.action, args.fps, args.deadline_ms)
             if "recovery" in args.scenarios:
-                sc["recovery"] = through("rise", [(args.rise_s, args.recovery_slow_mbps), (60, 5.0)],
-                                         args.recovery_action, args.fps, args.deadline_ms, args.recovery_rtt_ms)
+                for k in range(max(1, args.recovery_repeats)):
+                    sc["recovery" if k == 0 else f"recovery_{k + 1}"] = through(
+                        "rise", [(args.rise_s, args.recovery_slow_mbps), (60, 5.0)], args.recovery_action, args.fps,
+                        args.deadline_ms, args.recovery_rtt_ms)
             if "near_dead" in args.scenarios:
                 sc["near_dead"] = through("dead", [(120, 0.001)], args.action, args.fps, None)
             if "loopback" in args.scenarios:
@@ -195,12 +203,19 @@ def summarize(out: dict, args: argparse.Namespace) -> None:
         checks["near_dead_time_over_local"] = ratio
         checks["near_dead_max_latency_ms"] = r["latency_ms"]["max"]
         checks["near_dead_ok"] = ratio <= 1.2 and r["latency_ms"]["max"] <= r["budget_ms"] and r["lost"] == 0
-    if "recovery" in sc:
-        r = sc["recovery"]
+    runs = [r for name, r in sc.items() if name.split("_")[0] == "recovery" and "link_to_first_frame_s" in r]
+    if runs:
         # the rise happens args.rise_s after the link started; the timeline's clock starts at the first frame
-        rise_s = args.rise_s - r["link_to_first_frame_s"] if "link_to_first_frame_s" in r else None
-        if rise_s is not None:
-            checks.update(recovery_checks(r["_timeline"], rise_s))
+        per_run = [recovery_checks(r["_timeline"], args.rise_s - r["link_to_first_frame_s"]) for r in runs]
+        times = sorted(c["recovery_s"] if c["recovery_s"] is not None else math.inf for c in per_run)
+        median_s = times[(len(times) - 1) // 2]  # the lower median: a run that never recovered counts as infinite
+        checks.update({
+            "recovery_runs": per_run,
+            "recovery_s": median_s if math.isfinite(median_s) else None,
+            "recovery_ok": all(c["recovery_ok"] for c in per_run),
+            "recovery_ok_runs": sum(c["recovery_ok"] for c in per_run),
+            "recovered_offloaded_share": statistics.median(c["recovered_offloaded_share"] for c in per_run),
+        })
     if "loopback_calibrated" in sc:
         cal = sc["loopback_calibrated"]["calibrated_device_ms"]
         checks["loopback_calibrated_actions"] = sc["loopback_calibrated"]["actions"]
