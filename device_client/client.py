@@ -693,11 +693,15 @@ class SplitClient:
         """A frame still waiting for its answer gives up on it before a piece of device work started now
         would end (at most a local run, with the reserve's margin): the device then waits for that frame's
         fallback instead of starting the next frame, so the fallback does not queue behind it (earliest
-        deadline first; the next frame waits at most that long)."""
+        deadline first; the next frame waits at most that long). Not where a fallback misses the budget
+        anyway (a local run longer than it): there the next frame goes first, as the simulator has it."""
+        hold_ms = 1.2 * self._local_ms_to_reserve() + 2e3 * _POLL_S
+        if hold_ms > self.budget_ms:
+            return False
         with lock:
             waits = [self._wait_left_ms(p.t0) for p in window if p.result is None and p.sent]
         soonest_ms = min((w for w in waits if w > 0), default=None)  # (those past it are falling back already)
-        return soonest_ms is not None and soonest_ms <= 1.2 * self._local_ms_to_reserve() + 2e3 * _POLL_S
+        return soonest_ms is not None and soonest_ms <= hold_ms
 
     def _local_can_make_it(self) -> bool:
         """A local run ends within the frame's budget (unknown local time: assume it does). A device that
