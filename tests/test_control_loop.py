@@ -275,6 +275,28 @@ def test_the_fallback_reserve_covers_the_devices_slow_local_runs(tiny_checkpoint
         assert client._wait_left_ms(t0) == pytest.approx(100 - 30 - 4, abs=1)
 
 
+def test_the_device_keeps_free_for_a_fallback_that_is_due(tiny_checkpoint) -> None:
+    """While a frame waits for its answer and will give up on it before a local run started now would end,
+    the device starts no new frame (its fallback goes first); not when the frame's fallback misses anyway."""
+    from collections import deque
+
+    from device_client.calibration import DeviceCalibration
+    from device_client.client import _Pending
+
+    def window(wait_left_ms: float, client: SplitClient) -> deque:
+        now = time.perf_counter()
+        t0 = now - (client._wait_left_ms(now) - wait_left_ms) / 1e3  # arrived so that this much wait is left
+        return deque([_Pending(0, np.zeros((32, 32, 3), np.uint8), t0, "layer2/w0.5", sent=now)])
+
+    lock = threading.Condition()
+    for deadline_ms, due_soon in ((100, True), (10, False)):  # local 10 ms: 1.2x + 4 fits 100 ms, not 10 ms
+        with SplitClient(None, checkpoint=tiny_checkpoint, policy="local", link_probe_s=0, deadline_ms=deadline_ms,
+                         calibration=DeviceCalibration({"local": 10.0})) as client:
+            assert client._give_up_is_due(window(5.0, client), lock) is due_soon
+            assert not client._give_up_is_due(window(50.0, client), lock)  # not before a local run would end
+            assert not client._give_up_is_due(window(-1.0, client), lock)  # past it: already falling back
+
+
 def test_a_wait_ends_at_the_budget_while_the_camera_has_no_new_frame(tiny_checkpoint) -> None:
     """A camera at 2.5 FPS and a server that accepts the connection and never answers: each frame's result
     comes within its 100 ms deadline of its arrival (margin 100 ms for a loaded machine), not when the next
