@@ -80,6 +80,16 @@ def test_the_link_estimate_follows_a_link_that_speeds_up() -> None:
         steady.add(LinkSample(200, 36.0 + rng.uniform(0, 5)))
     assert 0.075 < steady.throughput_mbps < 0.105
     assert min(steady.recent_throughputs()) > 0.07 and len(steady.recent_throughputs()) == 20
+    busy = LinkEstimator()  # 0.1 Mbit/s, RTT 30 ms: probes at the start, then only frames of 150-250 B (12-20 ms)
+    for _ in range(3):
+        busy.add(LinkSample(0, 30.0))
+    for i in range(40):
+        size = 150 + 50 * (i % 3)
+        busy.add(LinkSample(size, 30.0 + size * 8 / 100))
+    # every recent round trip carried a payload: the quickest of them is no RTT, and a frame as slow as it proves
+    # no fast link (it read as 3.2 Mbit/s before)
+    busy.add(LinkSample(200, 30.0 + 150 * 8 / 100))
+    assert max(busy.recent_throughputs()) < 0.2 and busy.throughput_mbps < 0.15
 
 
 def test_breaker_opens_after_misses_and_a_probe_closes_it() -> None:

@@ -66,9 +66,12 @@ class LinkEstimator:
                 # or take the RTT's usual noise (the median of what recent empty samples showed above the
                 # base; without any, the same 20 % of it), so the link carries at least this rate now. It
                 # only ever raises an estimate it contradicts.
+                # A base above that median is no RTT: on a slow link every recent sample carried a payload
+                # and its serialization, so this answer was not fast, only as slow as the quickest of them,
+                # and bounds nothing (it read as several Mbit/s on a 0.1 Mbit/s link).
                 noise_ms = statistics.median(self._empties) - base if self._empties else floor_ms
                 at_least = sample.payload_bytes * 8 / (max(0.5, transfer_ms, noise_ms) * 1e3)
-                if at_least > self._harmonic_mean():
+                if noise_ms >= 0 and at_least > self._harmonic_mean():
                     self._learn_rate(at_least, at_s)
             if sample.payload_bytes == 0:
                 self._empties.append(ms)
