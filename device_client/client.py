@@ -50,7 +50,15 @@ from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOption
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.prefetch import PrefetchedFrames
 from device_client.stream import StreamBroken, StreamSession
-from policies.agents.base import ANSWER_PATIENCE_MS, FixedPolicy, Observation, Policy, answer_wait_ms
+from policies.agents.base import (
+    ANSWER_PATIENCE_MS,
+    FALLBACK_MARGIN,
+    FixedPolicy,
+    Observation,
+    Policy,
+    answer_wait_ms,
+    fallback_run_ms,
+)
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
 from splitnet.frames import FrameFit, fit_frame
@@ -69,6 +77,7 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusC
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _MIN_WAIT_S = 0.0001  # the shortest wait handed to gRPC (a zero or negative timeout is not one)
 _POLL_S = 0.002  # while the device thread has no frame to work on: how often it looks for one, or for work (s)
+_FALLBACK_SLACK_MS = 2e3 * _POLL_S  # a fallback's start can lag its give-up by the polling interval, twice
 
 
 @dataclass
@@ -685,7 +694,7 @@ class SplitClient:
         """The time left to wait for the frame's answer (ms; <= 0: time to fall back): until only a local run's
         time is left of the budget, or, when a local run cannot make the budget, until the default budget
         (:func:`~policies.agents.base.answer_wait_ms`; slack: the polling interval, twice)."""
-        wait_ms = answer_wait_ms(self._local_ms_to_reserve(), self.budget_ms, slack_ms=2e3 * _POLL_S,
+        wait_ms = answer_wait_ms(self._local_ms_to_reserve(), self.budget_ms, slack_ms=_FALLBACK_SLACK_MS,
                                  patience_ms=self.default_budget_ms)
         return wait_ms - (time.perf_counter() - t0) * 1e3
 
@@ -695,7 +704,7 @@ class SplitClient:
         fallback instead of starting the next frame, so the fallback does not queue behind it (earliest
         deadline first; the next frame waits at most that long). Not where a fallback misses the budget
         anyway (a local run longer than it): there the next frame goes first, as the simulator has it."""
-        hold_ms = 1.2 * self._local_ms_to_reserve() + 2e3 * _POLL_S
+        hold_ms = fallback_run_ms(self._local_ms_to_reserve(), _FALLBACK_SLACK_MS)
         if hold_ms > self.budget_ms:
             return False
         with lock:
@@ -715,7 +724,7 @@ class SplitClient:
         local_ms = self._local_ms()
         if self.emulate is not None or self.calibration is None:
             return local_ms
-        return max(local_ms, self.calibration.local_p95_ms() / 1.2)
+        return max(local_ms, self.calibration.local_p95_ms() / FALLBACK_MARGIN)
 
     def _local_ms(self) -> float:
         """The device's time for a local run (ms): the emulated device's, else the calibrated one; 0 unknown."""

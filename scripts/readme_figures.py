@@ -188,12 +188,12 @@ def control_loop_block() -> str:
     if "recovery_rtt_ms" in report:
         names["recovery"] = (f"{report['recovery_slow_mbps']:g} Mbit/s, then 5 Mbit/s, "
                              f"RTT {report['recovery_rtt_ms']:g} ms, fixed action")
-    for k in range(2, 10):
-        names[f"recovery_{k}"] = f"{names['recovery']} (run {k})"
     for name, r in sc.items():
         lat = r["latency_ms"]
         actions = ", ".join(f"`{a}` {n}" for a, n in sorted(r["actions"].items(), key=lambda kv: -kv[1]))
-        lines.append(f"| {names.get(name, name)} | {lat['mean']:.1f} | {lat['p95']:.1f} | {lat['max']:.1f} | "
+        base, _, run = name.partition("_")
+        label = f"{names['recovery']} (run {run})" if base == "recovery" and run.isdigit() else names.get(name, name)
+        lines.append(f"| {label} | {lat['mean']:.1f} | {lat['p95']:.1f} | {lat['max']:.1f} | "
                      f"{r['elapsed_s']:.1f} | {r['lost']} | {r['deadline_missed']} | {r['offloaded']}/{r['results']} | "
                      f"{actions} |")
     claims = []

@@ -67,17 +67,23 @@ def observation_vector(obs: Observation, action_names: list[str], n_scalars: int
     return vec
 
 
-RESERVE_SHARE = 0.05  # the least part of a budget kept back for a fallback, where that is more than 1.2x local
+FALLBACK_MARGIN = 1.2  # a local fallback is given this many times the device's local run time
+RESERVE_SHARE = 0.05  # the least part of a budget kept back for a fallback, where that is more than the run
+
+
+def fallback_run_ms(local_ms: float, slack_ms: float = 4.0) -> float:
+    """The time (ms) a local fallback is given: ``FALLBACK_MARGIN`` x the local run plus ``slack_ms``."""
+    return FALLBACK_MARGIN * local_ms + slack_ms
 
 
 def fallback_reserve_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0) -> float:
     """Time (ms) a device keeps back from waiting for the server's answer, so that running the frame
-    locally after giving up still ends within its budget: 1.2x the local time plus ``slack_ms``, and
-    at least ``RESERVE_SHARE`` of a long budget (it costs the wait little there, and a loaded device's
-    local run can take twice its usual time: 35 ms against 16 measured here). When even 1.2x local
-    does not fit in the budget a fallback is late anyway, so nothing is kept back and the answer gets
-    the whole budget. The device client waits by this rule and the simulator models it."""
-    needed = 1.2 * local_ms + slack_ms
+    locally after giving up still ends within its budget: :func:`fallback_run_ms`, and at least
+    ``RESERVE_SHARE`` of a long budget (it costs the wait little there, and a loaded device's local
+    run can take twice its usual time: 35 ms against 16 measured here). When even the run does not
+    fit in the budget a fallback is late anyway, so nothing is kept back and the answer gets the
+    whole budget. The device client waits by this rule and the simulator models it."""
+    needed = fallback_run_ms(local_ms, slack_ms)
     return max(needed, RESERVE_SHARE * budget_ms) if needed <= budget_ms else 0.0
 
 
@@ -91,7 +97,7 @@ def answer_wait_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0,
     When even a local run cannot make the budget, ``patience_ms`` (at least the budget): a fallback would be
     late anyway and would hold the device up for the frames after it, while the answer may still come. The
     device client waits by this rule and the simulator models it."""
-    if 1.2 * local_ms + slack_ms <= budget_ms:
+    if fallback_run_ms(local_ms, slack_ms) <= budget_ms:
         return budget_ms - fallback_reserve_ms(local_ms, budget_ms, slack_ms)
     return max(budget_ms, patience_ms)
 
