@@ -14,6 +14,16 @@ simulated one. A miss rate near zero has no meaningful relative error at a few h
 miss-rate difference of at most ``--miss-floor`` (absolute, default 1 pt: about one standard error of a
 3 % rate over 600 frames) also counts as agreeing; the report keeps both the relative and absolute differences.
 
+The simulator is given the deployment it is compared with. Its link model covers serialization, RTT and jitter;
+the server's speed and the RPC path's own per-call time are figures of the machine, which drift from those the
+profile was calibrated with (``benchmarks.rpc_path``) as the machine's load changes. So, before the pairs,
+``--calibration-frames`` frames of two actions through a constant ``splitnet link`` measure the RPC path's
+per-call ms (``benchmarks.rpc_path.measure_action``), and each pair's live runs give the server's mean speed
+(its queue + decode + tail per offloaded frame against the profile's measured ``server_ms``, over all runs of the
+pair); ``splitnet simulate --server-speed --request-overhead-ms`` simulates that deployment. The policies keep
+the shipped profile's figures in both (a live client's policy knows only the profile). The report also keeps
+the simulation with the profile's own figures (``sim_profile_figures``), and the verdict is on the deployment.
+
 Lined up: the live link's trace clock starts when the link starts, and the client's camera a few seconds
 later (the client's start-up); each run's report gives the trace time of its first frame
 (``trace_s_at_first_frame``, from the link's and the camera's monotonic clocks), and the simulation starts
@@ -35,6 +45,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import benchmark_arguments, run_splitnet, serving, write_json
+from benchmarks.rpc_path import measure_action, path_arguments
 from examples import detection_loop as example
 from policies.agents.recording import read_log
 from policies.network.trace_sets import split_files
@@ -95,28 +106,49 @@ def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out
     return report, time.perf_counter() - t_link
 
 
-def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path) -> dict:
-    """``args.repeats`` live runs (each through a fresh link) and the matching simulation; the live figures are
-    the mean over the runs (each run is in ``live_runs``); returns both and their agreement."""
-    runs = []
+def server_speed(reports: list[dict], profile: Profile) -> float | None:
+    """The live server's speed in the profile's terms: its queue + decode + tail summed over every offloaded
+    frame of ``reports`` over the profile's measured ``server_ms`` of the same frames' actions (None: no
+    frame was offloaded)."""
+    live = measured = 0.0
+    for report in reports:
+        for f in report["frames_detail"]:
+            if f["ran_on"] == "server":
+                live += f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"]
+                measured += profile.actions[profile.index(f["action"])].server_ms
+    return live / measured if measured > 0 else None
+
+
+def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path,
+             request_overhead_ms: float | None) -> dict:
+    """``args.repeats`` live runs (each through a fresh link) and the matching simulations (of the deployment
+    measured live, and with the profile's figures); the live figures are the mean over the runs (each run is in
+    ``live_runs``); returns them, the simulations and their agreement."""
+    runs, live_reports = [], []
     for i in range(args.repeats):
         live_json = work / f"live-{policy}-{trace.name}-{i}.json"
         live, elapsed = _live_run(trace, policy, server, profile, args, live_json)
+        live_reports.append(live)
         runs.append({"link_plus_client_s": elapsed, "trace_s_at_first_frame": live["trace_s_at_first_frame"],
                      "observed": observation_summary(_obs_log(live_json)),
                      **{k: live[k] for k in ("frames", "frames_answered", "frames_dropped", "fallback_local",
                                              "fallback_reasons", "deadline_missed", "deadline_miss_rate",
                                              "latency_ms", "actions", "chosen_actions", "bytes_mean", "probes")},
                      "stage_ms_mean": live.get("stage_ms_mean")})
-    sim_json = work / f"sim-{policy}-{trace.name}.json"
     # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
     start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_LEAD_S)
-    run_splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
-                 "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms), "--frames", str(args.frames),
-                 "--json", str(sim_json),
-                 "--obs-log", str(_obs_log(sim_json)),
-                 "--plots", str(work / "plots"), threads=args.threads, timeout_s=600)
-    sim = json.loads(sim_json.read_text())["policies"][policy]
+    deployment = {"server_speed": server_speed(live_reports, profile), "request_overhead_ms": request_overhead_ms}
+    sims = {}
+    for key, figures in (("sim", deployment), ("sim_profile_figures", {})):
+        sim_json = work / f"{key}-{policy}-{trace.name}.json"
+        run_splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
+                     "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms),
+                     "--frames", str(args.frames), "--json", str(sim_json), "--obs-log", str(_obs_log(sim_json)),
+                     *(a for k, v in figures.items() if v is not None
+                       for a in (f"--{k.replace('_', '-')}", f"{v:.4f}")),
+                     "--plots", str(work / "plots" / key), threads=args.threads, timeout_s=600)
+        sims[key] = json.loads(sim_json.read_text())["policies"][policy]
+    sim = sims["sim"]
     miss = statistics.fmean(r["deadline_miss_rate"] for r in runs)
     latency = statistics.fmean(r["latency_ms"]["mean"] for r in runs)
     out = {"trace": str(trace), "policy": policy, "repeats": len(runs), "sim_start_s": start_s,
@@ -124,9 +156,10 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
                     "deadline_miss_rate_runs": [r["deadline_miss_rate"] for r in runs],
                     "latency_ms_mean_runs": [r["latency_ms"]["mean"] for r in runs]},
            "live_runs": runs,
-           "sim": {k: sim[k] for k in sim if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
-                                                    "fallback_rate", "reward_mean")},
-           "sim_observed": observation_summary(_obs_log(sim_json))}
+           "deployment": deployment,
+           **{key: {k: v[k] for k in v if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
+                                                 "fallback_rate", "reward_mean")} for key, v in sims.items()},
+           "sim_observed": observation_summary(_obs_log(work / f"sim-{policy}-{trace.name}.json"))}
     out["miss_rate"] = _agree(miss, sim["deadline_miss_rate"], args.miss_floor)
     out["latency_mean_ms"] = _agree(latency, sim["latency_ms_mean"])
     out["agree"] = out["miss_rate"]["agree"] and out["latency_mean_ms"]["agree"]
@@ -134,8 +167,24 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     print(f"{policy:>10} on {trace.name}: miss rate live {miss * 100:.1f} % "
           f"({spread(out['live']['deadline_miss_rate_runs'], 100)}) vs sim {sim['deadline_miss_rate'] * 100:.1f} %, "
           f"mean latency live {latency:.1f} ms ({spread(out['live']['latency_ms_mean_runs'], 1)}) vs sim "
-          f"{sim['latency_ms_mean']:.1f} ms -> {'agree' if out['agree'] else 'DISAGREE'}", flush=True)
+          f"{sim['latency_ms_mean']:.1f} ms -> {'agree' if out['agree'] else 'DISAGREE'} (deployment: server "
+          f"speed {_fmt(deployment['server_speed'])}, RPC path {_fmt(request_overhead_ms)} ms; with the profile's "
+          f"figures the simulator says {sims['sim_profile_figures']['deadline_miss_rate'] * 100:.1f} %, "
+          f"{sims['sim_profile_figures']['latency_ms_mean']:.1f} ms)", flush=True)
     return out
+
+
+def _fmt(x: float | None) -> str:
+    return "the profile's" if x is None else f"{x:.2f}"
+
+
+def calibrate_request_overhead(server: str, profile: Profile, args, work: Path) -> dict:
+    """The RPC path's per-call ms on this machine now: ``args.calibration_frames`` frames of each calibration
+    action through a constant link (``benchmarks.rpc_path``), the mean excess over the actions."""
+    rows = {action: measure_action(server, profile, action, ("link",), args.calibration_frames, args, work)
+            for action in args.calibration_actions}
+    return {"actions": rows, "mbps": args.mbps, "rtt_ms": args.rtt_ms, "frames": args.calibration_frames,
+            "request_overhead_ms": statistics.fmean(r["link"]["excess_ms"]["mean"] for r in rows.values())}
 
 
 def main() -> None:
@@ -148,6 +197,10 @@ def main() -> None:
     ap.add_argument("--deadline-ms", type=float, default=100.0)
     ap.add_argument("--data", default=str(VAL))
     ap.add_argument("--miss-floor", type=float, default=0.01, help="absolute miss-rate difference that agrees")
+    ap.add_argument("--calibration-frames", type=int, default=150,
+                    help="frames per calibration action through a constant link (0: the profile's RPC path figure)")
+    ap.add_argument("--calibration-actions", nargs="+", default=["webp/q50", "layer2/w0.25"])
+    path_arguments(ap)
     ap.add_argument("--keep", default=None, help="keep each run's client report and observation logs in this folder")
     args = ap.parse_args()
     profile = Profile.load()
@@ -157,20 +210,33 @@ def main() -> None:
         work = Path(args.keep) if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
+            calibration = None
+            if args.calibration_frames > 0:
+                calibration = calibrate_request_overhead(server.address, profile, args, work)
+                print(f"RPC path per call through the link now: {calibration['request_overhead_ms']:.2f} ms "
+                      f"(the profile's: {profile.scenario.request_overhead_ms:.2f} ms)", flush=True)
+            overhead = calibration["request_overhead_ms"] if calibration else None
             for trace in traces:
                 for policy in args.policies:
-                    pairs.append(run_pair(trace, policy, server.address, profile, args, work))
+                    pairs.append(run_pair(trace, policy, server.address, profile, args, work, overhead))
     ok = all(p["agree"] for p in pairs)
     print(f"live within {TOLERANCE:.0%} of the simulator on every trace and policy: {'yes' if ok else 'NO'}")
     write_json("live_agreement", {"profile": {"checkpoint_sha256": profile.checkpoint_sha256,
                                               "device_class": profile.scenario.device_class,
                                               "trace_scale": profile.scenario.trace_scale,
+                                              "server_speed": profile.scenario.server_speed,
+                                              "request_overhead_ms": profile.scenario.request_overhead_ms,
                                               "rtt_ms": profile.scenario.rtt_ms,
                                               "jitter_ms": profile.scenario.jitter_ms}, "fps": args.fps,
                                   "deadline_ms": args.deadline_ms, "frames": args.frames, "repeats": args.repeats,
                                   "tolerance": TOLERANCE,
-                                  "miss_floor": args.miss_floor, "pairs": pairs, "ok": ok,
-                                  "notes": ["the simulation starts at the trace time of the live runs' first "
+                                  "miss_floor": args.miss_floor, "calibration": calibration, "pairs": pairs,
+                                  "ok": ok,
+                                  "notes": ["sim simulates the deployment measured here (server speed from each "
+                                            "pair's live runs, RPC path from the calibration); "
+                                            "sim_profile_figures uses the profile's figures; the policies use the "
+                                            "profile's in both",
+                                            "the simulation starts at the trace time of the live runs' first "
                                             "frames (their mean; sim_start_s is where its warm-up begins)",
                                             "the simulator draws images at random from the profile's; the client "
                                             "sends the first --frames validation images"]}, args.json)

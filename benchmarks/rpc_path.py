@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "data" / "cifar10" / "val.npz"
 
 
-def _client(address: str, action: str, args, out_json: Path) -> dict:
+def _client(address: str, action: str, args, frames: int, out_json: Path) -> dict:
     run_splitnet("client", "--server", address, "--policy", action, "--emulate-device", "--fps", str(args.fps),
-                 "--deadline-ms", str(args.deadline_ms), "--data", str(args.data), "--limit", str(args.frames),
+                 "--deadline-ms", str(args.deadline_ms), "--data", str(args.data), "--limit", str(frames),
                  "--quiet", "--allow-local", "--json", str(out_json),
                  *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
-                 threads=args.threads, timeout_s=args.frames / args.fps * 5 + 300)
+                 threads=args.threads, timeout_s=frames / args.fps * 5 + 300)
     return json.loads(out_json.read_text())
 
 
@@ -66,48 +66,68 @@ def excess(report: dict, overhead_bytes: int, mbps: float | None, rtt_ms: float)
     return out
 
 
+def constant_trace(path: Path, mbps: float, seconds: int) -> Path:
+    """A trace file of ``seconds`` one-second rows at ``mbps`` (Mbit/s)."""
+    path.write_text("".join(f"{t}.0\t{mbps}\n" for t in range(seconds)))
+    return path
+
+
+def measure_action(server: str, profile: Profile, action: str, modes: tuple[str, ...], frames: int, args,
+                   work: Path) -> dict:
+    """``frames`` frames of ``action`` sent in each of ``modes`` (``direct`` to ``server``, ``link`` through
+    ``splitnet link`` playing a constant ``args.mbps`` trace with ``args.rtt_ms``); per mode the network ms
+    beyond the link model and the live server ms (queue + decode + tail) of each offloaded frame, summarized."""
+    a = profile.actions[profile.index(action)]
+    row: dict = {"overhead_bytes": a.overhead_bytes, "profile_server_ms": a.server_ms}
+    trace = constant_trace(work / "constant.log", args.mbps, int(frames / args.fps) + 600)
+    for mode in modes:
+        link = None
+        address = server
+        if mode == "link":
+            link = example.spawn_link(trace, server, work, args.rtt_ms, timeout_s=120)
+            address = link.address
+        try:
+            report = _client(address, action, args, frames, work / f"{action.replace('/', '_')}-{mode}.json")
+        finally:
+            if link is not None:
+                link.terminate()
+        values = excess(report, a.overhead_bytes, args.mbps if mode == "link" else None, args.rtt_ms)
+        server_ms = [f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"]
+                     for f in report["frames_detail"] if f["ran_on"] == "server"]
+        if not values:
+            raise RuntimeError(f"no frame of {action} was answered by the server ({mode})")
+        row[mode] = {"excess_ms": summary(values), "server_ms": summary(server_ms),
+                     "client_queue_ms_mean": report.get("stage_ms_mean", {}).get("client_queue_ms"),
+                     "frames_answered": report["frames_answered"], "frames": report["frames"]}
+        print(f"{action:>14} {mode:>6}: network beyond the link model: mean "
+              f"{row[mode]['excess_ms']['mean']:.2f} ms, median {row[mode]['excess_ms']['median']:.2f} ms; "
+              f"server {row[mode]['server_ms']['mean']:.2f} ms (profile {a.server_ms:.2f}); "
+              f"{report['frames_answered']}/{report['frames']} answered", flush=True)
+    return row
+
+
+def path_arguments(ap) -> None:
+    """The constant link's options (shared with benchmarks.live_agreement's calibration)."""
+    ap.add_argument("--mbps", type=float, default=0.1, help="the constant link's throughput (Mbit/s)")
+    ap.add_argument("--rtt-ms", type=float, default=20.0)
+
+
 def main() -> None:
     ap = benchmark_arguments(__doc__, json_path=str(ROOT / "reports" / "rpc_path.json"))
     ap.add_argument("--actions", nargs="+", default=["webp/q50", "layer2/w0.25"])
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--deadline-ms", type=float, default=100.0)
-    ap.add_argument("--mbps", type=float, default=0.1, help="the constant link's throughput (Mbit/s)")
-    ap.add_argument("--rtt-ms", type=float, default=20.0)
+    path_arguments(ap)
     ap.add_argument("--data", default=str(VAL))
     args = ap.parse_args()
     profile = Profile.load()
     rows = {}
     with tempfile.TemporaryDirectory(prefix="splitnet-rpc-path-") as tmp:
-        work = Path(tmp)
-        trace = work / "constant.log"
-        trace.write_text("".join(f"{t}.0\t{args.mbps}\n" for t in range(int(args.frames / args.fps) + 600)))
         with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
             for action in args.actions:
-                a = profile.actions[profile.index(action)]
-                row: dict = {"overhead_bytes": a.overhead_bytes, "profile_server_ms": a.server_ms}
-                for mode in ("direct", "link"):
-                    link = None
-                    address = server.address
-                    if mode == "link":
-                        link = example.spawn_link(trace, server.address, work, args.rtt_ms, timeout_s=120)
-                        address = link.address
-                    try:
-                        report = _client(address, action, args, work / f"{action.replace('/', '_')}-{mode}.json")
-                    finally:
-                        if link is not None:
-                            link.terminate()
-                    values = excess(report, a.overhead_bytes, args.mbps if mode == "link" else None, args.rtt_ms)
-                    server_ms = [f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"]
-                                 for f in report["frames_detail"] if f["ran_on"] == "server"]
-                    row[mode] = {"excess_ms": summary(values), "server_ms": summary(server_ms),
-                                 "client_queue_ms_mean": report.get("stage_ms_mean", {}).get("client_queue_ms"),
-                                 "frames_answered": report["frames_answered"], "frames": report["frames"]}
-                    print(f"{action:>14} {mode:>6}: network beyond the link model: mean "
-                          f"{row[mode]['excess_ms']['mean']:.2f} ms, median {row[mode]['excess_ms']['median']:.2f} ms; "
-                          f"server {row[mode]['server_ms']['mean']:.2f} ms (profile {a.server_ms:.2f}); "
-                          f"{report['frames_answered']}/{report['frames']} answered", flush=True)
-                rows[action] = row
+                rows[action] = measure_action(server.address, profile, action, ("direct", "link"), args.frames,
+                                              args, Path(tmp))
     overhead = statistics.fmean(r["link"]["excess_ms"]["mean"] for r in rows.values())
     stack = statistics.fmean(r["direct"]["excess_ms"]["mean"] for r in rows.values())
     slowdown = statistics.fmean(r[mode]["server_ms"]["mean"] / r["profile_server_ms"]

@@ -257,9 +257,18 @@ def live_agreement_block() -> str:
              + "). "
              f"Agreement: within "
              f"{report['tolerance']:.0%} (miss rates also within {report['miss_floor'] * 100:g} pt).", "",
-             f"Live figures are the mean of {report.get('repeats', 1)} runs per pair (their range in brackets).", "",
-             "| trace | policy | miss rate live / sim | mean latency ms live / sim | live: answered by the server, "
-             "fallbacks, dropped by the camera (per run) | agree |", "|---|---|---:|---:|---:|---|"]
+             f"Live figures are the mean of {report.get('repeats', 1)} runs per pair (their range in brackets).", ""]
+    calibration = report.get("calibration")
+    if calibration is not None:
+        lines += [f"The simulator is given the deployment measured here: each pair's server speed (the live "
+                  f"server's queue + decode + tail over the profile's measured server ms; the profile says "
+                  f"{report['profile']['server_speed']:.2f}) and the RPC path's per-call time, "
+                  f"{calibration['request_overhead_ms']:.2f} ms through a constant link just before (the profile "
+                  f"says {report['profile']['request_overhead_ms']:.2f} ms). The policies use the profile's "
+                  f"figures, live and simulated. The last column is the simulation with the profile's figures.", ""]
+    lines += ["| trace | policy | miss rate live / sim | mean latency ms live / sim | live: answered by the server, "
+              "fallbacks, dropped by the camera (per run) | agree | server speed | sim with the profile's figures: "
+              "miss, latency ms |", "|---|---|---:|---:|---:|---|---:|---:|"]
     for p in report["pairs"]:
         miss, lat = p["miss_rate"], p["latency_mean_ms"]
         runs = p.get("live_runs", [p["live"]])
@@ -270,7 +279,11 @@ def live_agreement_block() -> str:
         lines.append(f"| {Path(p['trace']).name[:24]} | `{p['policy']}` | {miss['live'] * 100:.1f} % "
                      f"({min(miss_runs):.1f}–{max(miss_runs):.1f}) / {miss['sim'] * 100:.1f} % | {lat['live']:.1f} "
                      f"({min(lat_runs):.1f}–{max(lat_runs):.1f}) / {lat['sim']:.1f} | {answered} | "
-                     f"{'yes' if p['agree'] else '**no**'} |")
+                     f"{'yes' if p['agree'] else '**no**'} | "
+                     + (f"{p['deployment']['server_speed']:.2f} | " if p.get("deployment") else "— | ")
+                     + (f"{p['sim_profile_figures']['deadline_miss_rate'] * 100:.1f} %, "
+                        f"{p['sim_profile_figures']['latency_ms_mean']:.1f} |"
+                        if "sim_profile_figures" in p else "— |"))
     return "\n".join(lines + ["", _provenance(report)])
 
 

@@ -107,3 +107,29 @@ def test_simulate_and_train_policy_commands(tmp_path: Path) -> None:
     assert (tmp_path / "sim_latency_cdf.png").exists() and (tmp_path / "sim_actions.png").exists()
     bad = run("simulate", "--profile", str(profile), "--traces", str(tmp_path / "nothing"), "--policy", "local")
     assert bad.returncode == 2 and "no traces" in bad.stderr
+
+
+def test_simulate_takes_the_deployment_s_server_speed_and_rpc_path(tmp_path: Path) -> None:
+    """``--server-speed`` and ``--request-overhead-ms`` change the simulated world by exactly what they say (a
+    constant fast link: every frame of a fixed split pays the server's ms and the per-call ms once), and the
+    profile's own figures stay what the policies see."""
+    from splitnet_cli.main import main
+
+    profile_path = tmp_path / "profile.json"
+    profile = toy_profile()
+    profile.save(profile_path)
+    trace = tmp_path / "flat.log"
+    trace.write_text("".join(f"{t}\t20.0\n" for t in range(60)))
+    latency = {}
+    for key, extra in (("profile", []), ("deployment", ["--server-speed", "41", "--request-overhead-ms", "5"])):
+        out = tmp_path / f"sim-{key}.json"
+        assert main(["simulate", "--profile", str(profile_path), "--traces", str(trace), "--frames", "100",
+                     "--policy", "fixed:layer2:0.5", "--json", str(out), *extra]) == 0
+        report = json.loads(out.read_text())
+        latency[key] = report["policies"]["fixed:layer2:0.5"]["latency_ms_mean"]
+    assert report["deployment"] == {"server_speed": 41.0, "request_overhead_ms": 5.0, "differs_from_profile": True}
+    # layer2/w0.5's server ms is 0.5 at speed 1: 20.5 ms at 41, plus 5 ms per call
+    assert latency["deployment"] - latency["profile"] == pytest.approx(20.0 + 5.0, abs=0.5)
+    assert profile.with_deployment() is profile and profile.with_deployment(server_speed=1.0) is profile
+    world = profile.with_deployment(server_speed=2.0, request_overhead_ms=3.0)
+    assert world.server_ms(2) == 1.0 and world.scenario.request_overhead_ms == 3.0 and profile.server_ms(2) == 0.5

@@ -130,6 +130,14 @@ class Profile:
     def with_scenario(self, scenario: Scenario) -> Profile:
         return Profile(self.model, self.actions, scenario, self.checkpoint_sha256, self.source)
 
+    def with_deployment(self, server_speed: float | None = None, request_overhead_ms: float | None = None) -> Profile:
+        """This profile simulating a given deployment: its server's speed (ms = measured ms x ``server_speed``)
+        and its RPC path's per-call ms; ``None`` keeps the scenario's figure, and with nothing changed the
+        profile itself is returned."""
+        given = {"server_speed": server_speed, "request_overhead_ms": request_overhead_ms}
+        changes = {k: float(v) for k, v in given.items() if v is not None and float(v) != getattr(self.scenario, k)}
+        return self.with_scenario(replace(self.scenario, **changes)) if changes else self
+
     def with_measured_times(self, device_ms: dict[str, float], server_ms: dict[str, float] | None = None,
                             device_class: str = "this device (self-calibrated)") -> Profile:
         """This profile with the device ms (and server ms) measured live, unscaled.

@@ -25,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sm.add_argument("--start-s", type=nonnegative_float, default=0.0,
                     help="trace time (s) at which each run starts (its warm-up link probes, then the first frame), "
                          "e.g. to line up with a live run through splitnet link")
+    sm.add_argument("--server-speed", type=positive_float, default=None,
+                    help="the simulated deployment's server: its ms = the profile's measured ms x this (default: the "
+                         "profile's); the policies keep the profile's figures, as a live client does")
+    sm.add_argument("--request-overhead-ms", type=nonnegative_float, default=None,
+                    help="the simulated deployment's RPC path, ms per call beyond link and server (default: the "
+                         "profile's; benchmarks.rpc_path measures it); the policies keep the profile's")
     sm.add_argument("--obs-log", default=None,
                     help="write what each policy saw and chose per frame (JSON lines; with several policies, "
                          "one file each: <stem>-<policy><suffix>)")
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     profile = Profile.load(args.profile)
     traces = load_traces(args.traces)
     policies = _policies(args.policy, profile)
+    world = profile.with_deployment(server_speed=args.server_speed, request_overhead_ms=args.request_overhead_ms)
     if args.obs_log:
         from policies.agents.recording import RecordingPolicy
 
@@ -58,12 +65,15 @@ def run(args: argparse.Namespace) -> int:
         policies = {k: p if p is None else RecordingPolicy(
             p, log if len(policies) == 1 else log.with_name(f"{log.stem}-{k.replace(':', '_')}{log.suffix}"))
             for k, p in policies.items()}
-    report, runs = simulate(profile, traces, policies, fps=args.fps, deadline_ms=args.deadline_ms,
+    report, runs = simulate(world, traces, policies, fps=args.fps, deadline_ms=args.deadline_ms,
                             frames=args.frames, seed=args.seed, start_s=args.start_s)
     for p in policies.values():
         if hasattr(p, "close"):  # observation logs
             p.close()
     report["profile"] = profile.source
+    report["deployment"] = {"server_speed": world.scenario.server_speed,
+                            "request_overhead_ms": world.scenario.request_overhead_ms,
+                            "differs_from_profile": world is not profile}
     print(format_report(report))
     write_json(report, args.json)
     if args.json or args.plots:
