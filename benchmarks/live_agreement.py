@@ -44,11 +44,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.common import benchmark_arguments, run_splitnet, serving, write_json
 from benchmarks.rpc_path import measure_action, path_arguments
 from examples import detection_loop as example
 from policies.agents.recording import read_log
+from policies.network.channel_models import Channel, ChannelConfig
 from policies.network.trace_sets import split_files
+from policies.network.traces import load_trace
 from policies.simulation.profile import Profile
 from policies.simulation.simulator import WARMUP_LEAD_S
 
@@ -70,16 +74,29 @@ def _obs_log(report_json: Path) -> Path:
     return report_json.with_suffix(".obs.jsonl")
 
 
-def observation_summary(path: Path) -> dict:
+def observation_summary(path: Path, link: Channel | None = None, first_frame_s: float = 0.0,
+                        fps: float = 10.0) -> dict:
     """What a policy saw over a run (its ``--obs-log``): how often it had no throughput estimate, and the mean
-    estimate, RTT and last-frame latency it was shown."""
+    estimate, RTT and last-frame latency it was shown. With ``link`` (the trace at the run's scale) and the trace
+    time of the first frame, also how the estimate compares with the rate the link had when each decision was
+    taken: the ratio of their means and their correlation. A diagnostic: the n-th decision is placed at
+    ``first_frame_s + n / fps``, so frames the camera dropped (``frames_dropped``) put it behind by as many
+    frame intervals."""
     rows = read_log(path)
     known = [r["throughput_mbps"] for r in rows if r["throughput_mbps"] > 0]
     mean = lambda xs: statistics.fmean(xs) if xs else 0.0  # noqa: E731
-    return {"frames": len(rows), "no_throughput_estimate": 1 - len(known) / max(1, len(rows)),
-            "throughput_mbps_mean": mean(known), "rtt_ms_mean": mean([r["rtt_ms"] for r in rows]),
-            "last_latency_ms_mean": mean([r["last_latency_ms"] for r in rows]),
-            "last_fallback_share": mean([float(r["last_fallback"]) for r in rows])}
+    out = {"frames": len(rows), "no_throughput_estimate": 1 - len(known) / max(1, len(rows)),
+           "throughput_mbps_mean": mean(known), "rtt_ms_mean": mean([r["rtt_ms"] for r in rows]),
+           "last_latency_ms_mean": mean([r["last_latency_ms"] for r in rows]),
+           "last_fallback_share": mean([float(r["last_fallback"]) for r in rows])}
+    if link is not None and len(known) > 2:
+        pairs = [(r["throughput_mbps"], link.rate_mbps(first_frame_s + r["frame"] / fps))
+                 for r in rows if r["throughput_mbps"] > 0]
+        estimate, true = (np.array(x) for x in zip(*pairs))
+        out["link_mbps_mean"] = float(true.mean())
+        out["estimate_over_link"] = float(estimate.mean() / true.mean())
+        out["estimate_link_corr"] = float(np.corrcoef(estimate, true)[0, 1]) if true.std() > 0 else None
+    return out
 
 
 def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out_json: Path) -> tuple[dict, float]:
@@ -124,13 +141,15 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     """``args.repeats`` live runs (each through a fresh link) and the matching simulations (of the deployment
     measured live, and with the profile's figures); the live figures are the mean over the runs (each run is in
     ``live_runs``); returns them, the simulations and their agreement."""
+    link = Channel(load_trace(trace), ChannelConfig(scale=profile.scenario.trace_scale))
     runs, live_reports = [], []
     for i in range(args.repeats):
         live_json = work / f"live-{policy}-{trace.name}-{i}.json"
         live, elapsed = _live_run(trace, policy, server, profile, args, live_json)
         live_reports.append(live)
         runs.append({"link_plus_client_s": elapsed, "trace_s_at_first_frame": live["trace_s_at_first_frame"],
-                     "observed": observation_summary(_obs_log(live_json)),
+                     "observed": observation_summary(_obs_log(live_json), link, live["trace_s_at_first_frame"],
+                                                     args.fps),
                      **{k: live[k] for k in ("frames", "frames_answered", "frames_dropped", "fallback_local",
                                              "fallback_reasons", "deadline_missed", "deadline_miss_rate",
                                              "latency_ms", "actions", "chosen_actions", "bytes_mean", "probes")},
@@ -159,7 +178,8 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
            "deployment": deployment,
            **{key: {k: v[k] for k in v if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
                                                  "fallback_rate", "reward_mean")} for key, v in sims.items()},
-           "sim_observed": observation_summary(_obs_log(work / f"sim-{policy}-{trace.name}.json"))}
+           "sim_observed": observation_summary(_obs_log(work / f"sim-{policy}-{trace.name}.json"), link,
+                                               start_s + WARMUP_LEAD_S, args.fps)}
     out["miss_rate"] = _agree(miss, sim["deadline_miss_rate"], args.miss_floor)
     out["latency_mean_ms"] = _agree(latency, sim["latency_ms_mean"])
     out["agree"] = out["miss_rate"]["agree"] and out["latency_mean_ms"]["agree"]
