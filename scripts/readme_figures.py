@@ -266,9 +266,11 @@ def live_agreement_block() -> str:
                   f"{calibration['request_overhead_ms']:.2f} ms through a constant link just before (the profile "
                   f"says {report['profile']['request_overhead_ms']:.2f} ms). The policies use the profile's "
                   f"figures, live and simulated. The last column is the simulation with the profile's figures.", ""]
+    with_estimate = all("estimate_over_link" in p.get("sim_observed", {}) for p in report["pairs"])
     lines += ["| trace | policy | miss rate live / sim | mean latency ms live / sim | live: answered by the server, "
               "fallbacks, dropped by the camera (per run) | agree | server speed | sim with the profile's figures: "
-              "miss, latency ms |", "|---|---|---:|---:|---:|---|---:|---:|"]
+              "miss, latency ms |" + (" throughput estimate / link rate, live runs / sim |" if with_estimate else ""),
+              "|---|---|---:|---:|---:|---|---:|---:|" + ("---:|" if with_estimate else "")]
     for p in report["pairs"]:
         miss, lat = p["miss_rate"], p["latency_mean_ms"]
         runs = p.get("live_runs", [p["live"]])
@@ -283,7 +285,9 @@ def live_agreement_block() -> str:
                      + (f"{p['deployment']['server_speed']:.2f} | " if p.get("deployment") else "— | ")
                      + (f"{p['sim_profile_figures']['deadline_miss_rate'] * 100:.1f} %, "
                         f"{p['sim_profile_figures']['latency_ms_mean']:.1f} |"
-                        if "sim_profile_figures" in p else "— |"))
+                        if "sim_profile_figures" in p else "— |")
+                     + (" " + ", ".join(f"{r['observed']['estimate_over_link']:.2f}" for r in runs)
+                        + f" / {p['sim_observed']['estimate_over_link']:.2f} |" if with_estimate else ""))
     return "\n".join(lines + ["", _provenance(report)])
 
 
