@@ -265,7 +265,8 @@ def live_agreement_block() -> str:
                   f"{report['profile']['server_speed']:.2f}) and the RPC path's per-call time, "
                   f"{calibration['request_overhead_ms']:.2f} ms through a constant link just before (the profile "
                   f"says {report['profile']['request_overhead_ms']:.2f} ms). The policies use the profile's "
-                  f"figures, live and simulated. The last column is the simulation with the profile's figures.", ""]
+                  f"figures, live and simulated. The column \"sim with the profile's figures\" is the simulation "
+                  f"without the deployment's figures.", ""]
     with_estimate = all("estimate_over_link" in p.get("sim_observed", {}) for p in report["pairs"])
     lines += ["| trace | policy | miss rate live / sim | mean latency ms live / sim | live: answered by the server, "
               "fallbacks, dropped by the camera (per run) | agree | server speed | sim with the profile's figures: "
@@ -282,7 +283,8 @@ def live_agreement_block() -> str:
                      f"({min(miss_runs):.1f}–{max(miss_runs):.1f}) / {miss['sim'] * 100:.1f} % | {lat['live']:.1f} "
                      f"({min(lat_runs):.1f}–{max(lat_runs):.1f}) / {lat['sim']:.1f} | {answered} | "
                      f"{'yes' if p['agree'] else '**no**'} | "
-                     + (f"{p['deployment']['server_speed']:.2f} | " if p.get("deployment") else "— | ")
+                     + (f"{p['deployment']['server_speed']:.2f} | "
+                        if (p.get("deployment") or {}).get("server_speed") is not None else "— | ")
                      + (f"{p['sim_profile_figures']['deadline_miss_rate'] * 100:.1f} %, "
                         f"{p['sim_profile_figures']['latency_ms_mean']:.1f} |"
                         if "sim_profile_figures" in p else "— |")
