@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import benchmark_arguments, run_splitnet, serving, write_json
-from benchmarks.rpc_path import measure_action, path_arguments
+from benchmarks.rpc_path import constant_trace, measure_action, path_arguments
 from examples import detection_loop as example
 from policies.agents.recording import read_log
 from policies.network.channel_models import Channel, ChannelConfig
@@ -157,12 +157,13 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
     start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_LEAD_S)
     deployment = {"server_speed": server_speed(live_reports, profile), "request_overhead_ms": request_overhead_ms}
-    sims = {}
+    sims, sim_obs = {}, {}
     for key, figures in (("sim", deployment), ("sim_profile_figures", {})):
         sim_json = work / f"{key}-{policy}-{trace.name}.json"
+        sim_obs[key] = _obs_log(sim_json)
         run_splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
                      "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms),
-                     "--frames", str(args.frames), "--json", str(sim_json), "--obs-log", str(_obs_log(sim_json)),
+                     "--frames", str(args.frames), "--json", str(sim_json), "--obs-log", str(sim_obs[key]),
                      *(a for k, v in figures.items() if v is not None
                        for a in (f"--{k.replace('_', '-')}", f"{v:.4f}")),
                      "--plots", str(work / "plots" / key), threads=args.threads, timeout_s=600)
@@ -178,8 +179,7 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
            "deployment": deployment,
            **{key: {k: v[k] for k in v if k in ("latency_ms_mean", "deadline_miss_rate", "actions",
                                                  "fallback_rate", "reward_mean")} for key, v in sims.items()},
-           "sim_observed": observation_summary(_obs_log(work / f"sim-{policy}-{trace.name}.json"), link,
-                                               start_s + WARMUP_LEAD_S, args.fps)}
+           "sim_observed": observation_summary(sim_obs["sim"], link, start_s + WARMUP_LEAD_S, args.fps)}
     out["miss_rate"] = _agree(miss, sim["deadline_miss_rate"], args.miss_floor)
     out["latency_mean_ms"] = _agree(latency, sim["latency_ms_mean"])
     out["agree"] = out["miss_rate"]["agree"] and out["latency_mean_ms"]["agree"]
@@ -201,7 +201,8 @@ def _fmt(x: float | None) -> str:
 def calibrate_request_overhead(server: str, profile: Profile, args, work: Path) -> dict:
     """The RPC path's per-call ms on this machine now: ``args.calibration_frames`` frames of each calibration
     action through a constant link (``benchmarks.rpc_path``), the mean excess over the actions."""
-    rows = {action: measure_action(server, profile, action, ("link",), args.calibration_frames, args, work)
+    trace = constant_trace(work / "constant.log", args.mbps, int(args.calibration_frames / args.fps) + 600)
+    rows = {action: measure_action(server, profile, action, ("link",), args.calibration_frames, args, work, trace)
             for action in args.calibration_actions}
     return {"actions": rows, "mbps": args.mbps, "rtt_ms": args.rtt_ms, "frames": args.calibration_frames,
             "request_overhead_ms": statistics.fmean(r["link"]["excess_ms"]["mean"] for r in rows.values())}

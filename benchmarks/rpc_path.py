@@ -73,13 +73,13 @@ def constant_trace(path: Path, mbps: float, seconds: int) -> Path:
 
 
 def measure_action(server: str, profile: Profile, action: str, modes: tuple[str, ...], frames: int, args,
-                   work: Path) -> dict:
+                   work: Path, trace: Path) -> dict:
     """``frames`` frames of ``action`` sent in each of ``modes`` (``direct`` to ``server``, ``link`` through
-    ``splitnet link`` playing a constant ``args.mbps`` trace with ``args.rtt_ms``); per mode the network ms
-    beyond the link model and the live server ms (queue + decode + tail) of each offloaded frame, summarized."""
+    ``splitnet link`` playing ``trace``, a :func:`constant_trace` at ``args.mbps``, with ``args.rtt_ms``); per mode
+    the network ms beyond the link model and the live server ms (queue + decode + tail) of each offloaded frame,
+    summarized."""
     a = profile.actions[profile.index(action)]
     row: dict = {"overhead_bytes": a.overhead_bytes, "profile_server_ms": a.server_ms}
-    trace = constant_trace(work / "constant.log", args.mbps, int(frames / args.fps) + 600)
     for mode in modes:
         link = None
         address = server
@@ -124,10 +124,11 @@ def main() -> None:
     profile = Profile.load()
     rows = {}
     with tempfile.TemporaryDirectory(prefix="splitnet-rpc-path-") as tmp:
+        trace = constant_trace(Path(tmp) / "constant.log", args.mbps, int(args.frames / args.fps) + 600)
         with serving(checkpoint=args.checkpoint, workdir=tmp) as server:
             for action in args.actions:
                 rows[action] = measure_action(server.address, profile, action, ("direct", "link"), args.frames,
-                                              args, Path(tmp))
+                                              args, Path(tmp), trace)
     overhead = statistics.fmean(r["link"]["excess_ms"]["mean"] for r in rows.values())
     stack = statistics.fmean(r["direct"]["excess_ms"]["mean"] for r in rows.values())
     slowdown = statistics.fmean(r[mode]["server_ms"]["mean"] / r["profile_server_ms"]
