@@ -34,6 +34,8 @@ PARSE_ERRORS = [
     (["client", "--server", "127.0.0.1:1", "--link-probes", "-1"], "--link-probes"),
     (["link", "--upstream", "127.0.0.1:1", "--trace", "t.txt", "--jitter-ms", "-1"], "--jitter-ms"),
     (["simulate", "--traces", "eval", "--policy", "local", "--start-s", "-1"], "--start-s"),
+    (["simulate", "--traces", "eval", "--policy", "local", "--server-speed", "0"], "--server-speed"),
+    (["simulate", "--traces", "eval", "--policy", "local", "--request-overhead-ms", "-1"], "--request-overhead-ms"),
     (["client", "--server", "127.0.0.1:1", "--limit", "-1"], "--limit"),
     (["client", "--server", "nonsense"], "--server"),
     (["eval", "--limit", "-1"], "--limit"),
