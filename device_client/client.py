@@ -78,6 +78,7 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _MIN_WAIT_S = 0.0001  # the shortest wait handed to gRPC (a zero or negative timeout is not one)
 _POLL_S = 0.002  # while the device thread has no frame to work on: how often it looks for one, or for work (s)
 _FALLBACK_SLACK_MS = 2e3 * _POLL_S  # a fallback's start can lag its give-up by the polling interval, twice
+_IDLE_POLL_S = 0.01  # how often (s) a due empty probe looks for a moment with no frame in flight
 
 
 @dataclass
@@ -158,15 +159,15 @@ class _ActionStats:
     """Smoothed costs of one action, to predict whether a frame would meet its deadline."""
 
     device_ms: float = 0.0
-    payload_bytes: float = 0.0
+    link_bytes: float = 0.0  # uplink bytes beyond an empty probe call's (convert.link_sample_bytes)
     server_ms: float = 0.0
     updated_at: float = 0.0  # time.monotonic() of the last answered frame
 
-    def update(self, device_ms: float, payload_bytes: int, server_ms: float | None, a: float = 0.2) -> None:
+    def update(self, device_ms: float, link_bytes: int, server_ms: float | None, a: float = 0.2) -> None:
         self.updated_at = time.monotonic()
         first = self.device_ms == 0.0
         self.device_ms = device_ms if first else (1 - a) * self.device_ms + a * device_ms
-        self.payload_bytes = payload_bytes if first else (1 - a) * self.payload_bytes + a * payload_bytes
+        self.link_bytes = link_bytes if first else (1 - a) * self.link_bytes + a * link_bytes
         if server_ms is not None:
             self.server_ms = server_ms if self.server_ms == 0.0 else (1 - a) * self.server_ms + a * server_ms
 
@@ -178,6 +179,7 @@ class _Pending:
     t0: float  # arrival (time.perf_counter())
     chosen: str
     fit: FrameFit | None = None
+    overhead_bytes: int = 0  # uplink bytes its request costs besides the payload (convert.request_overhead_bytes)
     started: float = 0.0  # the device started on it
     result: FrameResult | None = None  # set when the frame already ran locally
     session: StreamSession | None = None
@@ -267,6 +269,7 @@ class SplitClient:
         self._device_jobs: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()
         self._device_wake = threading.Event()  # set when work is queued to the device thread
         self._last_send = 0.0  # the link probe measures the RTT right away
+        self._last_empty = 0.0  # when the newest empty probe call went out (time.monotonic())
         self._frames_seen = 0
         self._closed = threading.Event()
         self.probe_bytes = probe_bytes
@@ -306,18 +309,34 @@ class SplitClient:
             grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
 
     def _probe_loop(self, interval_s: float) -> None:
-        """While no frame goes out for ``interval_s``, probe the link to keep its estimate fresh.
+        """While no frame goes out for ``interval_s``, probe the link to keep its estimate fresh; while frames
+        go, send an empty call whenever none went out for ``interval_s``, as soon as no frame is in flight.
 
         A probe is two calls, one after the other: an empty one (its round trip is the base RTT:
         propagation and per-message framing) and one of ``probe_bytes`` (whose extra time over
         the base is serialization, hence a throughput sample). One size alone cannot tell a
-        slow link from a long RTT.
+        slow link from a long RTT. The lone empty call while offloading keeps the base RTT true: on a
+        slow link every frame's round trip carries its payload's serialization, and a base taken from
+        them alone made each frame's transfer time short and the throughput estimate high (BBR's
+        PROBE_RTT plays the same part). It waits for a moment with nothing in flight (up to another
+        ``interval_s``), so that it does not queue behind a payload. It costs an empty call's ~60 bytes
+        a second.
         """
-        while not self._closed.wait(max(0.05, self._last_send + interval_s - time.monotonic())):
-            if time.monotonic() - self._last_send < interval_s:
+        wait_s = 0.05
+        while not self._closed.wait(wait_s):
+            now = time.monotonic()
+            wait_s = max(0.05, min(self._last_send, self._last_empty) + interval_s - now)
+            if now - self._last_send >= interval_s:
+                self._last_send = now
+                outcome = self._probe_round()
+            elif now - self._last_empty >= interval_s:
+                if self._inflight_bytes() > 0 and now - self._last_empty < 2 * interval_s:
+                    wait_s = _IDLE_POLL_S  # a frame is on its way: look again shortly
+                    continue
+                outcome = self._probe(0)
+            else:
                 continue
-            self._last_send = time.monotonic()
-            if self._probe_round() == "stop":
+            if outcome == "stop":
                 return
 
     def measure_link(self, rounds: int = 3) -> None:
@@ -342,6 +361,8 @@ class SplitClient:
 
     def _probe(self, size: int) -> str:
         """One Probe call of ``size`` padding bytes, fed to the estimator: "ok", "failed" or "stop"."""
+        if size == 0:
+            self._last_empty = time.monotonic()
         t0 = time.perf_counter()
         try:
             self._stub.Probe(pb.ProbeRequest(padding=bytes(size)), timeout=max(1.0, self.rpc_timeout_s),
@@ -397,7 +418,7 @@ class SplitClient:
         stats = self._action_stats.get(action)
         if stats is None or time.monotonic() - stats.updated_at > self.probe_interval_s:
             return False
-        predicted = stats.device_ms + self.estimator.transfer_ms(int(stats.payload_bytes)) + stats.server_ms
+        predicted = stats.device_ms + self.estimator.transfer_ms(int(stats.link_bytes)) + stats.server_ms
         return spent_ms + predicted > self.budget_ms and predicted > self._local_ms()
 
     @property
@@ -488,18 +509,21 @@ class SplitClient:
                                       payload_bytes=payload_bytes, boxes=pred.boxes))
 
     def _learn(self, chosen: str, resp: pb.InferResponse, sent: float, arrived: float, t0: float,
-               timing: Timing, payload_bytes: int) -> tuple[float, float]:
+               timing: Timing, payload_bytes: int, overhead_bytes: int = 0) -> tuple[float, float]:
         """Feed one answer (late or not) to the link estimator, the action's statistics and its breaker.
 
-        Returns (network ms, server ms). A miss is an answer after the frame's budget from its arrival.
+        The estimator counts the bytes the request put on the uplink beyond an empty probe call's
+        (:func:`splitnet.rpc.convert.link_sample_bytes`). Returns (network ms, server ms). A miss is an
+        answer after the frame's budget from its arrival.
         """
         st = convert.timing_from_response(resp)
         server_ms = st.queue_ms + st.decode_ms + st.tail_ms
         network_ms = max(0.0, (arrived - sent) * 1e3 - server_ms)
-        self.estimator.add(LinkSample(payload_bytes, network_ms))
+        link_bytes = convert.link_sample_bytes(payload_bytes, overhead_bytes)
+        self.estimator.add(LinkSample(link_bytes, network_ms))
         with self._stats_lock:
             self._action_stats.setdefault(chosen, _ActionStats()).update(
-                timing.head_ms + timing.encode_ms, payload_bytes, server_ms)
+                timing.head_ms + timing.encode_ms, link_bytes, server_ms)
         if self.calibration is not None:
             self.calibration.observe(chosen, timing.head_ms + timing.encode_ms)
         self.breaker.record(chosen, (arrived - t0) * 1e3 <= self.budget_ms)
@@ -507,10 +531,11 @@ class SplitClient:
         return network_ms, server_ms
 
     def _answered(self, seq: int, resp: pb.InferResponse, t0: float, sent: float, chosen: str,
-                  timing: Timing, payload_bytes: int, arrived: float | None = None) -> FrameResult:
+                  timing: Timing, payload_bytes: int, arrived: float | None = None,
+                  overhead_bytes: int = 0) -> FrameResult:
         now = time.perf_counter()
         arrived = now if arrived is None else arrived
-        network_ms, _ = self._learn(chosen, resp, sent, arrived, t0, timing, payload_bytes)
+        network_ms, _ = self._learn(chosen, resp, sent, arrived, t0, timing, payload_bytes, overhead_bytes)
         st = convert.timing_from_response(resp)
         pred = convert.prediction_from_response(resp)
         result = FrameResult(seq, pred.class_ids, pred.scores, chosen, chosen, True, "", (now - t0) * 1e3,
@@ -530,7 +555,7 @@ class SplitClient:
         def on_late(resp: pb.InferResponse, arrived: float) -> None:
             if resp.status_code == 0:
                 t0 = p.sent - (p.timing.head_ms + p.timing.encode_ms) / 1e3 if probe else p.t0
-                self._learn(p.chosen, resp, p.sent, arrived, t0, p.timing, p.payload_bytes)
+                self._learn(p.chosen, resp, p.sent, arrived, t0, p.timing, p.payload_bytes, p.overhead_bytes)
         return on_late
 
     def _send_probe(self, p: _Pending, request: pb.InferRequest) -> None:
@@ -601,7 +626,9 @@ class SplitClient:
                 payload = None
             if payload is not None:
                 p.payload_bytes, p.result.probe = len(payload.data), True
-                self._send_probe(p, convert.request(payload, self.top_k, self.budget_ms))
+                request = convert.request(payload, self.top_k, self.budget_ms)
+                p.overhead_bytes = convert.request_overhead_bytes(request, streamed=False)
+                self._send_probe(p, request)
             return [(p, None)]
         payloads = None
         if reason is None:
@@ -628,7 +655,9 @@ class SplitClient:
                 out.append((p, None))
                 continue
             p.payload_bytes = len(payload.data)
-            out.append((p, convert.request(payload, self.top_k, budget or 0.0)))
+            request = convert.request(payload, self.top_k, budget or 0.0)
+            p.overhead_bytes = convert.request_overhead_bytes(request, streamed=True)  # unary calls recount it
+            out.append((p, request))
         if any(r is not None for _, r in out):
             self._last_send = time.monotonic()
         return out
@@ -675,6 +704,7 @@ class SplitClient:
                                                         reason, pending.timing, pending.payload_bytes), pending)
             return
         pending.session, pending.sent = None, time.perf_counter()
+        pending.overhead_bytes = convert.request_overhead_bytes(pending.request, streamed=False)
         pending.call = self._stub.Infer.future(pending.request, timeout=self._timeout_s(pending.t0),
                                                metadata=self._metadata)
 
@@ -740,14 +770,18 @@ class SplitClient:
             if request is None:
                 return pending.result  # type: ignore[return-value]
             pending.sent = time.perf_counter()
+            pending.overhead_bytes = convert.request_overhead_bytes(request, streamed=False)
             try:
                 resp = self._stub.Infer(request, timeout=self._timeout_s(pending.t0), metadata=self._metadata)
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # censored: the link took at least this long
-                    self.estimator.add(LinkSample(pending.payload_bytes, (time.perf_counter() - pending.sent) * 1e3))
+                    self.estimator.add(LinkSample(
+                        convert.link_sample_bytes(pending.payload_bytes, pending.overhead_bytes),
+                        (time.perf_counter() - pending.sent) * 1e3))
                 return self._failed(pending, exc.code(), exc.details())
             return self._finalize(self._answered(pending.seq, resp, pending.t0, pending.sent, pending.chosen,
-                                                 pending.timing, pending.payload_bytes), pending)
+                                                 pending.timing, pending.payload_bytes,
+                                                 overhead_bytes=pending.overhead_bytes), pending)
 
     @staticmethod
     def _backoff_reason(code: grpc.StatusCode | None) -> str:
@@ -787,7 +821,8 @@ class SplitClient:
                 return self._failed(p, exc.code(), exc.details())
             if resp.status_code != 0:
                 return self._failed(p, _CODES.get(resp.status_code), resp.status_message)
-            return self._finalize(self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes), p)
+            return self._finalize(self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes,
+                                                 overhead_bytes=p.overhead_bytes), p)
         assert p.session is not None
         try:
             resp, arrived = p.session.wait_timed(p.seq, self._timeout_s(p.t0))
@@ -805,7 +840,7 @@ class SplitClient:
         if resp.status_code != 0:
             return self._failed(p, _CODES.get(resp.status_code), resp.status_message)
         return self._finalize(self._answered(p.seq, resp, p.t0, p.sent, p.chosen, p.timing, p.payload_bytes,
-                                             arrived), p)
+                                             arrived, p.overhead_bytes), p)
 
     def stream(self, frames: Iterable[np.ndarray | TimedFrame], device_batch: int = 1) -> Iterator[FrameResult]:
         """Results for ``frames``, in order, with up to ``max_in_flight`` frames at the server at once.

@@ -220,6 +220,38 @@ def test_each_offload_pays_its_wire_overhead_on_the_link() -> None:
     assert first_heavy.latency_ms - first_light.latency_ms == pytest.approx(150 * 8 / 100.0, abs=0.5)
 
 
+class _ProbeLog(OffloadSimulator):
+    """The simulator, noting when each lone empty probe went out."""
+
+    def _empty_probe(self, t: float) -> None:
+        self.empty_probes = [*getattr(self, "empty_probes", []), t]
+        super()._empty_probe(t)
+
+
+def test_the_throughput_estimate_is_the_links_rate_while_offloading() -> None:
+    """Offloading every frame on a constant link, the device's throughput estimate is the link's rate (median over
+    550 decisions within 15 %; it read 1.5x and 1.7x when the base RTT was the quickest recent frame's, which
+    carried its payload's serialization, and its samples counted the payload without the request's framing). A
+    lone empty call goes out about once a second while frames go, each at a moment with no frame in flight."""
+    p = toy_profile()
+    framed = Profile(p.model, [dataclasses.replace(a, overhead_bytes=130 if a.kind != "local" else 0)
+                               for a in p.actions], dataclasses.replace(p.scenario, jitter_ms=5), "", "")
+    assert framed.actions[2].link_bytes_mean == pytest.approx(framed.actions[2].bytes_mean + 130 - 58)
+    for mbps, action in ((0.1, 1), (0.05, 2)):  # 530 B frames at 100 kbit/s, 210 B at 50 kbit/s
+        sim = _ProbeLog(framed, Trace("flat", np.array([0.0, 1.0]), np.array([mbps, mbps])), fps=10, deadline_ms=0)
+        sim.warm_up()
+        ratios = []
+        for i in range(600):
+            obs = sim.observation()
+            if i >= 50:
+                ratios.append(obs.throughput_mbps / mbps)
+            sim.step(action)
+        assert 0.85 <= float(np.median(ratios)) <= 1.15, (mbps, np.median(ratios))
+        elapsed_s = sim.decision_s - sim.start_s
+        assert elapsed_s - 2 <= len(sim.empty_probes) <= elapsed_s + 1
+        assert all(not sent <= t < answered for t in sim.empty_probes for sent, answered in sim._offloads)
+
+
 def test_profile_round_trip(tmp_path: Path) -> None:
     p = toy_profile()
     p.actions[2] = dataclasses.replace(p.actions[2], overhead_bytes=146)

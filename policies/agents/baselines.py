@@ -28,7 +28,8 @@ def fixed_action(spec: str) -> str:
 class GreedyPolicy:
     """Neurosurgeon-style: predict throughput from recent samples, take the fastest action meeting the floor.
 
-    Predicted latency = device ms + bytes / throughput + RTT + server ms, with the
+    Predicted latency = device ms + bytes / throughput + RTT + server ms (the bytes a frame puts on
+    the link beyond an empty call's: payload and request overhead), with the
     throughput the harmonic mean of the device's recent measurements. Actions whose
     top-1 is more than ``accuracy_floor_pts`` below local are not considered.
     """
@@ -47,7 +48,7 @@ class GreedyPolicy:
             return self.profile.device_ms(i)
         mbps = obs.throughput_mbps or DEFAULT_MBPS
         rtt = obs.rtt_ms or self.profile.scenario.rtt_ms
-        return predicted_offload_ms(self.profile.device_ms(i), a.bytes_mean, mbps, rtt, self.profile.server_ms(i))
+        return predicted_offload_ms(self.profile.device_ms(i), a.link_bytes_mean, mbps, rtt, self.profile.server_ms(i))
 
     def act(self, observation: Observation) -> str:
         best = min(self.candidates, key=lambda i: self.predicted_ms(i, observation))

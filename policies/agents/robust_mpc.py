@@ -8,7 +8,7 @@ none, so the window counts decisions, not samples: a surprise is forgotten ``pas
 later, as in video, instead of holding the policy on local inference (no new samples, so
 no new errors) for as long as the link stays unused. Each candidate action is
 scored over a look-ahead of ``horizon`` frames that all take it, with the link's backlog
-carried from frame to frame (bytes in flight first, then each frame's payload), with the
+carried from frame to frame (bytes in flight first, then each frame's wire bytes), with the
 simulator's reward: latency, energy (the profile's power model), accuracy lost against
 local, and a penalty per missed deadline (an offload answered too late runs locally, as the
 client does: :func:`~policies.agents.base.answer_wait_ms`). It takes the first action of the
@@ -77,7 +77,7 @@ class RobustMPCPolicy:
         deadline = obs.deadline_ms
         rtt = obs.rtt_ms or p.scenario.rtt_ms
         device_ms, server_ms, local_ms = p.device_ms(i), p.server_ms(i), p.device_ms(0)
-        ser_ms = action.bytes_mean * 8 / (mbps * 1e3)
+        ser_ms = action.link_bytes_mean * 8 / (mbps * 1e3)
         link_free = obs.inflight_bytes * 8 / (mbps * 1e3)  # ms from now until what is in flight has gone out
         total = 0.0
         for k in range(self.horizon):

@@ -7,6 +7,7 @@ so a policy sees the same kind of estimate in both.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -17,8 +18,11 @@ from dataclasses import dataclass
 
 @dataclass
 class LinkSample:
-    """One answered frame (or link probe): its payload and how long the network part took, from
-    handing the request over to the answer, less the server's own time (queueing on the link included)."""
+    """One answered frame (or link probe): the bytes it put on the uplink beyond an empty probe call's
+    (whose round trip is the base RTT: a frame's payload plus its request's other fields and framing, less
+    an empty call's, :func:`splitnet.rpc.convert.link_sample_bytes`; 0 for an empty call) and how long the
+    network part took, from handing the request over to the answer, less the server's own time (queueing
+    on the link included)."""
 
     payload_bytes: int
     network_ms: float  # round trip minus the server's own time
@@ -27,19 +31,22 @@ class LinkSample:
 class LinkEstimator:
     """RTT: recent minimum (base) and smoothed value. Throughput: harmonic mean of recent samples.
 
-    A sample's transfer time is its network time less the base RTT (the recent minimum,
-    which the client's empty probes keep close to the propagation delay and per-message
-    framing); it informs the throughput estimate only when it stands out of the base RTT
-    (large payloads or a slow link): tiny frames on a fast link would otherwise read as
-    noise. Such a fast answer still bounds the rate from below, and raises an estimate it
-    contradicts; a sample well above the estimate drops the older, slower samples (see
-    :meth:`_learn_rate`), so a link that speeds up is seen within a sample or two, not
-    after a window of them. The smoothed RTT follows each sample's network time less its
-    serialization at the current throughput estimate, so :meth:`transfer_ms` does not count
-    a payload's serialization twice.
+    A sample's transfer time is its network time less a typical empty call's round trip: the
+    median of the newest empty calls (the client sends one a second at least, at a moment with
+    no frame in flight, so none waits behind a payload; the RTT's jitter is then as likely
+    either way) or, before there are three, the base RTT (the recent minimum). Its bytes count
+    beyond an empty call's, so the rate is the link's, framing included. It informs the
+    throughput estimate only when it stands out of the base RTT (large payloads or a slow
+    link): tiny frames on a fast link would otherwise read as noise. Such a fast answer still
+    bounds the rate from below, and raises an estimate it contradicts; a sample well above the
+    estimate drops the older, slower samples (see :meth:`_learn_rate`), so a link that speeds
+    up is seen within a sample or two, not after a window of them. The smoothed RTT follows
+    each sample's network time less its serialization at the current throughput estimate, so
+    :meth:`transfer_ms` does not count a payload's serialization twice.
     """
 
     RISE_FACTOR = 2.0  # a throughput sample this many times the estimate means the link got faster
+    BASE_EMPTIES = 5  # empty calls the base RTT remembers besides the last ``window`` samples (~5 s while offloading)
 
     def __init__(self, window: int = 20, alpha: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock  # seconds (the simulator gives its own)
@@ -56,16 +63,16 @@ class LinkEstimator:
         with self._lock:
             ms = max(sample.network_ms, 0.01)
             self._rtts.append(ms)
-            base = min(self._rtts)
-            transfer_ms = ms - base
+            base = self._base_rtt_ms()
             floor_ms = max(0.5, 0.2 * base)  # transfers shorter than this are RTT noise
+            transfer_ms = ms - self._typical_empty_ms(base)
             if sample.payload_bytes > 0 and transfer_ms > floor_ms:
                 self._learn_rate(sample.payload_bytes * 8 / (transfer_ms * 1e3), at_s)  # Mbit/s
             elif sample.payload_bytes > 0 and self._tputs:
                 # Too fast to measure, yet a fact: the payload crossed within its transfer time, give
                 # or take the RTT's usual noise (the median of what recent empty samples showed above the
-                # base; without any, the same 20 % of it), so the link carries at least this rate now. It
-                # only ever raises an estimate it contradicts.
+                # least of them; without any, the same 20 % of it), so the link carries at least this rate now.
+                # It only ever raises an estimate it contradicts.
                 # A base above that median is no RTT: on a slow link every recent sample carried a payload
                 # and its serialization, so this answer was not fast, only as slow as the quickest of them,
                 # and bounds nothing (it read as several Mbit/s on a 0.1 Mbit/s link).
@@ -78,6 +85,20 @@ class LinkEstimator:
             if self._tputs:  # the part of this sample that is not serialization at the estimated rate
                 ms = max(base, ms - sample.payload_bytes * 8 / (self._harmonic_mean() * 1e3))
             self._srtt = ms if self._srtt == 0 else (1 - self._alpha) * self._srtt + self._alpha * ms
+
+    def _base_rtt_ms(self) -> float:
+        """The least of the recent samples and of the newest ``BASE_EMPTIES`` empty calls: while frames go, an
+        empty call a second keeps it an empty call's round trip, though one may wait behind a payload."""
+        recent_empties = list(self._empties)[-self.BASE_EMPTIES:]
+        return min(min(self._rtts), min(recent_empties, default=math.inf))
+
+    def _typical_empty_ms(self, base: float) -> float:
+        """What a frame's round trip is measured against for a throughput sample: the median of the newest
+        ``BASE_EMPTIES`` empty calls when there are three or more (the RTT's jitter is as likely either way, so a
+        transfer time less it is neither long nor short on average; less the least of them, every transfer read
+        long by about the jitter's spread), else ``base``."""
+        recent_empties = list(self._empties)[-self.BASE_EMPTIES:]
+        return max(base, statistics.median(recent_empties)) if len(recent_empties) >= 3 else base
 
     def _harmonic_mean(self) -> float:
         return len(self._tputs) / sum(1.0 / t for t in self._tputs)
@@ -103,7 +124,7 @@ class LinkEstimator:
     @property
     def base_rtt_ms(self) -> float:
         with self._lock:
-            return min(self._rtts) if self._rtts else 0.0
+            return self._base_rtt_ms() if self._rtts else 0.0
 
     @property
     def throughput_mbps(self) -> float:
@@ -123,6 +144,7 @@ class LinkEstimator:
             return min(self._clock() - self._last_tput_at, 10.0) if self._tputs else 10.0
 
     def transfer_ms(self, payload_bytes: int) -> float:
-        """Predicted network time for a payload: RTT plus serialization at the estimated rate."""
+        """Predicted network time (ms) for a call of ``payload_bytes`` beyond an empty call's (a frame's: its
+        payload and request overhead less an empty call's): RTT plus serialization at the estimated rate."""
         tput = self.throughput_mbps
         return self.rtt_ms + (payload_bytes * 8 / (tput * 1e3) if tput > 0 else 0.0)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from splitnet.errors import DataError
+from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES
 
 SHIPPED_PROFILE = Path(__file__).parents[1] / "assets" / "profile.json"
 
@@ -86,6 +87,15 @@ class ActionProfile:
     @property
     def bytes_mean(self) -> float:
         return float(self.bytes.mean())
+
+    @property
+    def link_bytes_mean(self) -> float:
+        """Mean uplink bytes a frame costs beyond an empty probe call's (payload and request overhead, less the
+        call the base RTT is measured with): what the link estimator's rate is in, so what a policy divides by
+        it (the payload alone in profiles without ``overhead_bytes``)."""
+        if self.kind == "local" or not self.overhead_bytes:
+            return self.bytes_mean
+        return max(1.0, self.bytes_mean + self.overhead_bytes - PROBE_CALL_OVERHEAD_BYTES)
 
 
 @dataclass

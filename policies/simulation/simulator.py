@@ -16,13 +16,15 @@ the device always takes the newest frame when it gets free: frames that arrived 
 it was busy and were overtaken are dropped (each counts as a deadline miss). Results come out in
 frame order, as the client yields them: a frame done before an earlier one waits for it. When
 nothing has gone out for ``probe_interval_s``, the device sends a small probe, so its
-throughput estimate never goes stale (the probe uses the link and costs radio energy,
-which is charged to the next frame). What the device knows of the link comes from the
+throughput estimate never goes stale, and while it offloads, a lone empty call whenever no empty
+one went out for as long, so its base RTT is an empty call's (probes use the link and cost radio
+energy, which is charged to the next frame). What the device knows of the link comes from the
 client's own estimator (:class:`~policies.network.estimator.LinkEstimator`), fed what the
 client would measure, when it would know it: each answer's round trip less the server's
 time (serialization of the request's wire bytes, waiting behind earlier payloads on the
 link, RTT, jitter, losses, and the RPC path's own time per call, the scenario's
-``request_overhead_ms``) and the probes' (an empty call, then one of ``probe_bytes``).
+``request_overhead_ms``; its bytes counted beyond an empty call's,
+:func:`~splitnet.rpc.convert.link_sample_bytes`) and the probes' (an empty call, then one of ``probe_bytes``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from policies.network.channel_models import Channel, ChannelConfig, GilbertEllio
 from policies.network.estimator import LinkEstimator, LinkSample
 from policies.network.traces import Trace
 from policies.simulation.profile import Profile
-from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES
+from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES, link_sample_bytes
 
 WARMUP_LEAD_S = 0.5  # a run's warm-up probes go out this long (s) before its first frame
 
@@ -110,6 +112,7 @@ class OffloadSimulator:
         self.previous = 0
         self.dropped = 0  # frames dropped just before the next one
         self.last_send = start_s
+        self.last_empty = start_s  # when the newest empty probe call went out
         self._probe_energy = 0.0
         self._now = start_s  # the estimator's clock: the time of the device's newest decision
         self.estimator = LinkEstimator(clock=lambda: self._now)
@@ -117,6 +120,7 @@ class OffloadSimulator:
         self._order = itertools.count()
         self._answered_at: dict[int, deque[float]] = {}  # action -> when its recent answers come back
         self._inflight: deque[tuple[float, int]] = deque()  # (ack time, bytes)
+        self._offloads: deque[tuple[float, float]] = deque(maxlen=4 * HISTORY)  # (sent, answered) of recent frames
         self._results: deque[tuple[float, float, bool]] = deque(maxlen=4)  # (time known, latency ms, fell back)
         self._delivered_s = start_s  # when the newest frame's result came out (results come in frame order)
         self.next_image = int(self.rng.integers(self.profile.n_images))
@@ -162,30 +166,64 @@ class OffloadSimulator:
         return self.dropped
 
     def _probe_until(self, now: float) -> None:
-        """Send the link probes due before ``now`` (nothing else went out for probe_interval_s)."""
-        sc = self.profile.scenario
-        if sc.probe_interval_s <= 0:
+        """Send the link probes due before ``now``, in time order, as the client's probe thread does: a pair
+        when nothing else went out for probe_interval_s, a lone empty call when no empty one did."""
+        interval = self.profile.scenario.probe_interval_s
+        if interval <= 0:
             return
-        while self.last_send + sc.probe_interval_s <= now:
-            t = self.last_send + sc.probe_interval_s
-            self.last_send = t
-            self._probe_pair(t)
+        while True:
+            pair_s = self.last_send + interval
+            due_s = self.last_empty + interval  # the lone empty call waits for nothing in flight, up to interval
+            if min(pair_s, due_s) > now:
+                return
+            empty_s = min(self._idle_from(due_s), due_s + interval) if due_s <= now else math.inf
+            if min(pair_s, empty_s) > now:
+                return
+            if pair_s <= empty_s:
+                self.last_send = pair_s
+                self._probe_pair(pair_s)
+            else:
+                self._empty_probe(empty_s)
+
+    def _idle_from(self, t: float) -> float:
+        """The first moment from ``t`` with no frame in flight (sent and not answered), of those sent so far."""
+        changed = True
+        while changed:
+            changed = False
+            for sent_s, answered_s in self._offloads:
+                if sent_s <= t < answered_s:
+                    t, changed = answered_s, True
+        return t
+
+    def _probe_call(self, t: float, size: int) -> float:
+        """One Probe call of ``size`` padding bytes handed to the link at ``t`` (with a unary call's wire
+        bytes, behind whatever the link still carries); returns when it is back (s)."""
+        sc = self.profile.scenario
+        pw = sc.power
+        if size == 0:
+            self.last_empty = t
+        wire = size + PROBE_CALL_OVERHEAD_BYTES
+        tx_start = max(t, self.link_free)
+        ser_ms = self.channel.serialization_ms(wire, tx_start)
+        net_ms = self.channel.transfer_ms(wire, tx_start) + sc.request_overhead_ms
+        self.link_free = tx_start + ser_ms / 1e3
+        done = tx_start + net_ms / 1e3
+        self._record(done, size, (done - t) * 1e3)
+        self._probe_energy += (ser_ms * pw.radio_tx_w + (net_ms - ser_ms) * pw.idle_w) / 1e3
+        return done
+
+    def _empty_probe(self, t: float) -> None:
+        """The lone empty call the client sends while offloading (at a moment with no frame in flight), so that
+        the base RTT is an empty call's round trip, not the quickest of recent payloads' (which carries their
+        serialization)."""
+        self._probe_call(t, 0)
 
     def _probe_pair(self, t: float) -> float:
         """As the client probes: an empty call at ``t``, then one of ``probe_bytes`` once the first is back (each
         with the wire bytes of a unary call); returns when the second is back (s)."""
         sc = self.profile.scenario
-        pw = sc.power
         for size in (0, sc.probe_bytes) if sc.probe_bytes > 0 else (0,):
-            wire = size + PROBE_CALL_OVERHEAD_BYTES
-            tx_start = max(t, self.link_free)
-            ser_ms = self.channel.serialization_ms(wire, tx_start)
-            net_ms = self.channel.transfer_ms(wire, tx_start) + sc.request_overhead_ms
-            self.link_free = tx_start + ser_ms / 1e3
-            done = tx_start + net_ms / 1e3
-            self._record(done, size, (done - t) * 1e3)
-            self._probe_energy += (ser_ms * pw.radio_tx_w + (net_ms - ser_ms) * pw.idle_w) / 1e3
-            t = done
+            t = self._probe_call(t, size)
         return t
 
     def warm_up(self, rounds: int = 3, lead_s: float = WARMUP_LEAD_S) -> None:
@@ -237,6 +275,9 @@ class OffloadSimulator:
             device_free, link_free, sample = done, self.link_free, None
         else:
             dev_done = start + self.device_ms[action] / 1e3
+            if not dry:
+                self._probe_until(dev_done)  # a probe due while the device works goes on the link first
+            sent_s = dev_done
             tx_start = max(dev_done, self.link_free)
             wire_bytes = nbytes + int(self.overhead_bytes[action])
             ser_ms = self.channel.serialization_ms(wire_bytes, tx_start)
@@ -249,8 +290,10 @@ class OffloadSimulator:
             energy = (self.device_ms[action] * pw.compute_w + ser_ms * pw.radio_tx_w
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3
             device_free, link_free = dev_done, tx_start + ser_ms / 1e3
-            # what the client measures: handed over when the device is done, answered at ``done``
-            sample = (done, nbytes, (done - dev_done) * 1e3 - self.server_ms[action])
+            # what the client measures: handed over when the device is done, answered at ``done``; its bytes
+            # beyond an empty call's (the base RTT's own)
+            sample = (done, link_sample_bytes(nbytes, int(self.overhead_bytes[action])),
+                      (done - dev_done) * 1e3 - self.server_ms[action])
             wait_ms = answer_wait_ms(local_ms, self.deadline_ms)
             if self.deadline_ms > 0 and (done - arrival) * 1e3 > wait_ms:
                 # As the device client does: stop waiting when only a local run's time is left of the
@@ -280,6 +323,7 @@ class OffloadSimulator:
                 self._record(*sample)
                 self._answered_at.setdefault(action, deque(maxlen=4 * HISTORY)).append(sample[0])
                 self._inflight.append((sample[0], nbytes))
+                self._offloads.append((sent_s, sample[0]))
                 while len(self._inflight) > 4 * HISTORY:
                     self._inflight.popleft()
             self._results.append((done, latency_ms, fallback))
@@ -301,7 +345,8 @@ class OffloadSimulator:
         if answered is None or start - answered > self.profile.scenario.probe_interval_s:
             return False
         self._learn_until(start)
-        predicted_ms = (self.device_ms[action] + self.estimator.transfer_ms(int(self.bytes_mean[action]))
+        link_bytes = link_sample_bytes(int(self.bytes_mean[action]), int(self.overhead_bytes[action]))
+        predicted_ms = (self.device_ms[action] + self.estimator.transfer_ms(link_bytes)
                         + self.server_ms[action])
         return (start - arrival) * 1e3 + predicted_ms > self.deadline_ms and predicted_ms > self.device_ms[0]
 

@@ -53,6 +53,24 @@ def wire_overhead_bytes(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float
             + STREAM_CONTROL_BYTES)
 
 
+def link_sample_bytes(payload_bytes: int, overhead_bytes: int) -> int:
+    """The bytes a frame's round trip measures the uplink by (the link estimator's unit): what its request put on
+    the wire (``payload_bytes`` plus ``overhead_bytes``, as :func:`wire_overhead_bytes` counts them) beyond what an
+    empty Probe call puts there, since the estimator's base RTT is such a call's round trip and already carries its
+    framing. At least 1 for a frame with a payload; 0 for none."""
+    if payload_bytes <= 0:
+        return 0
+    return max(1, payload_bytes + overhead_bytes - PROBE_CALL_OVERHEAD_BYTES)
+
+
+def request_overhead_bytes(req: pb.InferRequest, streamed: bool = True) -> int:
+    """Uplink bytes ``req`` costs besides its payload data: its other protobuf fields and, on a stream, the
+    per-message framing and control frames (as :func:`wire_overhead_bytes`); a unary call carries about the
+    call framing an empty Probe call does, so it counts that (:data:`PROBE_CALL_OVERHEAD_BYTES`)."""
+    fields = req.ByteSize() - len(req.payload.data)
+    return fields + (STREAM_FRAMING_BYTES + STREAM_CONTROL_BYTES if streamed else PROBE_CALL_OVERHEAD_BYTES)
+
+
 def request_payload(req: pb.InferRequest, max_data_bytes: int = MAX_DATA_BYTES) -> Payload:
     if not req.HasField("payload"):
         raise PayloadError("request carries no payload")
