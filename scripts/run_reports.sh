@@ -19,16 +19,18 @@ $PY -m benchmarks.device_time --rounds 5 --frames 50 --json reports/device_time.
 $PY -m benchmarks.control_loop --json reports/control_loop.json
 $PY -m benchmarks.grpc_overhead --json reports/grpc_overhead.json
 $PY -m benchmarks.detection_loop --json reports/detection_loop.json
+$PY -m benchmarks.rpc_path --json reports/rpc_path.json
 if [ -d ../shared/data/cifar10 ]; then
-  $PY -m benchmarks.live_agreement --json reports/live_agreement.json
+  $PY -m benchmarks.live_agreement --repeats 3 --json reports/live_agreement.json
 fi
-$PY -m splitnet_cli.main simulate --traces eval --deadline-ms 100 \
+$PY -m splitnet_cli.main --threads 1 simulate --traces eval --deadline-ms 100 \
     --policy local edge greedy robust_mpc oracle static_best ppo dqn --json reports/simulate_eval.json
-$PY -m splitnet_cli.main simulate --traces train --deadline-ms 100 --policy oracle --json reports/simulate_train_oracle.json
+$PY -m splitnet_cli.main --threads 1 simulate --traces train --deadline-ms 100 --policy oracle \
+    --json reports/simulate_train_oracle.json
 if [ -d ../shared/data/cifar10 ]; then
   $PY -m splitnet_cli.main --threads 2 eval --data ../shared/data/cifar10/val.npz \
       --qualities 40 50 60 70 75 80 85 90 --feature-codecs int8+zstd --json reports/eval_resnet56_cifar.json
-  $PY -m splitnet_cli.main --threads 1 eval --checkpoint splitnet/assets/tinydet_synth_split.pt \
+  $PY -m splitnet_cli.main --threads 2 eval --checkpoint splitnet/assets/tinydet_synth_split.pt \
       --data ../shared/data/cifar10/val.npz --json reports/eval_tinydet_synth.json
 fi
 $PY scripts/readme_figures.py

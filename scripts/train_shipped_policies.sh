@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 S=${S:-.venv/bin/splitnet}
 DEVICE_SPEED=26
 TRACE_SCALE=0.05
-DEVICE_CLASS="low-power camera SoC (one Cortex-A7-class core, 26x slower than one core of the measuring machine: about 170 ms per ResNet-56 frame, so it cannot meet the 100 ms deadline locally)"
+DEVICE_CLASS="low-power camera SoC (one Cortex-A7-class core, 26x slower than one core of the measuring machine, so it cannot meet the 100 ms deadline locally)"
 DEVICE_MODEL="speed factor: each device time is the time measured on this machine at batch 1, one thread (network, entropy coding, image codec and per-call overhead alike) times 26. Chosen over MACs / a device throughput because the light encoders' time here is mostly entropy coding and per-call overhead that MACs do not count (layer2/w0.25: 0.67 % of the MACs, 13 % of the local time): a MAC model would make them 20x cheaper than measured, so the speed factor is the conservative choice for learned splits"
 LINK_CLASS="LTE-M class uplink: recorded traces at 1/20 of their throughput (median about 75 kbit/s)"
 # The RPC path as the live client meets it on this machine (python -m benchmarks.rpc_path, reports/rpc_path.json):

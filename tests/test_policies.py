@@ -230,9 +230,10 @@ class _ProbeLog(OffloadSimulator):
 
 def test_the_throughput_estimate_is_the_links_rate_while_offloading() -> None:
     """Offloading every frame on a constant link, the device's throughput estimate is the link's rate (median over
-    550 decisions within 15 %; it read 1.5x and 1.7x when the base RTT was the quickest recent frame's, which
-    carried its payload's serialization, and its samples counted the payload without the request's framing). A
-    lone empty call goes out about once a second while frames go, each at a moment with no frame in flight."""
+    550 decisions within 15 %; 0.99 and 0.99 here, against 2.19 and 0.94 when the base RTT was the quickest recent
+    frame's, which carried its payload's serialization, and its samples counted the payload without the request's
+    framing). A lone empty call goes out about once a second while frames go, each at a moment with no frame in
+    flight."""
     p = toy_profile()
     framed = Profile(p.model, [dataclasses.replace(a, overhead_bytes=130 if a.kind != "local" else 0)
                                for a in p.actions], dataclasses.replace(p.scenario, jitter_ms=5), "", "")

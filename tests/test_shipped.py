@@ -62,7 +62,9 @@ def test_demo_sample() -> None:
 def test_rate_accuracy_on_the_demo_sample(shipped: SplitCheckpoint) -> None:
     report = evaluate(shipped, load_npz(DEMO_DATA), EvalOptions(jpeg_qualities=(), webp_qualities=(), png=False,
                                                                  feature_codecs=(), timing_frames=2, progress=False))
-    assert report["teacher_top1"] >= 0.85
+    # the committed report's full-split figure, less three standard errors of a 300-image sample (~1.8 points each)
+    se = (REPORT["teacher_top1"] * (1 - REPORT["teacher_top1"]) / len(load_npz(DEMO_DATA).labels)) ** 0.5
+    assert report["teacher_top1"] >= REPORT["teacher_top1"] - 3 * se, (report["teacher_top1"], REPORT["teacher_top1"])
     for node in ("layer1", "layer3"):  # the teacher-cut splits: wider sends more and loses less
         rows = [c for c in report["configs"] if c.get("split") == node]
         sizes = [c["bytes_mean"] for c in rows]

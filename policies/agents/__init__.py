@@ -1,1 +1,2 @@
-"""The policies: observation and protocol, baselines (local, edge, greedy, oracle...), PPO/DQN, lookup by name."""
+"""The policies: observation and protocol, baselines (local, edge, greedy, oracle...), robustMPC, PPO/DQN, a
+recording wrapper, lookup by name."""

@@ -69,15 +69,15 @@ class LinkEstimator:
             if sample.payload_bytes > 0 and transfer_ms > floor_ms:
                 self._learn_rate(sample.payload_bytes * 8 / (transfer_ms * 1e3), at_s)  # Mbit/s
             elif sample.payload_bytes > 0 and self._tputs:
-                # Too fast to measure, yet a fact: the payload crossed within its transfer time, give
-                # or take the RTT's usual noise (the median of what recent empty samples showed above the
-                # least of them; without any, the same 20 % of it), so the link carries at least this rate now.
-                # It only ever raises an estimate it contradicts.
+                # Too fast to measure, yet a fact: the payload crossed within its round trip less the quickest
+                # empty call's, or the RTT's usual noise (the median of what recent empty samples showed above
+                # the least of them; without any, the same 20 % of it) if longer, so the link carries at least
+                # this rate now. It only ever raises an estimate it contradicts.
                 # A base above that median is no RTT: on a slow link every recent sample carried a payload
                 # and its serialization, so this answer was not fast, only as slow as the quickest of them,
                 # and bounds nothing (it read as several Mbit/s on a 0.1 Mbit/s link).
                 noise_ms = statistics.median(self._empties) - base if self._empties else floor_ms
-                at_least = sample.payload_bytes * 8 / (max(0.5, transfer_ms, noise_ms) * 1e3)
+                at_least = sample.payload_bytes * 8 / (max(0.5, ms - base, noise_ms) * 1e3)
                 if noise_ms >= 0 and at_least > self._harmonic_mean():
                     self._learn_rate(at_least, at_s)
             if sample.payload_bytes == 0:
