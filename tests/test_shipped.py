@@ -120,9 +120,10 @@ def test_report_rows_reproduce_on_validation_images(shipped: SplitCheckpoint) ->
 @needs_shared(SHARED / "traces")
 def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
     """The regime of issue 12: the device cannot run the model in time (local >= 1.5x the deadline), and on the
-    training traces the oracle uses at least three actions for at least 10 % of frames each and learned-split
-    actions (light encoders, bottlenecks) for a real share: the README's 27 % (whole traces), asserted as at
-    least 10 % on these first 1,000 frames of each. The issue's target of half the frames is not met
+    training traces the oracle uses several actions for at least 10 % of frames each (the README's 5 on the whole
+    traces, where `local` sits at 10 %; 4 on these first 1,000 frames of each, asserted: the issue asks for 3) and
+    learned-split actions (light encoders, bottlenecks) for a real share: the README's 27 % (whole traces; 27.6 %
+    here), asserted as at least 22 % (5 points for the subset). The issue's target of half the frames is not met
     and the README says so. The profile is of the shipped checkpoint, and its timings grow with width."""
     from policies.agents.baselines import baseline
     from policies.network.trace_sets import load_split
@@ -139,8 +140,8 @@ def test_shipped_profile_is_a_regime_where_the_choice_matters() -> None:
     report, _ = simulate(profile, load_split("train"), {"oracle": baseline("oracle", profile)}, frames=1000,
                          deadline_ms=DEADLINE_MS)
     shares = report["policies"]["oracle"]["actions"]
-    assert sum(share >= 0.10 for share in shares.values()) >= 3, shares
-    assert sum(share for name, share in shares.items() if "/w" in name) >= 0.10, shares
+    assert sum(share >= 0.10 for share in shares.values()) >= 4, shares
+    assert sum(share for name, share in shares.items() if "/w" in name) >= 0.22, shares
 
 
 def test_shipped_profile_charges_the_measured_rpc_path() -> None:
