@@ -46,7 +46,7 @@ class LinkEstimator:
     """
 
     RISE_FACTOR = 2.0  # a throughput sample this many times the estimate means the link got faster
-    BASE_EMPTIES = 5  # empty calls the base RTT remembers besides the last ``window`` samples (~5 s while offloading)
+    BASE_EMPTIES = 5  # newest empty calls the base RTT and the typical empty call are taken over (~5 s offloading)
 
     def __init__(self, window: int = 20, alpha: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock  # seconds (the simulator gives its own)

@@ -95,7 +95,7 @@ class ActionProfile:
         it (the payload alone in profiles without ``overhead_bytes``)."""
         if self.kind == "local" or not self.overhead_bytes:
             return self.bytes_mean
-        return max(1.0, self.bytes_mean + self.overhead_bytes - PROBE_CALL_OVERHEAD_BYTES)
+        return max(1.0, self.bytes_mean + self.overhead_bytes - PROBE_CALL_OVERHEAD_BYTES)  # link_sample_bytes' rule
 
 
 @dataclass

@@ -49,18 +49,20 @@ def wire_overhead_bytes(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float
     protobuf fields (model, weights hash, split, shape, ...), the per-message framing and the mean HTTP/2 control
     frames the client sends back as it reads the answer. TCP/IP headers are not counted (nor does
     ``splitnet link`` shape them)."""
-    return (len(request(p, top_k, budget_ms).SerializeToString()) - len(p.data) + STREAM_FRAMING_BYTES
-            + STREAM_CONTROL_BYTES)
+    return request_overhead_bytes(request(p, top_k, budget_ms), streamed=True)
 
 
-def link_sample_bytes(payload_bytes: int, overhead_bytes: int) -> int:
+def link_sample_bytes(payload_bytes: float, overhead_bytes: int) -> int:
     """The bytes a frame's round trip measures the uplink by (the link estimator's unit): what its request put on
     the wire (``payload_bytes`` plus ``overhead_bytes``, as :func:`wire_overhead_bytes` counts them) beyond what an
     empty Probe call puts there, since the estimator's base RTT is such a call's round trip and already carries its
-    framing. At least 1 for a frame with a payload; 0 for none."""
+    framing. At least 1 for a frame with a payload; 0 for none. An ``overhead_bytes`` of 0 means unknown (a profile
+    written before it was measured): the payload alone then."""
     if payload_bytes <= 0:
         return 0
-    return max(1, payload_bytes + overhead_bytes - PROBE_CALL_OVERHEAD_BYTES)
+    if overhead_bytes <= 0:
+        return max(1, round(payload_bytes))
+    return max(1, round(payload_bytes + overhead_bytes - PROBE_CALL_OVERHEAD_BYTES))
 
 
 def request_overhead_bytes(req: pb.InferRequest, streamed: bool = True) -> int:
