@@ -89,16 +89,19 @@ class LinkEstimator:
     def _base_rtt_ms(self) -> float:
         """The least of the recent samples and of the newest ``BASE_EMPTIES`` empty calls: while frames go, an
         empty call a second keeps it an empty call's round trip, though one may wait behind a payload."""
-        recent_empties = list(self._empties)[-self.BASE_EMPTIES:]
-        return min(min(self._rtts), min(recent_empties, default=math.inf))
+        return min(min(self._rtts), min(self._recent_empties(), default=math.inf))
 
     def _typical_empty_ms(self, base: float) -> float:
         """What a frame's round trip is measured against for a throughput sample: the median of the newest
         ``BASE_EMPTIES`` empty calls when there are three or more (the RTT's jitter is as likely either way, so a
         transfer time less it is neither long nor short on average; less the least of them, every transfer read
         long by about the jitter's spread), else ``base``."""
-        recent_empties = list(self._empties)[-self.BASE_EMPTIES:]
-        return max(base, statistics.median(recent_empties)) if len(recent_empties) >= 3 else base
+        recent = self._recent_empties()
+        return max(base, statistics.median(recent)) if len(recent) >= 3 else base
+
+    def _recent_empties(self) -> list[float]:
+        """Network ms of the newest ``BASE_EMPTIES`` empty calls, oldest first."""
+        return list(self._empties)[-self.BASE_EMPTIES:]
 
     def _harmonic_mean(self) -> float:
         return len(self._tputs) / sum(1.0 / t for t in self._tputs)

@@ -94,6 +94,9 @@ class OffloadSimulator:
         self.accuracy_drop = np.maximum(0.0, top1[0] - top1)  # against local
         self.bytes_mean = np.array([a.bytes_mean for a in profile.actions])
         self.overhead_bytes = np.array([a.overhead_bytes for a in profile.actions])  # on the wire besides payloads
+        # a mean frame's bytes beyond an empty call's (the estimator's unit), for the check before an offload
+        self._link_bytes_mean = [link_sample_bytes(int(b), int(o))
+                                 for b, o in zip(self.bytes_mean, self.overhead_bytes)]
         self._bytes = np.stack([a.bytes for a in profile.actions])
         self._correct = np.stack([a.correct for a in profile.actions])
         self.reset(0.0, seed)
@@ -277,7 +280,6 @@ class OffloadSimulator:
             dev_done = start + self.device_ms[action] / 1e3
             if not dry:
                 self._probe_until(dev_done)  # a probe due while the device works goes on the link first
-            sent_s = dev_done
             tx_start = max(dev_done, self.link_free)
             wire_bytes = nbytes + int(self.overhead_bytes[action])
             ser_ms = self.channel.serialization_ms(wire_bytes, tx_start)
@@ -323,7 +325,7 @@ class OffloadSimulator:
                 self._record(*sample)
                 self._answered_at.setdefault(action, deque(maxlen=4 * HISTORY)).append(sample[0])
                 self._inflight.append((sample[0], nbytes))
-                self._offloads.append((sent_s, sample[0]))
+                self._offloads.append((dev_done, sample[0]))
                 while len(self._inflight) > 4 * HISTORY:
                     self._inflight.popleft()
             self._results.append((done, latency_ms, fallback))
@@ -345,8 +347,7 @@ class OffloadSimulator:
         if answered is None or start - answered > self.profile.scenario.probe_interval_s:
             return False
         self._learn_until(start)
-        link_bytes = link_sample_bytes(int(self.bytes_mean[action]), int(self.overhead_bytes[action]))
-        predicted_ms = (self.device_ms[action] + self.estimator.transfer_ms(link_bytes)
+        predicted_ms = (self.device_ms[action] + self.estimator.transfer_ms(self._link_bytes_mean[action])
                         + self.server_ms[action])
         return (start - arrival) * 1e3 + predicted_ms > self.deadline_ms and predicted_ms > self.device_ms[0]
 
