@@ -50,15 +50,8 @@ from device_client.connection import CONFIG_ERRORS, ServerConfigError, TlsOption
 from device_client.estimator import LinkEstimator, LinkSample
 from device_client.prefetch import PrefetchedFrames
 from device_client.stream import StreamBroken, StreamSession
-from policies.agents.base import (
-    ANSWER_PATIENCE_MS,
-    FALLBACK_MARGIN,
-    FixedPolicy,
-    Observation,
-    Policy,
-    answer_wait_ms,
-    fallback_run_ms,
-)
+from policies.common.policy import FixedPolicy, Observation, Policy
+from policies.common.timing import ANSWER_PATIENCE_MS, FALLBACK_MARGIN, answer_wait_ms, fallback_run_ms
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
 from splitnet.frames import FrameFit, fit_frame
@@ -723,7 +716,7 @@ class SplitClient:
     def _wait_left_ms(self, t0: float) -> float:
         """The time left to wait for the frame's answer (ms; <= 0: time to fall back): until only a local run's
         time is left of the budget, or, when a local run cannot make the budget, until the default budget
-        (:func:`~policies.agents.base.answer_wait_ms`; slack: the polling interval, twice)."""
+        (:func:`~policies.common.timing.answer_wait_ms`; slack: the polling interval, twice)."""
         wait_ms = answer_wait_ms(self._local_ms_to_reserve(), self.budget_ms, slack_ms=_FALLBACK_SLACK_MS,
                                  patience_ms=self.default_budget_ms)
         return wait_ms - (time.perf_counter() - t0) * 1e3
@@ -750,7 +743,7 @@ class SplitClient:
     def _local_ms_to_reserve(self) -> float:
         """The local run time (ms) a fallback is kept time for: the usual one, or, when the device's recent
         local runs were slower (a loaded device), their 95th percentile over the reserve's 1.2 margin, so the
-        reserve (:func:`~policies.agents.base.fallback_reserve_ms`) covers 95 % of them."""
+        reserve (:func:`~policies.common.timing.fallback_reserve_ms`) covers 95 % of them."""
         local_ms = self._local_ms()
         if self.emulate is not None or self.calibration is None:
             return local_ms

@@ -31,7 +31,7 @@ import numpy as np
 
 from device_client.client import FrameResult, SplitClient
 from device_client.connection import ServerConfigError, TlsOptions
-from policies.agents.base import Policy
+from policies.common.policy import Policy
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import SplitnetError
 from splitnet.rpc.convert import Box

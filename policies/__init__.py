@@ -1,6 +1,5 @@
-"""Offloading decisions: network emulation (``network``), the simulated device, link and
-server (``simulation``) and the policies that choose an action per frame (``agents``)."""
+"""Offloading decisions: network emulation, simulation, the policies, and what they share (``common``)."""
 
-from policies.agents.base import FixedPolicy, Observation, Policy
+from policies.common.policy import FixedPolicy, Observation, Policy
 
 __all__ = ["FixedPolicy", "Observation", "Policy"]

@@ -414,6 +414,14 @@ def _runs_provenance(runs: list[dict]) -> str:
 _POLICY_LABELS = {"edge": "edge (offload the image)", "oracle": "oracle (bound)"}
 
 
+def _median_kbps(split: str, scale: float) -> float:
+    """The time-weighted median throughput (kbit/s) of a trace split at ``scale`` × its recorded throughput."""
+    from policies.network.trace_sets import load_split
+    from policies.network.traces import median_mbps
+
+    return median_mbps(load_split(split)) * scale * 1e3
+
+
 def policies_block() -> str:
     report = _load("simulate_eval.json")
     train = _load("simulate_train_oracle.json")
@@ -425,7 +433,10 @@ def policies_block() -> str:
              f"{report['fps']:g} frames/s; device class: {sc['device_class']} (modelled: this machine's measured "
              f"times × {sc['device_speed']:g}; local inference {local_ms:.0f} ms per frame, "
              f"`policies/assets/profile.json`); link class: {sc['link_class']} (the recorded traces × "
-             f"{sc['trace_scale']:g}, RTT {sc['rtt_ms']:g} ms). Energy is modelled (constant powers per state).",
+             f"{sc['trace_scale']:g}, RTT {sc['rtt_ms']:g} ms; time-weighted median throughput at that scale "
+             f"{_median_kbps('train', sc['trace_scale']):.1f} kbit/s on the training traces, "
+             f"{_median_kbps('eval', sc['trace_scale']):.1f} on the evaluation traces). Energy is modelled "
+             "(constant powers per state).",
              "", "| policy | latency mean ms | p95 ms | deadline miss % | top-1 % | energy J (modelled) | reward | "
              "device share of MACs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, p in pol.items():

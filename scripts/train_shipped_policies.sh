@@ -11,7 +11,7 @@ DEVICE_SPEED=26
 TRACE_SCALE=0.05
 DEVICE_CLASS="low-power camera SoC (one Cortex-A7-class core, 26x slower than one core of the measuring machine, so it cannot meet the 100 ms deadline locally)"
 DEVICE_MODEL="speed factor: each device time is the time measured on this machine at batch 1, one thread (network, entropy coding, image codec and per-call overhead alike) times 26. Chosen over MACs / a device throughput because the light encoders' time here is mostly entropy coding and per-call overhead that MACs do not count (layer2/w0.25: 0.67 % of the MACs, 13 % of the local time): a MAC model would make them 20x cheaper than measured, so the speed factor is the conservative choice for learned splits"
-LINK_CLASS="LTE-M class uplink: recorded traces at 1/20 of their throughput (median about 75 kbit/s)"
+LINK_CLASS="LTE-M class uplink: recorded traces at 1/20 of their throughput"
 # The RPC path as the live client meets it on this machine (python -m benchmarks.rpc_path, reports/rpc_path.json):
 # each call's round trip beyond the link model (gRPC, servicer, the link emulator), and the server's time per frame
 # at 10 FPS against its back-to-back time in the profile.

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from splitnet.errors import SplitnetError
+from splitnet_cli.argtypes import positive_float
 
 # help of --token, --token-file and --insecure-token-over-plaintext: the server requires the token, the client sends it
 _TOKEN_HELP = {
@@ -30,6 +31,19 @@ def read_token(args: argparse.Namespace) -> str | None:
     if args.token_file:
         return Path(args.token_file).read_text().strip()
     return args.token
+
+
+def add_scenario_arguments(parser: argparse.ArgumentParser, traces_default: str | None = None) -> None:
+    """What a simulated run is made of: ``--profile``, ``--traces`` (required unless ``traces_default``),
+    ``--deadline-ms``, ``--fps`` and ``--seed``."""
+    parser.add_argument("--profile", default=None, help="profile JSON (default: the shipped one)")
+    parser.add_argument("--traces", default=traces_default, required=traces_default is None,
+                        help="trace file or directory (recursive), or train/eval (the written-down split)"
+                             + (" (default: %(default)s)" if traces_default else ""))
+    parser.add_argument("--deadline-ms", type=positive_float, default=100.0, help="per-frame deadline, ms "
+                        "(default: %(default)s)")
+    parser.add_argument("--fps", type=positive_float, default=10.0, help="camera frames/s (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def load_traces(spec: str) -> list:

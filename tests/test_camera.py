@@ -68,7 +68,7 @@ def test_a_slow_device_on_a_live_camera_drops_frames_and_the_report_counts_them(
     overtakes at least one frame. Every frame is either answered or dropped (none lost), a dropped frame
     counts as a deadline miss, the policy is shown the frames dropped before each one, and top-1 is scored
     against the labels of the frames actually taken."""
-    from policies.agents.base import Observation
+    from policies.common.policy import Observation
     from policies.simulation.profile import Profile
 
     seen: list[int] = []

@@ -77,6 +77,13 @@ def test_unknown_policy_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "foo" in line
 
 
+def test_training_a_policy_on_the_evaluation_traces_is_refused(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "policy", "--traces", "eval", "--steps", "1", "--out", str(tmp_path / "p.zip")]) == 2
+    assert "held out" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "p.zip").exists()
+
+
 def test_missing_files_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--token-file", str(tmp_path / "absent.txt")]) == 2
     assert "absent.txt" in _one_line(capsys.readouterr().err)

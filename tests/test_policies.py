@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from policies.agents.base import Observation, observation_vector
 from policies.agents.baselines import GreedyPolicy, OraclePolicy, baseline, edge_action, fixed_action
+from policies.common.policy import Observation, observation_vector
 from policies.network.traces import Trace
 from policies.simulation.env import ENV_ID, OffloadEnv, register
 from policies.simulation.profile import ActionProfile, Profile, Scenario
@@ -126,7 +126,7 @@ def test_late_answers_fall_back_to_local_in_time_for_the_deadline() -> None:
 
 
 def test_the_wait_for_an_answer_keeps_a_local_run_back_only_when_one_can_make_it() -> None:
-    from policies.agents.base import answer_wait_ms
+    from policies.common.timing import answer_wait_ms
 
     assert answer_wait_ms(50.0, 100.0) == pytest.approx(100.0 - (1.2 * 50.0 + 4.0))  # the fallback still makes it
     assert answer_wait_ms(16.0, 2000.0) == pytest.approx(2000.0 * 0.95)  # a long budget: at least 5 % kept back

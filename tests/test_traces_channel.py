@@ -7,7 +7,7 @@ import pytest
 
 from policies.network.channel_models import Channel, ChannelConfig, GilbertElliott
 from policies.network.trace_sets import split_files
-from policies.network.traces import Trace, TraceFormatError, find_traces, load_trace, sniff
+from policies.network.traces import Trace, TraceFormatError, find_traces, load_trace, median_mbps, sniff
 from tests.conftest import SHARED
 
 TRACES = SHARED / "traces"
@@ -25,6 +25,15 @@ def test_time_mbps_format(tmp_path: Path) -> None:
     assert list(t.times_s) == [0.0, 1.0, 2.5]  # a repeated timestamp is dropped
     assert t.duration_s == pytest.approx(4.0)
     assert t.mean_mbps == pytest.approx((2 * 1 + 4 * 1.5 + 1 * 1.5) / 4)
+
+
+def test_the_median_throughput_weighs_each_sample_by_how_long_it_holds() -> None:
+    long_slow = Trace("a", np.array([0.0, 3.0, 4.0]), np.array([1.0, 5.0, 9.0]))  # 1 Mbit/s for 3 s of 5
+    assert median_mbps([long_slow]) == 1.0  # the median of the samples alone would be 5
+    fast = Trace("b", np.array([0.0, 1.0]), np.array([7.0, 8.0]))  # 2 s more, all above 5 Mbit/s
+    assert median_mbps([long_slow, fast]) == 5.0  # 7 s: 1 for 3 s, 5 for 1 s, the half (3.5 s) falls in the 5
+    with pytest.raises(ValueError):
+        median_mbps([])
 
 
 def test_mahimahi_format(tmp_path: Path) -> None:

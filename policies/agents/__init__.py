@@ -1,2 +1,1 @@
-"""The policies: observation and protocol, baselines (local, edge, greedy, oracle...), robustMPC, PPO/DQN, a
-recording wrapper, lookup by name."""
+"""The policies: baselines (local, edge, greedy, oracle...), robustMPC, PPO/DQN, recording, lookup by name."""

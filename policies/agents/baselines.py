@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from policies.agents.base import FixedPolicy, Observation, predicted_offload_ms
+from policies.common.policy import FixedPolicy, Observation
+from policies.common.timing import predicted_offload_ms
 from policies.simulation.profile import Profile
 
 DEFAULT_MBPS = 1.0  # greedy's guess before its first measurement

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from policies.agents.base import FixedPolicy, Policy
 from policies.agents.baselines import baseline
+from policies.common.policy import FixedPolicy, Policy
 from policies.simulation.profile import Profile
 
 BASELINES = ("local", "edge", "greedy", "robust_mpc", "oracle")

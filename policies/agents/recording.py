@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from policies.agents.base import Observation, Policy
+from policies.common.policy import Observation, Policy
 
 
 class RecordingPolicy:

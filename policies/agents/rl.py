@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from policies.agents.base import LEGACY_SCALARS, N_SCALARS, SCALAR_HIGH, Observation, observation_vector
 from policies.agents.baselines import OraclePolicy
+from policies.common.policy import LEGACY_SCALARS, N_SCALARS, SCALAR_HIGH, Observation, observation_vector
 from policies.network.traces import Trace
 from policies.simulation.env import OffloadEnv
 from policies.simulation.profile import Profile
@@ -109,7 +109,7 @@ def _predict_action(net, observation: Observation, actions: list[str], n_scalars
 
 
 class _NetworkPolicy:
-    """The network being trained, as a :class:`~policies.agents.base.Policy` (deterministic actions)."""
+    """The network being trained, as a :class:`~policies.common.policy.Policy` (deterministic actions)."""
 
     def __init__(self, model, actions: Sequence[str]) -> None:
         self.model, self.actions, self.name = model, list(actions), "candidate"

@@ -11,7 +11,7 @@ scored over a look-ahead of ``horizon`` frames that all take it, with the link's
 carried from frame to frame (bytes in flight first, then each frame's wire bytes), with the
 simulator's reward: latency, energy (the profile's power model), accuracy lost against
 local, and a penalty per missed deadline (an offload answered too late runs locally, as the
-client does: :func:`~policies.agents.base.answer_wait_ms`). It takes the first action of the
+client does: :func:`~policies.common.timing.answer_wait_ms`). It takes the first action of the
 best plan. Video MPC enumerates
 every bitrate sequence; with some thirty actions here the plans hold one action each,
 which is the same plan a sequence search finds when the predicted throughput is flat
@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from policies.agents.base import Observation, answer_wait_ms, harmonic_mean
 from policies.agents.baselines import DEFAULT_MBPS
+from policies.common.policy import Observation
+from policies.common.timing import answer_wait_ms, harmonic_mean
 from policies.simulation.profile import Profile
 
 

@@ -55,15 +55,30 @@ class Trace:
         return float(self.times_s[-1] - self.times_s[0] + (self.times_s[-1] - self.times_s[-2]))
 
     @property
+    def sample_durations_s(self) -> np.ndarray:
+        """How long each sample holds (s)."""
+        return np.diff(np.append(self.times_s, self.times_s[0] + self.duration_s))
+
+    @property
     def mean_mbps(self) -> float:
-        edges = np.append(self.times_s, self.times_s[0] + self.duration_s)
-        return float(np.sum(self.mbps * np.diff(edges)) / self.duration_s)
+        return float(np.sum(self.mbps * self.sample_durations_s) / self.duration_s)
 
     def scaled(self, factor: float) -> Trace:
         """The same trace with every throughput multiplied by ``factor``."""
         if factor <= 0:
             raise ValueError(f"scale factor must be positive, got {factor}")
         return Trace(self.name, self.times_s, self.mbps * factor, self.source, self.kind)
+
+
+def median_mbps(traces: list[Trace]) -> float:
+    """The throughput (Mbit/s) the traces together are below for half of their time."""
+    if not traces:
+        raise ValueError("no traces")
+    mbps = np.concatenate([t.mbps for t in traces])
+    held = np.concatenate([t.sample_durations_s for t in traces])
+    order = np.argsort(mbps, kind="stable")
+    cumulative = np.cumsum(held[order])
+    return float(mbps[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def _text_trace(path: Path, lines: list[str]) -> Trace:

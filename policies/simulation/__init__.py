@@ -1,1 +1,1 @@
-"""Simulation: action profiles, the offloading simulator, the ``splitnet/Offload-v0`` env, ``splitnet simulate``."""
+"""Simulation: action profiles, the offloading simulator, the ``splitnet/Offload-v0`` env, ``simulate``."""

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from policies.agents.base import N_SCALARS, SCALAR_HIGH, observation_vector
+from policies.common.policy import N_SCALARS, SCALAR_HIGH, observation_vector
 from policies.network.traces import Trace
 from policies.simulation.profile import Profile
 from policies.simulation.simulator import OffloadSimulator, RewardWeights

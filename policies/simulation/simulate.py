@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policies.agents.base import FixedPolicy, Policy
+from policies.common.policy import FixedPolicy, Policy
 from policies.network.traces import Trace
 from policies.simulation.profile import Profile
 from policies.simulation.simulator import FrameOutcome, OffloadSimulator, RewardWeights

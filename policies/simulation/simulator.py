@@ -11,7 +11,7 @@ far plus the action's device, estimated network and server time) and to answer a
 run would end runs locally at once, and a frame whose answer would come too late for a local
 run to make the deadline is run locally then (its bytes still occupy the link); a device whose
 local run cannot make the deadline at all waits for the answer up to the client's patience
-(2 s, :func:`~policies.agents.base.answer_wait_ms`) instead. Like a camera loop,
+(2 s, :func:`~policies.common.timing.answer_wait_ms`) instead. Like a camera loop,
 the device always takes the newest frame when it gets free: frames that arrived while
 it was busy and were overtaken are dropped (each counts as a deadline miss). Results come out in
 frame order, as the client yields them: a frame done before an earlier one waits for it. When
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.agents.base import HISTORY, Observation, answer_wait_ms
+from policies.common.policy import HISTORY, Observation
+from policies.common.timing import answer_wait_ms
 from policies.network.channel_models import Channel, ChannelConfig, GilbertElliott
 from policies.network.estimator import LinkEstimator, LinkSample
 from policies.network.traces import Trace

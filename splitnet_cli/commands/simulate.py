@@ -7,21 +7,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from splitnet_cli.argtypes import nonnegative_float, positive_float, positive_int
-from splitnet_cli.options import load_traces
+from splitnet_cli.options import add_scenario_arguments, load_traces
 from splitnet_cli.reports import write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     sm = sub.add_parser("simulate", help="run policies over throughput traces")
-    sm.add_argument("--profile", default=None, help="profile JSON (default: the shipped one)")
-    sm.add_argument("--traces", required=True, help="trace file or directory (recursive), or train/eval")
-    sm.add_argument("--deadline-ms", type=positive_float, default=100.0)
-    sm.add_argument("--fps", type=positive_float, default=10.0)
+    add_scenario_arguments(sm)
     sm.add_argument("--frames", type=positive_int, default=None, help="frames per trace (default: the whole trace)")
     sm.add_argument("--policy", nargs="+", required=True,
                     help="local, edge, fixed:<split>:<width>, greedy, robust_mpc, oracle, static_best, ppo, dqn, "
                          "or a policy file")
-    sm.add_argument("--seed", type=int, default=0)
     sm.add_argument("--start-s", type=nonnegative_float, default=0.0,
                     help="trace time (s) at which each run starts (its warm-up link probes, then the first frame), "
                          "e.g. to line up with a live run through splitnet link")

@@ -15,7 +15,7 @@ from splitnet_cli.argtypes import (
     positive_int,
     probability,
 )
-from splitnet_cli.options import load_traces
+from splitnet_cli.options import add_scenario_arguments, load_traces
 from splitnet_cli.reports import command_line
 
 SHARED_TRAIN = "../shared/data/cifar10/train.npz"
@@ -221,13 +221,9 @@ def run_filter(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ policy
 def _add_policy(train: argparse._SubParsersAction) -> None:
     tp = train.add_parser("policy", help="train a PPO or DQN offloading policy on traces")
-    tp.add_argument("--profile", default=None)
-    tp.add_argument("--traces", default="train", help="trace file or directory, or train (the training split)")
+    add_scenario_arguments(tp, traces_default="train")
     tp.add_argument("--algo", choices=("ppo", "dqn"), default="ppo")
     tp.add_argument("--steps", type=positive_int, default=200_000)
-    tp.add_argument("--fps", type=positive_float, default=10.0)
-    tp.add_argument("--deadline-ms", type=positive_float, default=100.0)
-    tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--keep-best-every", type=nonnegative_int, default=0, metavar="STEPS",
                     help="score the network on the training traces every STEPS steps and save the best one, "
                          "not the last (default: 0, off)")
@@ -241,6 +237,8 @@ def run_policy(args: argparse.Namespace) -> int:
     from policies.agents.rl import train_policy
     from policies.simulation.profile import Profile
 
+    if args.traces == "eval":
+        raise SplitnetError("the evaluation traces are held out: train on --traces train or your own traces")
     profile = Profile.load(args.profile)
     out = train_policy(profile, load_traces(args.traces), args.algo, args.steps, args.out, seed=args.seed,
                        fps=args.fps, deadline_ms=args.deadline_ms, keep_best_every=args.keep_best_every,

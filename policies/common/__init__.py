@@ -1,0 +1,1 @@
+"""What the device client, the simulator and the policies share: observation, policy interface, timing rules."""
