@@ -23,7 +23,7 @@ Scenarios:
 * ``loopback``: no link, ``greedy`` self-calibrated against ``greedy`` on the profile's
   timings: the action mix, and whether the chosen actions are the fastest on this machine.
 
-    python -m benchmarks.control_loop [--json reports/control_loop.json]
+    python -m benchmarks.control_loop [--json reports/control_loop/run-1.json]
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ from policies.simulation.profile import Profile
 from splitnet.checkpoint import DEMO_DATA, SplitCheckpoint
 from splitnet.data import load_npz
 from splitnet.provenance import remember_start
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_client(address: str, ckpt: SplitCheckpoint, policy, frames: np.ndarray, fps: float | None,
@@ -112,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="runs of the recovery scenario (it depends on this machine's load: each is reported)")
     ap.add_argument("--scenarios", nargs="+", default=["local", "slow_greedy", "slow_fixed", "recovery",
                                                        "near_dead", "loopback"])
-    ap.add_argument("--json", default=str(ROOT / "reports" / "control_loop.json"))
+    ap.add_argument("--json", default=None, help="report path (default: out/benchmarks/control_loop.json)")
     args = ap.parse_args(argv)
     ckpt = SplitCheckpoint.load()
     frames = load_npz(DEMO_DATA).images

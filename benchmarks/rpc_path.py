@@ -19,8 +19,10 @@ frames 100 ms apart find the server's caches cold). A profile's scenario takes b
 (``splitnet profile --request-overhead-ms X --server-speed Y``) so that the simulator charges each call what the
 live path costs: ``request_overhead_ms``, the mean through-link excess over the actions, and
 ``server_slowdown``, the mean ratio of the live server time to the profile's over the actions and both modes.
+The run the shipped profile was calibrated from is ``reports/rpc_path.json``; ``reports/rpc_path/run-*.json``
+measure the path again (``scripts/run_reports.sh``), and the README gives both.
 
-    python -m benchmarks.rpc_path [--actions webp/q50 layer2/w0.25] [--frames 300] [--json reports/rpc_path.json]
+    python -m benchmarks.rpc_path [--actions webp/q50 layer2/w0.25] [--frames 300] [--json reports/rpc_path/run-1.json]
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def path_arguments(ap) -> None:
 
 
 def main() -> None:
-    ap = benchmark_arguments(__doc__, json_path=str(ROOT / "reports" / "rpc_path.json"))
+    ap = benchmark_arguments(__doc__)
     ap.add_argument("--actions", nargs="+", default=["webp/q50", "layer2/w0.25"])
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--fps", type=float, default=10.0)

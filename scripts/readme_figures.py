@@ -150,17 +150,25 @@ def device_time_block() -> str:
 
 
 def light_speed_block() -> str:
-    coder = _load("coder_speed.json")
-    switch = _load("width_switch.json")
-    rows = [r for r in coder["rows"] if r.get("encoder") == "light" and r["batch"] == 1]
-    lines = ["| light encoder, batch 1 | encode ms | decode ms | encode + decode ms | bytes |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| `{r['split']}/w{r['width']:g}` | {r['encode_ms_per_frame']:.3f} | {r['decode_ms_per_frame']:.3f} | "
-              f"{r['encode_decode_ms_per_frame']:.3f} | {r['bytes_mean']:.1f} |" for r in rows]
-    s = switch["set_width_ms"]
-    lines += ["", f"Switching the width of `{switch['split']}` (`set_width`): median {s['median'] * 1e3:.1f} µs "
-              f"(p95 {s['p95'] * 1e3:.1f} µs); reloading the checkpoint instead: "
-              f"{switch['reload_checkpoint_ms']['median']:.0f} ms.", "", _provenance(coder), _provenance(switch)]
+    coder, switch = _measured("coder_speed"), _measured("width_switch")
+
+    def rows_of(run: dict) -> dict:
+        return {(r["split"], r["width"]): r for r in run["rows"] if r.get("encoder") == "light" and r["batch"] == 1}
+
+    per_run = [rows_of(run) for run in coder]
+    lines = [f"Batch 1, ms per frame, {_of_runs(coder)}:", "",
+             "| light encoder | encode ms | decode ms | encode + decode ms | bytes |", "|---|---:|---:|---:|---:|"]
+    for key, first in per_run[0].items():
+        rows = [run[key] for run in per_run if key in run]
+        lines.append(f"| `{key[0]}/w{key[1]:g}` | " + " | ".join(
+            _span([r[f] for r in rows], ".3f") for f in
+            ("encode_ms_per_frame", "decode_ms_per_frame", "encode_decode_ms_per_frame"))
+            + f" | {first['bytes_mean']:.1f} |")
+    lines += ["", f"Switching the width of `{switch[0]['split']}` (`set_width`), {_of_runs(switch)}: median "
+              f"{_spread([r['set_width_ms']['median'] * 1e3 for r in switch], '.1f')} µs (p95 "
+              f"{_spread([r['set_width_ms']['p95'] * 1e3 for r in switch], '.1f')} µs); reloading the checkpoint "
+              f"instead: {_spread([r['reload_checkpoint_ms']['median'] for r in switch], '.0f')} ms.", "",
+              _sources(coder), _sources(switch)]
     return "\n".join(lines)
 
 
@@ -177,53 +185,63 @@ _SCENARIOS = {
 
 
 def control_loop_block() -> str:
-    report = _load("control_loop.json")
-    sc, checks = report["scenarios"], report["checks"]
+    runs = _measured("control_loop")
+    report, n = runs[0], len(runs)
     lines = [f"RTT {report['rtt_ms']:g} ms, deadline {report['deadline_ms']:g} ms where given, 300 demo frames, "
              f"fixed action `{report['action']}`"
              + (f", recovery with `{report['recovery_action']}`" if report.get("recovery_action") else "")
-             + ". Every frame gets a result (one the server does not answer in time runs on the device), so the "
-             "figure that matters is how many the server answered.", "",
+             + f"; {_of_runs(runs)}. Every frame gets a result (one the server does not answer in time runs on the "
+             "device), so the figure that matters is how many the server answered.", "",
              "| scenario | mean ms | p95 ms | max ms | run s | deadline missed | answered by the server | "
              "actions |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     names = dict(_SCENARIOS)
     if "recovery_rtt_ms" in report:
         names["recovery"] = (f"{report['recovery_slow_mbps']:g} Mbit/s, then 5 Mbit/s, "
                              f"RTT {report['recovery_rtt_ms']:g} ms, fixed action")
-    for name, r in sc.items():
-        lat = r["latency_ms"]
-        actions = ", ".join(f"`{a}` {n}" for a, n in sorted(r["actions"].items(), key=lambda kv: -kv[1]))
+    for name in report["scenarios"]:
+        rows = [run["scenarios"][name] for run in runs if name in run["scenarios"]]
+        action_names = sorted({a for r in rows for a in r["actions"]},
+                              key=lambda a: -statistics.median(r["actions"].get(a, 0) for r in rows))
+        actions = ", ".join(f"`{a}` {_span([r['actions'].get(a, 0) for r in rows], '.0f')}" for a in action_names)
         base, _, run = name.partition("_")
         label = f"{names['recovery']} (run {run})" if base == "recovery" and run.isdigit() else names.get(name, name)
-        lines.append(f"| {label} | {lat['mean']:.1f} | {lat['p95']:.1f} | {lat['max']:.1f} | "
-                     f"{r['elapsed_s']:.1f} | {r['deadline_missed']} | {r['offloaded']}/{r['results']} | "
-                     f"{actions} |")
+        lines.append(f"| {label} | " + " | ".join(_span([get(r) for r in rows], fmt) for get, fmt in (
+            (lambda r: r["latency_ms"]["mean"], ".1f"), (lambda r: r["latency_ms"]["p95"], ".1f"),
+            (lambda r: r["latency_ms"]["max"], ".1f"), (lambda r: r["elapsed_s"], ".1f"),
+            (lambda r: r["deadline_missed"], ".0f"), (lambda r: r["offloaded"], ".0f")))
+            + f"/{rows[0]['results']} | {actions} |")
+    checks = [run["checks"] for run in runs]
+
+    def met(key: str) -> str:
+        ok = [c[key] for c in checks]
+        return ("met" if all(ok) else "NOT met") + (f" in {sum(ok)} of {n} runs" if n > 1 else "")
+
     claims = []
     for name in ("slow_greedy", "slow_fixed"):
-        if f"{name}_mean_over_local" in checks:
-            claims.append(f"{_SCENARIOS[name]}: mean latency {checks[f'{name}_mean_over_local']:.2f}× local-only "
-                          f"(target ≤ 1.3×, {'met' if checks[f'{name}_ok'] else 'NOT met'})")
-    if "recovery_s" in checks:
-        back = checks["recovery_s"]
-        held = checks.get("recovered_offloaded_share")
-        runs = checks.get("recovery_runs")
-        each = (" (runs: " + ", ".join(f"{c['recovery_s']:.2f} s" if c["recovery_s"] is not None else "never"
-                                       for c in runs) + f"; within 2 s in {checks['recovery_ok_runs']} of {len(runs)})"
-                if runs else "")
+        if f"{name}_mean_over_local" in checks[0]:
+            claims.append(f"{_SCENARIOS[name]}: mean latency "
+                          f"{_spread([c[f'{name}_mean_over_local'] for c in checks], '.2f')}× local-only "
+                          f"(target ≤ 1.3×, {met(f'{name}_ok')})")
+    if "recovery_s" in checks[0]:
+        tries = [t for c in checks for t in (c.get("recovery_runs") or [c])]
+        back = [t["recovery_s"] for t in tries if t["recovery_s"] is not None]
+        held = [t["recovered_offloaded_share"] for t in tries if t.get("recovered_offloaded_share") is not None]
+        ok = sum(bool(t["recovery_ok"]) for t in tries)
+        each = " | ".join(", ".join(f"{t['recovery_s']:.2f}" if t["recovery_s"] is not None else "never"
+                                    for t in (c.get("recovery_runs") or [c])) for c in checks)
         claims.append("after the rise the client offloads in time again, and keeps doing so (≥ 80 % of the next "
-                      "second's frames answered remotely in time), "
-                      + (f"{back:.2f} s later" if back is not None else "never")
-                      + (" (median)" if runs and len(runs) > 1 else "") + each
-                      + f" (target ≤ 2 s in every run, {'met' if checks['recovery_ok'] else 'NOT met'})"
-                      + (f"; from then on {held:.0%} of the frames are answered remotely in time"
-                         + (" (median)" if runs and len(runs) > 1 else "")
-                         if held is not None and back is not None else ""))
-    if "near_dead_time_over_local" in checks:
-        claims.append(f"near-dead link: 300 frames in {checks['near_dead_time_over_local']:.2f}× local-only's time, "
-                      f"slowest frame {checks['near_dead_max_latency_ms']:.0f} ms "
-                      f"(targets ≤ 1.2× and within the default budget, "
-                      f"{'met' if checks['near_dead_ok'] else 'NOT met'})")
-    return "\n".join(lines + [""] + [f"- {c}" for c in claims] + ["", _provenance(report)])
+                      "second's frames answered remotely in time): "
+                      + (f"median {statistics.median(back):.2f} s later" if back else "never")
+                      + f" (each recovery, s: {each}{' — runs apart by |' if n > 1 else ''}); within 2 s in {ok} of "
+                      f"{len(tries)} (target ≤ 2 s in every one, " + ("met" if ok == len(tries) else "NOT met") + ")"
+                      + (f"; from then on a median {statistics.median(held):.0%} of the frames are answered remotely "
+                         f"in time (least {min(held):.0%})" if held else ""))
+    if "near_dead_time_over_local" in checks[0]:
+        claims.append(f"near-dead link: 300 frames in "
+                      f"{_spread([c['near_dead_time_over_local'] for c in checks], '.2f')}× local-only's time, "
+                      f"slowest frame {_spread([c['near_dead_max_latency_ms'] for c in checks], '.0f')} ms "
+                      f"(targets ≤ 1.2× and within the default budget, {met('near_dead_ok')})")
+    return "\n".join(lines + [""] + [f"- {c}" for c in claims] + ["", _sources(runs)])
 
 
 _RATE_VERDICT = {True: "sustained", False: "not sustained", None: "a slower link: no rate target, latency bound only"}
@@ -231,22 +249,41 @@ _RATE_VERDICT = {True: "sustained", False: "not sustained", None: "a slower link
 
 def detection_loop_block() -> str:
     """The perception loop of ``examples/detection_loop.py`` through ``splitnet link``, one line per trace."""
-    report = _load("detection_loop.json")
-    deadline = report["deadline_ms"]
+    runs = _measured("detection_loop")
+    first, n = runs[0], len(runs)
+    deadline = first["deadline_ms"]
     lines = [f"`python -m benchmarks.detection_loop` (the perception loop of `examples/detection_loop.py`: "
-             f"`SplitDetector`, `{report['policy']}`, a {report['fps']:g} FPS camera, deadline {deadline:g} ms, "
-             f"through `splitnet link` with RTT {report['rtt_ms']:g} ms, {report['seconds']:g} s per trace):", ""]
-    for s in report["scenarios"]:
-        lat, check = s["latency_ms"], s["check"]
-        verdict = _RATE_VERDICT[check.get("rate_sustained")]
+             f"`SplitDetector`, `{first['policy']}`, a {first['fps']:g} FPS camera, deadline {deadline:g} ms, "
+             f"through `splitnet link` with RTT {first['rtt_ms']:g} ms, {first['seconds']:g} s per trace; "
+             f"{_of_runs(runs)}):", ""]
+
+    def times(flags: list[bool]) -> str:
+        return f"in {sum(flags)} of {n} runs" if n > 1 else ""
+
+    for i, s0 in enumerate(first["scenarios"]):
+        rows = [run["scenarios"][i] for run in runs]
+        sustained = [r["check"].get("rate_sustained") for r in rows]
+        verdict = (_RATE_VERDICT[None] if sustained[0] is None else
+                   f"sustained {times(sustained)}" if n > 1 else _RATE_VERDICT[sustained[0]])
+        kept = [r["check"]["latency_bounded"] for r in rows]
+        kept_text = (f"kept {times(kept)}" if n > 1 else "kept" if kept[0] else "NOT kept")
+
+        def over(get: Callable[[dict], float], fmt: str, rows: list[dict] = rows) -> str:
+            return _span([get(r) for r in rows], fmt)
+
         lines.append(
-            f"- {s['scenario']} Mbit/s: **{s['result_fps']:.2f} results/s** ({verdict}), latency p50 "
-            f"{lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, max {lat['max']:.0f} ms "
-            f"(bound {check['latency_bound_ms']:.0f} ms: {'kept' if check['latency_bounded'] else 'NOT kept'}); "
-            f"{s['frames_submitted']} frames: {s['offloaded']} answered by the server, {s['fallbacks']} ran locally, "
-            f"{s['dropped']} dropped as stale, {s['filtered']} kept off the link by the filter, "
-            f"{s['unaccounted']} unaccounted; {s['bytes_per_sent_frame']:.0f} B per sent frame")
-    return "\n".join(lines + ["", _provenance(report)])
+            f"- {s0['scenario']} Mbit/s: **{over(lambda r: r['result_fps'], '.2f')} results/s** ({verdict}), "
+            f"latency p50 {over(lambda r: r['latency_ms']['p50'], '.0f')} ms, "
+            f"p95 {over(lambda r: r['latency_ms']['p95'], '.0f')} ms, "
+            f"max {over(lambda r: r['latency_ms']['max'], '.0f')} ms "
+            f"(bound {s0['check']['latency_bound_ms']:.0f} ms: {kept_text}); "
+            f"{over(lambda r: r['frames_submitted'], '.0f')} frames: "
+            f"{over(lambda r: r['offloaded'], '.0f')} answered by the server, "
+            f"{over(lambda r: r['fallbacks'], '.0f')} ran locally, {over(lambda r: r['dropped'], '.0f')} "
+            f"dropped as stale, {over(lambda r: r['filtered'], '.0f')} kept off the link by the filter, "
+            f"{max(r['unaccounted'] for r in rows)} unaccounted{' in any run' if n > 1 else ''}; "
+            f"{over(lambda r: r['bytes_per_sent_frame'], '.0f')} B per sent frame")
+    return "\n".join(lines + ["", _sources(runs)])
 
 
 def live_agreement_block() -> str:
@@ -296,22 +333,33 @@ def live_agreement_block() -> str:
 
 
 def rpc_path_block() -> str:
-    """The RPC path's time per call beyond the link model, and the live server's time against the profile's."""
-    report = _load("rpc_path.json")
-    lines = [f"{report['frames']} frames per run at {report['fps']:g} FPS, through `splitnet link` on a constant "
-             f"{report['mbps']:g} Mbit/s (RTT {report['rtt_ms']:g} ms, no jitter) and directly:", "",
-             "| action | beyond the link model, direct: mean (median) ms | through the link: mean (median) ms | "
-             "server ms live / profile |", "|---|---:|---:|---:|"]
-    for name, row in report["actions"].items():
-        d, k = row["direct"]["excess_ms"], row["link"]["excess_ms"]
-        live_server = (row["direct"]["server_ms"]["mean"] + row["link"]["server_ms"]["mean"]) / 2
-        lines.append(f"| `{name}` | {d['mean']:.2f} ({d['median']:.2f}) | {k['mean']:.2f} ({k['median']:.2f}) | "
-                     f"{live_server:.2f} / {row['profile_server_ms']:.2f} |")
-    lines += ["", f"The shipped profile's scenario charges each call **{report['request_overhead_ms']:.1f} ms** "
-                  f"(`request_overhead_ms`; the RPC stack alone, without the link emulator: "
-                  f"{report['stack_only_ms']:.1f} ms) and runs the server at **{report['server_slowdown']:.2f}×** "
-                  "its profiled time (`server_speed`)."]
-    return "\n".join(lines + ["", _provenance(report)])
+    """The RPC path's time per call beyond the link model, and the live server's time against the profile's: the
+    run the shipped profile was calibrated from (``reports/rpc_path.json``) and the runs that measured it again."""
+    calibration = _load("rpc_path.json")
+    runs = _runs("rpc_path") if (REPORTS / "rpc_path").is_dir() else [calibration]
+    first = runs[0]
+    scenario = json.loads((ROOT / "policies" / "assets" / "profile.json").read_text())["scenario"]
+    lines = [f"{first['frames']} frames per run at {first['fps']:g} FPS, through `splitnet link` on a constant "
+             f"{first['mbps']:g} Mbit/s (RTT {first['rtt_ms']:g} ms, no jitter) and directly; {_of_runs(runs)}:", "",
+             "| action | beyond the link model, direct: mean ms | through the link: mean ms | "
+             "server ms live | server ms in the profile |", "|---|---:|---:|---:|---:|"]
+    for name, row in first["actions"].items():
+        rows = [run["actions"][name] for run in runs if name in run["actions"]]
+        server = [(r["direct"]["server_ms"]["mean"] + r["link"]["server_ms"]["mean"]) / 2 for r in rows]
+        lines.append(f"| `{name}` | {_span([r['direct']['excess_ms']['mean'] for r in rows], '.2f')} | "
+                     f"{_span([r['link']['excess_ms']['mean'] for r in rows], '.2f')} | "
+                     f"{_span(server, '.2f')} | "
+                     f"{row['profile_server_ms']:.2f} |")
+    lines += ["", f"The shipped profile's scenario charges each call **{scenario['request_overhead_ms']:g} ms** "
+                  f"(`request_overhead_ms`) and runs the server at **{scenario['server_speed']:.2f}×** its profiled "
+                  f"time (`server_speed`): the calibration run, `reports/rpc_path.json` "
+                  f"({calibration['request_overhead_ms']:.2f} ms, of which the RPC stack alone "
+                  f"{calibration['stack_only_ms']:.2f} ms; {calibration['server_slowdown']:.2f}×)."]
+    if len(runs) > 1:
+        lines[-1] += (f" Measured again: {_spread([r['request_overhead_ms'] for r in runs], '.2f')} ms per call "
+                      f"(stack alone {_spread([r['stack_only_ms'] for r in runs], '.2f')} ms), server "
+                      f"{_spread([r['server_slowdown'] for r in runs], '.2f')}×.")
+    return "\n".join(lines + ["", _provenance(calibration)] + ([_runs_provenance(runs)] if len(runs) > 1 else []))
 
 
 def grpc_overhead_block() -> str:
@@ -354,17 +402,38 @@ def _spread(values: list[float], fmt: str) -> str:
     return f"{format(mid, fmt)} ({format(ordered[0], fmt)}–{format(ordered[-1], fmt)}, {len(ordered)} runs)"
 
 
+def _span(values: list[float], fmt: str) -> str:
+    """``median (min–max)`` of one figure over repeated runs, for a table whose header says how many."""
+    ordered = sorted(values)
+    mid = format(statistics.median(ordered), fmt)
+    return mid if len(ordered) == 1 else f"{mid} ({format(ordered[0], fmt)}–{format(ordered[-1], fmt)})"
+
+
+def _measured(name: str) -> list[dict]:
+    """Every run of a benchmark: ``reports/<name>/run-*.json`` when it was measured several times, else the one
+    report ``reports/<name>.json``."""
+    return _runs(name) if (REPORTS / name).is_dir() else [_load(f"{name}.json")]
+
+
+def _sources(runs: list[dict]) -> str:
+    """The provenance line of a benchmark's runs (one report or a folder of runs)."""
+    return _runs_provenance(runs) if "/" in runs[0]["_file"] else _provenance(runs[0])
+
+
+def _of_runs(runs: list[dict]) -> str:
+    return "one run" if len(runs) == 1 else f"median of {len(runs)} runs (min–max)"
+
+
 def benchmarks_block() -> str:
-    switch = _load("width_switch.json")
-    sim = _load("sim_speed.json")
+    switch, sim = _measured("width_switch"), _measured("sim_speed")
     over, batch, load = _runs("runtime_overhead"), _runs("batching_gain"), _runs("load_test")
-    s = switch["set_width_ms"]
     rows = [
         ("width switch", "python -m benchmarks.width_switch",
-         f"`set_width` median {s['median'] * 1e3:.0f} µs; reloading the checkpoint "
-         f"{switch['reload_checkpoint_ms']['median']:.0f} ms ({switch['speedup_vs_reload']:,.0f}× slower), rebuilding "
-         f"one bottleneck {switch['rebuild_bottleneck_ms']['median']:.1f} ms "
-         f"({switch['speedup_vs_rebuild_bottleneck']:,.0f}×)"),
+         f"`set_width` median {_spread([r['set_width_ms']['median'] * 1e3 for r in switch], '.0f')} µs; reloading "
+         f"the checkpoint {_spread([r['reload_checkpoint_ms']['median'] for r in switch], '.0f')} ms "
+         f"({_spread([r['speedup_vs_reload'] for r in switch], ',.0f')}× slower), rebuilding one bottleneck "
+         f"{_spread([r['rebuild_bottleneck_ms']['median'] for r in switch], '.1f')} ms "
+         f"({_spread([r['speedup_vs_rebuild_bottleneck'] for r in switch], ',.0f')}×)"),
         ("runtime overhead", "python -m benchmarks.runtime_overhead",
          f"`{over[0]['policy']}`, unary end-to-end minus in-process compute, median ms: "
          f"{_spread([r['overhead_ms_median'] for r in over], '.2f')}; unary latency "
@@ -385,8 +454,8 @@ def benchmarks_block() -> str:
          f"locally), {_spread([r['throughput_fps'] for r in load], '.0f')} frames/s, p99 "
          f"{_spread([r['latency_ms']['p99'] / 1e3 for r in load], '.2f')} s"),
         ("simulator", "python -m benchmarks.sim_speed",
-         f"one {sim['frames']:,}-frame episode: {sim['env_random_actions_s']:.2f} s (random actions), "
-         f"{sim['simulate_oracle_s']:.2f} s (oracle)"),
+         f"one {sim[0]['frames']:,}-frame episode: {_spread([r['env_random_actions_s'] for r in sim], '.2f')} s "
+         f"(random actions), {_spread([r['simulate_oracle_s'] for r in sim], '.2f')} s (oracle)"),
     ]
     lines = ["| benchmark | command | result |", "|---|---|---|"]
     lines += [f"| {a} | {f'`{b}`' if b.startswith('python') else b} | {c} |" for a, b, c in rows]
@@ -397,7 +466,7 @@ def benchmarks_block() -> str:
               + ", ".join(f"{n[:-3]} {_spread([h[n] for h in stages_here], '.2f')} → "
                           f"{_spread([t[n] for t in stages_there], '.2f')}" for n in names)
               + f"; network {_spread([t['network_ms'] for t in stages_there], '.2f')}."]
-    lines += ["", _provenance(switch), _provenance(sim)] + [_runs_provenance(r) for r in (over, batch, load)]
+    lines += ["", _sources(switch), _sources(sim)] + [_runs_provenance(r) for r in (over, batch, load)]
     return "\n".join(lines)
 
 

@@ -30,23 +30,51 @@ def test_every_generated_block_has_its_report_and_provenance() -> None:
     for report in reports:
         data = json.loads(report.read_text())
         assert {"command", "date", "machine", "commit"} <= set(data), report
-    for report in ("eval_resnet56_cifar.json", "eval_tinydet_synth.json", "device_time.json", "coder_speed.json",
-                   "width_switch.json", "detection_loop.json", "live_agreement.json", "rpc_path.json",
-                   "simulate_eval.json", "simulate_train_oracle.json", "control_loop.json", "grpc_overhead.json"):
+    for report in ("eval_resnet56_cifar.json", "eval_tinydet_synth.json", "device_time.json", "live_agreement.json",
+                   "rpc_path.json", "simulate_eval.json", "simulate_train_oracle.json", "grpc_overhead.json"):
         assert f"reports/{report}" in readme, report
+    for folder in ("coder_speed", "width_switch", "sim_speed", "detection_loop", "rpc_path", "control_loop",
+                   "runtime_overhead", "batching_gain", "load_test"):  # timings measured several times
+        assert len(list((ROOT / "reports" / folder).glob("run-*.json"))) >= 3, folder
+        assert f"reports/{folder}/run-*.json" in readme, folder
 
 
 def test_the_detection_loop_report_backs_the_readme_claim() -> None:
-    """The README's 10 results/s claim: the committed benchmark ran the shipped detector and, recomputed from
-    its own rows, kept >= 95 % of the camera's rate on the fast link and latency within two deadlines with
-    every frame accounted for on every link (timings are measured by the benchmark, not re-timed here)."""
-    report = json.loads((ROOT / "reports" / "detection_loop.json").read_text())
+    """The README's 10 results/s claim: every committed run of the benchmark ran the shipped detector and,
+    recomputed from its own rows, kept >= 95 % of the camera's rate on the fast link and latency within two
+    deadlines with every frame accounted for on every link (timings are measured by the benchmark, not re-timed
+    here)."""
     manifest = json.loads((ROOT / "splitnet" / "assets" / "MANIFEST.json").read_text())
-    assert report["checkpoint_sha256"] == manifest["detector"]["checkpoint"]["sha256"]
-    assert len(report["scenarios"]) == 3
-    fast = report["scenarios"][0]
-    assert fast["result_fps"] >= 0.95 * report["fps"]
-    for s in report["scenarios"]:
-        assert s["latency_ms"]["max"] <= 2 * report["deadline_ms"], s["scenario"]
-        assert s["unaccounted"] == 0 and s["results_delivered"] + s["dropped"] == s["frames_submitted"]
-    assert report["ok"] and report["server_exit_code"] == 0
+    runs = sorted((ROOT / "reports" / "detection_loop").glob("run-*.json"))
+    assert len(runs) >= 3
+    for path in runs:
+        report = json.loads(path.read_text())
+        assert report["checkpoint_sha256"] == manifest["detector"]["checkpoint"]["sha256"]
+        assert len(report["scenarios"]) == 3
+        fast = report["scenarios"][0]
+        assert fast["result_fps"] >= 0.95 * report["fps"], path.name
+        for s in report["scenarios"]:
+            assert s["latency_ms"]["max"] <= 2 * report["deadline_ms"], (path.name, s["scenario"])
+            assert s["unaccounted"] == 0 and s["results_delivered"] + s["dropped"] == s["frames_submitted"]
+        assert report["ok"] and report["server_exit_code"] == 0
+
+
+def test_the_control_loop_runs_back_the_readme_claims() -> None:
+    """The README's control-loop targets, recomputed from every committed run's rows: on a 0.2 Mbit/s link the
+    mean latency stays within 1.3x local-only's (greedy and a fixed offloading action), a near-dead link costs at
+    most 1.2x local-only's time with no frame over its budget, and after the link rises the client offloads in time
+    again within 2 s in every recovery (the benchmark's own check: the frame timeline is not kept)."""
+    runs = sorted((ROOT / "reports" / "control_loop").glob("run-*.json"))
+    assert len(runs) >= 3
+    for path in runs:
+        report = json.loads(path.read_text())
+        sc, checks = report["scenarios"], report["checks"]
+        local = sc["local_paced"]
+        for name in ("slow_greedy", "slow_fixed"):
+            assert sc[name]["latency_ms"]["mean"] <= 1.3 * local["latency_ms"]["mean"], (path.name, name)
+        for r in sc.values():
+            assert r["results"] == r["frames"], path.name  # every frame has a result
+        dead = sc["near_dead"]
+        assert dead["elapsed_s"] <= 1.2 * local["elapsed_s"] and dead["latency_ms"]["max"] <= dead["budget_ms"]
+        assert checks["recovery_runs"] and all(c["recovery_ok"] for c in checks["recovery_runs"]), path.name
+        assert report["server_exit"] == 0
