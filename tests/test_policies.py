@@ -228,6 +228,16 @@ class _ProbeLog(OffloadSimulator):
         super()._empty_probe(t)
 
 
+def test_a_frame_measures_the_link_by_its_bytes_beyond_an_empty_call() -> None:
+    from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES, link_bytes, link_sample_bytes
+
+    assert link_bytes(200.0, 130) == pytest.approx(200 + 130 - PROBE_CALL_OVERHEAD_BYTES)
+    assert link_bytes(200.5, 0) == 200.5  # overhead unknown: the payload alone
+    assert link_bytes(0, 130) == 0.0 and link_sample_bytes(0, 130) == 0  # nothing sent
+    assert link_sample_bytes(1, 10) == 1  # a payload counts at least one byte
+    assert link_sample_bytes(200, 130) == round(link_bytes(200, 130))
+
+
 def test_the_throughput_estimate_is_the_links_rate_while_offloading() -> None:
     """Offloading every frame on a constant link, the device's throughput estimate is the link's rate (median over
     550 decisions within 15 %; 0.99 and 0.99 here, against 2.19 and 0.94 when the base RTT was the quickest recent

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from splitnet.errors import DataError
-from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES
+from splitnet.rpc.convert import link_bytes
 
 SHIPPED_PROFILE = Path(__file__).parents[1] / "assets" / "profile.json"
 
@@ -93,9 +93,7 @@ class ActionProfile:
         """Mean uplink bytes a frame costs beyond an empty probe call's (payload and request overhead, less the
         call the base RTT is measured with): what the link estimator's rate is in, so what a policy divides by
         it (the payload alone in profiles without ``overhead_bytes``)."""
-        if self.kind == "local" or not self.overhead_bytes:
-            return self.bytes_mean
-        return max(1.0, self.bytes_mean + self.overhead_bytes - PROBE_CALL_OVERHEAD_BYTES)  # link_sample_bytes' rule
+        return self.bytes_mean if self.kind == "local" else link_bytes(self.bytes_mean, self.overhead_bytes)
 
 
 @dataclass

@@ -52,17 +52,22 @@ def wire_overhead_bytes(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float
     return request_overhead_bytes(request(p, top_k, budget_ms), streamed=True)
 
 
-def link_sample_bytes(payload_bytes: float, overhead_bytes: int) -> int:
+def link_bytes(payload_bytes: float, overhead_bytes: float) -> float:
     """The bytes a frame's round trip measures the uplink by (the link estimator's unit): what its request put on
     the wire (``payload_bytes`` plus ``overhead_bytes``, as :func:`wire_overhead_bytes` counts them) beyond what an
     empty Probe call puts there, since the estimator's base RTT is such a call's round trip and already carries its
     framing. At least 1 for a frame with a payload; 0 for none. An ``overhead_bytes`` of 0 means unknown (a profile
-    written before it was measured): the payload alone then."""
+    written before it was measured): the payload alone then. Means over frames go in as they are (a profile's)."""
     if payload_bytes <= 0:
-        return 0
+        return 0.0
     if overhead_bytes <= 0:
-        return max(1, round(payload_bytes))
-    return max(1, round(payload_bytes + overhead_bytes - PROBE_CALL_OVERHEAD_BYTES))
+        return float(payload_bytes)
+    return max(1.0, payload_bytes + overhead_bytes - PROBE_CALL_OVERHEAD_BYTES)
+
+
+def link_sample_bytes(payload_bytes: int, overhead_bytes: int) -> int:
+    """:func:`link_bytes` of one frame, in whole bytes (at least 1 for a frame with a payload)."""
+    return max(1, round(link_bytes(payload_bytes, overhead_bytes))) if payload_bytes > 0 else 0
 
 
 def request_overhead_bytes(req: pb.InferRequest, streamed: bool = True) -> int:
