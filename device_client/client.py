@@ -182,6 +182,12 @@ class _Pending:
     timing: Timing = field(default_factory=Timing)
     payload_bytes: int = 0
 
+    def going_out(self, request: pb.InferRequest, streamed: bool) -> None:
+        """Its request leaves now: the send time, and the uplink bytes the request costs besides its payload
+        (framed on a stream or as a unary call)."""
+        self.sent = time.perf_counter()
+        self.overhead_bytes = convert.request_overhead_bytes(request, streamed=streamed)
+
 
 class SplitClient:
     """Device-side client. Use as a context manager::
@@ -553,7 +559,7 @@ class SplitClient:
 
     def _send_probe(self, p: _Pending, request: pb.InferRequest) -> None:
         """Offload a frame that already ran locally, in the background, to see whether its action pays again."""
-        p.sent = time.perf_counter()
+        p.going_out(request, streamed=False)
         try:
             future = self._stub.Infer.future(request, timeout=self.budget_ms / 1e3 * 2, metadata=self._metadata)
         except (grpc.RpcError, ValueError):
@@ -619,9 +625,7 @@ class SplitClient:
                 payload = None
             if payload is not None:
                 p.payload_bytes, p.result.probe = len(payload.data), True
-                request = convert.request(payload, self.top_k, self.budget_ms)
-                p.overhead_bytes = convert.request_overhead_bytes(request, streamed=False)
-                self._send_probe(p, request)
+                self._send_probe(p, convert.request(payload, self.top_k, self.budget_ms))
             return [(p, None)]
         payloads = None
         if reason is None:
@@ -648,9 +652,7 @@ class SplitClient:
                 out.append((p, None))
                 continue
             p.payload_bytes = len(payload.data)
-            request = convert.request(payload, self.top_k, budget or 0.0)
-            p.overhead_bytes = convert.request_overhead_bytes(request, streamed=True)  # unary calls recount it
-            out.append((p, request))
+            out.append((p, convert.request(payload, self.top_k, budget or 0.0)))
         if any(r is not None for _, r in out):
             self._last_send = time.monotonic()
         return out
@@ -671,7 +673,8 @@ class SplitClient:
                                                         reason, pending.timing, pending.payload_bytes),
                                             pending)
             return
-        pending.session, pending.sent = session, time.perf_counter()
+        pending.session = session
+        pending.going_out(request, streamed=True)
         try:
             session.send(request, pending.payload_bytes)
         except StreamBroken as exc:
@@ -696,8 +699,8 @@ class SplitClient:
             pending.result = self._finalize(self._local(pending.seq, pending.frame, pending.t0, pending.chosen,
                                                         reason, pending.timing, pending.payload_bytes), pending)
             return
-        pending.session, pending.sent = None, time.perf_counter()
-        pending.overhead_bytes = convert.request_overhead_bytes(pending.request, streamed=False)
+        pending.session = None
+        pending.going_out(pending.request, streamed=False)
         pending.call = self._stub.Infer.future(pending.request, timeout=self._timeout_s(pending.t0),
                                                metadata=self._metadata)
 
@@ -762,8 +765,7 @@ class SplitClient:
             pending, request = self._prepare(frame)
             if request is None:
                 return pending.result  # type: ignore[return-value]
-            pending.sent = time.perf_counter()
-            pending.overhead_bytes = convert.request_overhead_bytes(request, streamed=False)
+            pending.going_out(request, streamed=False)
             try:
                 resp = self._stub.Infer(request, timeout=self._timeout_s(pending.t0), metadata=self._metadata)
             except grpc.RpcError as exc:

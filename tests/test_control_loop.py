@@ -441,10 +441,12 @@ class _CountingProxy:
 def test_the_wire_bytes_the_simulator_charges_match_a_real_connection(server, tiny_checkpoint: SplitCheckpoint) -> None:
     """A link probe costs ``PROBE_CALL_OVERHEAD_BYTES`` on the uplink besides its padding and a streamed frame
     ``wire_overhead_bytes`` (what the profile charges each frame in the simulator) besides its payload. Counted
-    on a real gRPC connection through a proxy (the bytes ``splitnet link`` shapes), the probes' medians are within
-    20 B of that. A streamed frame's mean is within 10 B of its modelled bytes, which include the HTTP/2 control
-    frames (window updates, ping acks) the client sends as it reads each answer (measured: 128-133 B against
-    130 B modelled)."""
+    on a real gRPC connection through a proxy (the bytes ``splitnet link`` shapes), a call's own framing (the least
+    over 7 calls: HPACK-indexed headers, no control frame riding along) is within 20 B of that, for probes and unary
+    frames alike; HTTP/2 control frames (window updates, ping acks: 30-40 B) ride on some calls and not on others,
+    so the mean over the calls after the first (whose headers go out in full) is within 40 B. A streamed frame's
+    mean is within 10 B of its modelled bytes, which include the control frames the client sends as it reads each
+    answer (measured: 128-133 B against 130 B modelled)."""
     from splitnet.pipeline import Action
     from splitnet.rpc.convert import PROBE_CALL_OVERHEAD_BYTES, request, request_overhead_bytes, wire_overhead_bytes
 
@@ -460,7 +462,8 @@ def test_the_wire_bytes_the_simulator_charges_match_a_real_connection(server, ti
                 time.sleep(0.05)  # the proxy has copied the call by then
                 sizes[size].append(proxy.uplink_bytes - before - size)
         for size, extra in sizes.items():
-            assert abs(float(np.median(extra)) - PROBE_CALL_OVERHEAD_BYTES) <= 20, (size, extra)
+            assert abs(min(extra) - PROBE_CALL_OVERHEAD_BYTES) <= 20, (size, extra)
+            assert abs(float(np.mean(extra[1:])) - PROBE_CALL_OVERHEAD_BYTES) <= 40, (size, extra)
         frames = np.random.default_rng(3).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
         list(client.stream(frames[:2]))  # the stream is open
         time.sleep(0.05)
@@ -481,6 +484,7 @@ def test_the_wire_bytes_the_simulator_charges_match_a_real_connection(server, ti
     assert abs(per_frame - modelled) <= 10, (per_frame, modelled)
     assert modelled == request_overhead_bytes(request(payload, budget_ms=100.0), streamed=True)
     # a unary Infer call carries about an empty Probe call's framing besides the request (what the estimator's
-    # samples of unary frames count): within 20 B, as the probes
+    # samples of unary frames count), as the probes
     unary_modelled = request_overhead_bytes(request(payload, budget_ms=client.budget_ms), streamed=False)
-    assert abs(float(np.median(unary_extra)) - unary_modelled) <= 20, (unary_extra, unary_modelled)
+    assert abs(min(unary_extra) - unary_modelled) <= 20, (unary_extra, unary_modelled)
+    assert abs(float(np.mean(unary_extra[1:])) - unary_modelled) <= 40, (unary_extra, unary_modelled)
