@@ -45,5 +45,6 @@ def predicted_offload_ms(device_ms: float, payload_bytes: float, mbps: float, rt
 
 
 def harmonic_mean(values: tuple[float, ...] | list[float]) -> float:
+    """The harmonic mean of the positive ``values`` (throughputs, Mbit/s); 0 when there is none."""
     vals = [v for v in values if v > 0]
     return len(vals) / sum(1.0 / v for v in vals) if vals else 0.0
