@@ -347,8 +347,7 @@ def live_agreement_block() -> str:
 def rpc_path_block() -> str:
     """The RPC path's time per call beyond the link model, and the live server's time against the profile's: the
     run the shipped profile was calibrated from (``reports/rpc_path.json``) and the runs that measured it again."""
-    calibration = _load("rpc_path.json")
-    runs = _runs("rpc_path") if (REPORTS / "rpc_path").is_dir() else [calibration]
+    calibration, runs = _load("rpc_path.json"), _measured("rpc_path")
     first = runs[0]
     scenario = json.loads((ROOT / "policies" / "assets" / "profile.json").read_text())["scenario"]
     lines = [f"{first['frames']} frames per run at {first['fps']:g} FPS, through `splitnet link` on a constant "
@@ -405,20 +404,19 @@ def _runs(name: str) -> list[dict]:
     return [{**json.loads(f.read_text()), "_file": f"{name}/{f.name}"} for f in files]
 
 
-def _spread(values: list[float], fmt: str) -> str:
-    """``median (min–max, n runs)`` of one figure over repeated runs."""
-    ordered = sorted(values)
-    mid = statistics.median(ordered)
-    if len(ordered) == 1:
-        return format(mid, fmt)
-    return f"{format(mid, fmt)} ({format(ordered[0], fmt)}–{format(ordered[-1], fmt)}, {len(ordered)} runs)"
-
-
-def _span(values: list[float], fmt: str) -> str:
-    """``median (min–max)`` of one figure over repeated runs, for a table whose header says how many."""
+def _span(values: list[float], fmt: str, count: bool = False) -> str:
+    """``median (min–max)`` of one figure over repeated runs (``count``: with the number of runs, for text whose
+    table header does not say it)."""
     ordered = sorted(values)
     mid = format(statistics.median(ordered), fmt)
-    return mid if len(ordered) == 1 else f"{mid} ({format(ordered[0], fmt)}–{format(ordered[-1], fmt)})"
+    if len(ordered) == 1:
+        return mid
+    return f"{mid} ({format(ordered[0], fmt)}–{format(ordered[-1], fmt)}{f', {len(ordered)} runs' if count else ''})"
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    """``median (min–max, n runs)`` of one figure over repeated runs."""
+    return _span(values, fmt, count=True)
 
 
 def _measured(name: str) -> list[dict]:
