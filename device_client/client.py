@@ -51,7 +51,13 @@ from device_client.estimator import LinkEstimator, LinkSample
 from device_client.prefetch import PrefetchedFrames
 from device_client.stream import StreamBroken, StreamSession
 from policies.common.policy import FixedPolicy, Observation, Policy
-from policies.common.timing import ANSWER_PATIENCE_MS, FALLBACK_MARGIN, answer_wait_ms, fallback_run_ms
+from policies.common.timing import (
+    ANSWER_PATIENCE_MS,
+    FALLBACK_MARGIN,
+    answer_wait_ms,
+    fallback_run_ms,
+    kept_back_run_ms,
+)
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.errors import ShapeError, SplitnetError
 from splitnet.frames import FrameFit, fit_frame
@@ -721,7 +727,7 @@ class SplitClient:
         time is left of the budget, or, when a local run cannot make the budget, until the default budget
         (:func:`~policies.common.timing.answer_wait_ms`; slack: the polling interval, twice)."""
         wait_ms = answer_wait_ms(self._local_ms_to_reserve(), self.budget_ms, slack_ms=_FALLBACK_SLACK_MS,
-                                 patience_ms=self.default_budget_ms)
+                                 patience_ms=self.default_budget_ms, usual_local_ms=self._local_ms())
         return wait_ms - (time.perf_counter() - t0) * 1e3
 
     def _give_up_is_due(self, window: deque[_Pending], lock: threading.Condition) -> bool:
@@ -730,7 +736,9 @@ class SplitClient:
         fallback instead of starting the next frame, so the fallback does not queue behind it (earliest
         deadline first; the next frame waits at most that long). Not where a fallback misses the budget
         anyway (a local run longer than it): there the next frame goes first, as the simulator has it."""
-        hold_ms = fallback_run_ms(self._local_ms_to_reserve(), _FALLBACK_SLACK_MS)
+        kept_ms = kept_back_run_ms(self._local_ms_to_reserve(), self.budget_ms, _FALLBACK_SLACK_MS,
+                                   usual_local_ms=self._local_ms())
+        hold_ms = fallback_run_ms(kept_ms, _FALLBACK_SLACK_MS)
         if hold_ms > self.budget_ms:
             return False
         with lock:
@@ -746,7 +754,8 @@ class SplitClient:
     def _local_ms_to_reserve(self) -> float:
         """The local run time (ms) a fallback is kept time for: the usual one, or, when the device's recent
         local runs were slower (a loaded device), their 95th percentile over the reserve's 1.2 margin, so the
-        reserve (:func:`~policies.common.timing.fallback_reserve_ms`) covers 95 % of them."""
+        reserve (:func:`~policies.common.timing.fallback_reserve_ms`) covers 95 % of them, where the budget
+        allows (:func:`~policies.common.timing.kept_back_run_ms`)."""
         local_ms = self._local_ms()
         if self.emulate is not None or self.calibration is None:
             return local_ms

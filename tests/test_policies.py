@@ -132,6 +132,11 @@ def test_the_wait_for_an_answer_keeps_a_local_run_back_only_when_one_can_make_it
     assert answer_wait_ms(16.0, 2000.0) == pytest.approx(2000.0 * 0.95)  # a long budget: at least 5 % kept back
     assert answer_wait_ms(96.0, 100.0) == 2000.0  # it cannot: wait for the answer, up to the patience
     assert answer_wait_ms(96.0, 100.0, patience_ms=50.0) == 100.0  # never less than the budget
+    # a device whose runs usually fit (20 ms) but are slow now: time is kept for the slow run (40 ms) where
+    # the budget allows, else for the usual one; it never waits past its budget for a loaded moment
+    assert answer_wait_ms(40.0, 100.0, usual_local_ms=20.0) == pytest.approx(100.0 - (1.2 * 40.0 + 4.0))
+    assert answer_wait_ms(96.0, 100.0, usual_local_ms=20.0) == pytest.approx(100.0 - (1.2 * 20.0 + 4.0))
+    assert answer_wait_ms(20.0, 100.0, usual_local_ms=96.0) == 2000.0  # the usual run decides the rule
 
 
 def test_an_offload_predicted_to_miss_runs_locally_at_once() -> None:

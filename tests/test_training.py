@@ -106,3 +106,16 @@ def test_light_encoder_training_rebuilds_the_teachers_features(toy_data: str, to
     assert history[0]["loss"] > 1.5 * again[0]["loss"]
     with pytest.raises(CheckpointError, match="another shape"):
         train_bottleneck(dataclasses.replace(more, latent_channels=4), tmp_path / "other.pt")
+
+    # a new, deeper server-side decoder for the finished run's encoder: stage 1 leaves the encoder as it was
+    source = SplitCheckpoint.load(out).splits["layer1"].bottleneck
+    deeper = dataclasses.replace(cfg, decoder_depth=2, epochs=1, finetune_epochs=0, init_encoder_from=str(out))
+    train_bottleneck(deeper, tmp_path / "deeper.pt", command="test")
+    trained = SplitCheckpoint.load(tmp_path / "deeper.pt").splits["layer1"].bottleneck
+    assert trained.config.decoder_depth == 2 and source.config.decoder_depth == 1
+    assert all(torch.equal(a, b) for a, b in zip(trained.g_a.state_dict().values(), source.g_a.state_dict().values()))
+    assert len(trained.g_s) > len(source.g_s)
+    with pytest.raises(CheckpointError, match="only the decoder may differ"):
+        train_bottleneck(dataclasses.replace(deeper, hidden_channels=4), tmp_path / "wider.pt")
+    with pytest.raises(CheckpointError, match="not both"):
+        train_bottleneck(dataclasses.replace(deeper, init_from=str(out)), tmp_path / "both.pt")

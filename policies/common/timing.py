@@ -27,15 +27,32 @@ ANSWER_PATIENCE_MS = 2000.0  # the device client's default budget (its RPC timeo
 
 
 def answer_wait_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0,
-                   patience_ms: float = ANSWER_PATIENCE_MS) -> float:
+                   patience_ms: float = ANSWER_PATIENCE_MS, usual_local_ms: float | None = None) -> float:
     """How long (ms from a frame's arrival) a device waits for the server's answer before it runs the frame
     locally: the budget less a local run's time (:func:`fallback_reserve_ms`), so the fallback still makes it.
     When even a local run cannot make the budget, ``patience_ms`` (at least the budget): a fallback would be
     late anyway and would hold the device up for the frames after it, while the answer may still come. The
-    device client waits by this rule and the simulator models it."""
-    if fallback_run_ms(local_ms, slack_ms) <= budget_ms:
-        return budget_ms - fallback_reserve_ms(local_ms, budget_ms, slack_ms)
-    return max(budget_ms, patience_ms)
+    device client waits by this rule and the simulator models it.
+
+    ``usual_local_ms`` (default ``local_ms``): the device's usual local run time, where ``local_ms`` is the
+    one to keep time back for (a loaded device's slow runs). The usual time decides between the two rules,
+    so a device whose runs normally fit never waits past its budget because of a loaded moment (it waited
+    2 s behind a slow link's backlog once); time is kept back for the slow runs where the budget allows,
+    else for the usual one."""
+    usual_ms = local_ms if usual_local_ms is None else usual_local_ms
+    if fallback_run_ms(usual_ms, slack_ms) > budget_ms:
+        return max(budget_ms, patience_ms)
+    return budget_ms - fallback_reserve_ms(kept_back_run_ms(local_ms, budget_ms, slack_ms, usual_ms),
+                                           budget_ms, slack_ms)
+
+
+def kept_back_run_ms(local_ms: float, budget_ms: float, slack_ms: float = 4.0,
+                     usual_local_ms: float | None = None) -> float:
+    """The local run time (ms) a device keeps time back for: ``local_ms`` (a loaded moment's slow run) where
+    its fallback fits the budget, else the usual run's ``usual_local_ms`` (see :func:`answer_wait_ms`)."""
+    if usual_local_ms is None or fallback_run_ms(local_ms, slack_ms) <= budget_ms:
+        return local_ms
+    return usual_local_ms
 
 
 def predicted_offload_ms(device_ms: float, payload_bytes: float, mbps: float, rtt_ms: float,

@@ -89,6 +89,10 @@ class BottleneckTrainConfig:
     # a split checkpoint whose bottleneck (same shape) and tail at ``split`` start this run: trains on from a
     # finished run, e.g. a longer stage 2 (epochs=0) with a fresh schedule; "" starts from scratch
     init_from: str = ""
+    # a split checkpoint whose encoder and entropy models (same encoder shape) at ``split`` start this run, with
+    # a new decoder (e.g. deeper or wider: it runs on the server) and the teacher's tail; stage 1 then trains
+    # the decoder on the given latent with the encoder held fixed; "" starts from scratch
+    init_encoder_from: str = ""
 
 
 class DistillTask(Protocol):
@@ -317,7 +321,9 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     start_epoch = 0
 
     def optimizers(stage: int) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        if stage == 2:
+        if stage == 1:  # an encoder taken from a finished run stays as it is while its new decoder learns
+            bottleneck.g_a.requires_grad_(not cfg.init_encoder_from)
+        else:
             bottleneck.g_a.requires_grad_(cfg.finetune_encoder)
             tail.requires_grad_(True)
         main, aux = _split_params(bottleneck)
@@ -331,8 +337,12 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     stage = 1 if cfg.epochs > 0 else 2
     opt, aux_opt = optimizers(stage)
     state = load_run_state(last, _config_dict(cfg))
+    if cfg.init_from and cfg.init_encoder_from:
+        raise CheckpointError("give init_from (bottleneck and tail) or init_encoder_from (encoder only), not both")
     if cfg.init_from and state is None:
         _init_from_checkpoint(cfg, bottleneck, tail)
+    if cfg.init_encoder_from and state is None:
+        _init_encoder_from_checkpoint(cfg, bottleneck)
     if state is not None:
         start_epoch, history = int(state["epoch"]), list(state["history"])
         stage = 1 if start_epoch < cfg.epochs else 2
@@ -433,6 +443,32 @@ def _init_from_checkpoint(cfg: BottleneckTrainConfig, bottleneck: SlimmableBottl
     bottleneck.load_state_dict(point.bottleneck.state_dict())
     if point.tail_state is not None:
         tail.load_state_dict(point.tail_state)
+
+
+ENCODER_SIDE = ("g_a.", "entropy.", "h_a.", "h_s.", "gaussian.")  # a bottleneck's parameters that go with its latent
+
+
+def _init_encoder_from_checkpoint(cfg: BottleneckTrainConfig, bottleneck: SlimmableBottleneck) -> None:
+    """Load the encoder and entropy models of ``cfg.init_encoder_from``'s split at ``cfg.split``; every shape
+    but the decoder's must be this run's."""
+    ckpt = SplitCheckpoint.load(cfg.init_encoder_from)
+    if ckpt.model_name != cfg.teacher or cfg.split not in ckpt.splits:
+        raise CheckpointError(f"{cfg.init_encoder_from} has no {cfg.teacher} split at {cfg.split!r} to take an "
+                              f"encoder from (it holds {ckpt.model_name} with splits "
+                              f"{', '.join(ckpt.splits) or 'none'})")
+    theirs = ckpt.splits[cfg.split].bottleneck
+    decoder_only = ("decoder_channels", "decoder_depth", "out_relu")
+    mine_enc = {k: v for k, v in asdict(bottleneck.config).items() if k not in decoder_only}
+    their_enc = {k: v for k, v in asdict(theirs.config).items() if k not in decoder_only}
+    if mine_enc != their_enc:
+        diff = ", ".join(f"{k} {their_enc[k]} vs {mine_enc[k]}" for k in mine_enc if mine_enc[k] != their_enc.get(k))
+        raise CheckpointError(f"{cfg.init_encoder_from}'s encoder at {cfg.split} has another shape than this "
+                              f"run's ({diff}); only the decoder may differ")
+    state = {k: v for k, v in theirs.state_dict().items() if k.startswith(ENCODER_SIDE)}
+    missing, unexpected = bottleneck.load_state_dict(state, strict=False)
+    if unexpected or any(k.startswith(ENCODER_SIDE) for k in missing):
+        raise CheckpointError(f"{cfg.init_encoder_from}'s encoder at {cfg.split} does not fit this run's: "
+                              f"unexpected {unexpected}, missing {[k for k in missing if k.startswith(ENCODER_SIDE)]}")
 
 
 def bottleneck_config(cfg: BottleneckTrainConfig, input_shape: tuple[int, ...],
