@@ -339,8 +339,10 @@ def live_agreement_block() -> str:
                                                   ("latency_mean_ms", "mean latency", 1, " ms"))
                    if not p[key]["agree"]]
             apart.append(f"{Path(p['trace']).name[:24]} `{p['policy']}` ({'; '.join(off)})")
+    lat_gaps = [abs(p["latency_mean_ms"]["live"] / p["latency_mean_ms"]["sim"] - 1) * 100 for p in report["pairs"]]
     lines += ["", f"Within the tolerance: **{len(report['pairs']) - len(apart)} of {len(report['pairs'])} pairs**"
-              + (f"; not: {', '.join(apart)}." if apart else ".")]
+              + (f"; not: {', '.join(apart)}." if apart else ".")
+              + f" Mean latency, live against simulated: within {max(lat_gaps):.1f} % in every pair."]
     return "\n".join(lines + ["", _provenance(report)])
 
 
