@@ -69,7 +69,9 @@ class BottleneckConfig:
     ``upsample = downsample``), cropped to the features the tail expects; a light
     encoder's decoder keeps ``decoder_channels`` hidden channels at every width
     (it runs on the server, so it need not slim) and has ``decoder_depth`` 3x3 layers at the
-    output resolution (deeper when it must rebuild deep features, e.g. ``layer2``'s).
+    output resolution (deeper when it must rebuild deep features, e.g. ``layer2``'s). A light
+    encoder has ``encoder_depth`` extra 3x3 convolutions with GDN at the latent's resolution
+    (device side, slimmed: more non-linear stages for few MACs, where the image is smallest).
     """
 
     in_channels: int
@@ -85,6 +87,7 @@ class BottleneckConfig:
     upsample: int = -1  # -1: same as downsample
     decoder_channels: int = 0  # light encoders: hidden channels of the decoder (0: hidden_channels)
     decoder_depth: int = 1  # light encoders: 3x3 conv-BN-ReLU layers of the decoder at the output resolution
+    encoder_depth: int = 0  # light encoders: extra 3x3 conv + GDN layers at the latent's resolution (device side)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", check_widths(self.widths))
@@ -101,10 +104,11 @@ class BottleneckConfig:
         same_shape = self.upsample == self.downsample and self.out_channels == self.in_channels
         if (min(self.in_channels, self.latent_channels, self.hidden_channels, self.out_channels,
                 self.decoder_channels, self.decoder_depth) < 1 or self.downsample < 0 or self.upsample > self.downsample
-                or (self.encoder == "light" and self.downsample < 1)
-                or (self.encoder == "features" and not same_shape)):
+                or (self.encoder == "light" and self.downsample < 1) or self.encoder_depth < 0
+                or (self.encoder == "features" and (not same_shape or self.encoder_depth))):
             raise SplitnetError(f"invalid bottleneck config {self} (a features encoder restores its input's "
-                                f"shape; a light one needs downsample >= 1 and upsample <= downsample)")
+                                f"shape and has no encoder_depth; a light one needs downsample >= 1 and upsample <= "
+                                f"downsample)")
 
     @property
     def is_light(self) -> bool:
@@ -158,12 +162,15 @@ def _features_decoder(config: BottleneckConfig, c_in: tuple[int, ...], hidden: t
 
 
 def _light_encoder(config: BottleneckConfig, hidden: tuple[int, ...], latent: tuple[int, ...]) -> list[nn.Module]:
-    """Strided 5x5 convolutions with GDN on the image, then a 3x3 convolution to the latent."""
+    """Strided 5x5 convolutions with GDN on the image, ``encoder_depth`` 3x3 ones with GDN at the latent's
+    resolution, then a 3x3 convolution to the latent."""
     enc: list[nn.Module] = []
     prev = (config.in_channels,) * len(hidden)
     for _ in range(config.downsample):
         enc += [SlimmableConv2d(prev, hidden, 5, stride=2, padding=2), SlimmableGDN(hidden)]
         prev = hidden
+    for _ in range(config.encoder_depth):
+        enc += [SlimmableConv2d(hidden, hidden, 3, padding=1), SlimmableGDN(hidden)]
     enc.append(SlimmableConv2d(hidden, latent, 3, padding=1))
     return enc
 

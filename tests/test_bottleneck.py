@@ -243,7 +243,8 @@ def test_slimmable_gdn_at_full_width_is_compressai_gdn() -> None:
 
 @pytest.mark.parametrize("change", [dict(encoder="tiny"), dict(encoder="light", downsample=0), dict(upsample=0),
                                     dict(downsample=1, upsample=2), dict(out_channels=-1),
-                                    dict(encoder="light", decoder_depth=0)])
+                                    dict(encoder="light", decoder_depth=0), dict(encoder_depth=1),
+                                    dict(encoder="light", downsample=1, encoder_depth=-1)])
 def test_light_config_errors(change: dict) -> None:
     with pytest.raises(SplitnetError):
         BottleneckConfig(**{"in_channels": 3, **change})
@@ -275,3 +276,29 @@ def test_a_deeper_light_decoder_rebuilds_the_same_shape_and_old_configs_keep_one
     del old["decoder_depth"]
     assert BottleneckConfig.from_dict(old).decoder_depth == 1
     assert BottleneckConfig.from_dict(deep.config.to_dict()).decoder_depth == 3
+
+
+def test_a_deeper_light_encoder_adds_device_layers_at_the_latents_resolution() -> None:
+    """``encoder_depth`` adds 3x3 convolutions with GDN on the device where the image is smallest: the latent's
+    shape and the decoder stay, the device's MACs grow by those layers' (counted by FLOP hooks), slimmed with the
+    width; a config saved before the option has none."""
+    from splitnet.compute import count_macs
+
+    common = dict(in_channels=3, out_channels=32, encoder="light", latent_channels=8, hidden_channels=16,
+                  downsample=2, upsample=1, decoder_channels=16)
+    plain = SlimmableBottleneck(BottleneckConfig(**common))
+    deep = SlimmableBottleneck(BottleneckConfig(**common, encoder_depth=2))
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert deep.g_a(x).shape == plain.g_a(x).shape == (1, 8, 8, 8)
+        assert deep(x)["x_hat"].shape == plain(x)["x_hat"].shape
+        for w, hidden in zip((0.25, 1.0), (4, 16)):
+            plain.set_width(w)
+            deep.set_width(w)
+            added = count_macs(deep.g_a, x) - count_macs(plain.g_a, x)
+            assert added >= 2 * hidden * hidden * 9 * 8 * 8  # two 3x3 hidden->hidden convolutions at 8x8 (+ GDN)
+    assert sum(p.numel() for p in deep.g_s.parameters()) == sum(p.numel() for p in plain.g_s.parameters())
+    old = BottleneckConfig(**common).to_dict()
+    del old["encoder_depth"]
+    assert BottleneckConfig.from_dict(old).encoder_depth == 0
+    assert BottleneckConfig.from_dict(deep.config.to_dict()).encoder_depth == 2

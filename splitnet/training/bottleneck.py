@@ -65,6 +65,7 @@ class BottleneckTrainConfig:
     hidden_channels: int = 64
     decoder_channels: int = 0  # light encoders: the server-side decoder's channels (0: hidden_channels)
     decoder_depth: int = 1  # light encoders: the decoder's 3x3 layers at the rebuilt features' resolution
+    encoder_depth: int = 0  # light encoders: extra 3x3 conv + GDN layers at the latent's resolution (device)
     downsample: int = 1
     prior: str = "factorized"
     widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -489,7 +490,7 @@ def bottleneck_config(cfg: BottleneckTrainConfig, input_shape: tuple[int, ...],
                               f"must be a power of two no larger than 2**downsample")
     return BottleneckConfig(in_channels=input_shape[0], out_channels=feature_shape[0], encoder="light",
                             upsample=cfg.downsample - levels, decoder_channels=cfg.decoder_channels,
-                            decoder_depth=cfg.decoder_depth, **common)
+                            decoder_depth=cfg.decoder_depth, encoder_depth=cfg.encoder_depth, **common)
 
 
 def _step_widths(widths: tuple[float, ...], per_step: int, step: int, gen: torch.Generator) -> tuple[float, ...]:
@@ -510,6 +511,8 @@ def _config_dict(cfg: BottleneckTrainConfig) -> dict:
         del d["out_relu"]
     if d["decoder_depth"] == 1:  # likewise
         del d["decoder_depth"]
+    if d["encoder_depth"] == 0:  # likewise
+        del d["encoder_depth"]
     return d
 
 

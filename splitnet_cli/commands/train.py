@@ -101,6 +101,9 @@ def _add_bottleneck(train: argparse._SubParsersAction) -> None:
                    help="light encoder: the server-side decoder's channels, every width (0: --hidden-channels)")
     b.add_argument("--decoder-depth", type=positive_int, default=1,
                    help="light encoder: the decoder's 3x3 layers at the rebuilt features' resolution (default 1)")
+    b.add_argument("--encoder-depth", type=nonnegative_int, default=0,
+                   help="light encoder: extra 3x3 convolutions with GDN at the latent's resolution, on the device "
+                        "(default 0)")
     b.add_argument("--widths-per-step", type=int, choices=(0, 1), default=0,
                    help="0: train every width in every step; 1: the widest and one random other width on "
                         "alternate steps (cheaper per epoch)")
@@ -148,7 +151,7 @@ def run_bottleneck(args: argparse.Namespace) -> int:
     cfg = BottleneckTrainConfig(
         teacher=args.teacher, weights=args.weights, split=args.split, data=args.data or "", encoder=args.encoder,
         latent_channels=args.latent_channels, hidden_channels=args.hidden_channels,
-        decoder_channels=args.decoder_channels, decoder_depth=args.decoder_depth,
+        decoder_channels=args.decoder_channels, decoder_depth=args.decoder_depth, encoder_depth=args.encoder_depth,
         downsample=args.downsample, widths_per_step=args.widths_per_step,
         prior=args.prior, widths=tuple(args.widths), stage1_lmbda=args.stage1_lmbda, lmbda=args.lmbda,
         width_rate_scale=tuple(args.width_rate_scale or ()), epochs=args.epochs,
