@@ -192,7 +192,10 @@ def make_task(cfg: BottleneckTrainConfig, teacher_head: nn.Module | None = None)
 
 
 def check_stages(cfg: BottleneckTrainConfig) -> None:
-    """Raise :class:`SplitnetError` when ``cfg`` asks for a stage the teacher's task does not have."""
+    """Raise :class:`SplitnetError` when ``cfg`` asks for a stage the teacher's task does not have, or for two
+    starting points."""
+    if cfg.init_from and cfg.init_encoder_from:
+        raise CheckpointError("give init_from (bottleneck and tail) or init_encoder_from (encoder only), not both")
     if cfg.finetune_epochs > 0 and task_kind(cfg.teacher) == "features":
         raise SplitnetError(f"{cfg.teacher} has no stage-2 task (its outputs are post-processed detections, "
                             "nothing to distill on): train stage 1 only (--finetune-epochs 0)")
@@ -338,8 +341,6 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     stage = 1 if cfg.epochs > 0 else 2
     opt, aux_opt = optimizers(stage)
     state = load_run_state(last, _config_dict(cfg))
-    if cfg.init_from and cfg.init_encoder_from:
-        raise CheckpointError("give init_from (bottleneck and tail) or init_encoder_from (encoder only), not both")
     if cfg.init_from and state is None:
         _init_from_checkpoint(cfg, bottleneck, tail)
     if cfg.init_encoder_from and state is None:
@@ -430,14 +431,20 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     return {"split": cfg.split, "sha256": sha, "holdout": history[-1]["holdout"] if history else []}
 
 
+def _split_to_start_from(path: str, cfg: BottleneckTrainConfig) -> SplitPoint:
+    """The split at ``cfg.split`` of the split checkpoint ``path`` (a run starts from it), which must hold
+    ``cfg.teacher``."""
+    ckpt = SplitCheckpoint.load(path)
+    if ckpt.model_name != cfg.teacher or cfg.split not in ckpt.splits:
+        raise CheckpointError(f"{path} has no {cfg.teacher} split at {cfg.split!r} to start from "
+                              f"(it holds {ckpt.model_name} with splits {', '.join(ckpt.splits) or 'none'})")
+    return ckpt.splits[cfg.split]
+
+
 def _init_from_checkpoint(cfg: BottleneckTrainConfig, bottleneck: SlimmableBottleneck, tail: nn.Module) -> None:
     """Load the bottleneck and the fine-tuned tail of ``cfg.init_from``'s split at ``cfg.split``; the shapes must
     be those this run builds."""
-    ckpt = SplitCheckpoint.load(cfg.init_from)
-    if ckpt.model_name != cfg.teacher or cfg.split not in ckpt.splits:
-        raise CheckpointError(f"{cfg.init_from} has no {cfg.teacher} split at {cfg.split!r} to start from "
-                              f"(it holds {ckpt.model_name} with splits {', '.join(ckpt.splits) or 'none'})")
-    point = ckpt.splits[cfg.split]
+    point = _split_to_start_from(cfg.init_from, cfg)
     if point.bottleneck.config != bottleneck.config:
         raise CheckpointError(f"{cfg.init_from}'s bottleneck at {cfg.split} has another shape than this run's "
                               f"({point.bottleneck.config} vs {bottleneck.config}); give the same options")
@@ -452,12 +459,7 @@ ENCODER_SIDE = ("g_a.", "entropy.", "h_a.", "h_s.", "gaussian.")  # a bottleneck
 def _init_encoder_from_checkpoint(cfg: BottleneckTrainConfig, bottleneck: SlimmableBottleneck) -> None:
     """Load the encoder and entropy models of ``cfg.init_encoder_from``'s split at ``cfg.split``; every shape
     but the decoder's must be this run's."""
-    ckpt = SplitCheckpoint.load(cfg.init_encoder_from)
-    if ckpt.model_name != cfg.teacher or cfg.split not in ckpt.splits:
-        raise CheckpointError(f"{cfg.init_encoder_from} has no {cfg.teacher} split at {cfg.split!r} to take an "
-                              f"encoder from (it holds {ckpt.model_name} with splits "
-                              f"{', '.join(ckpt.splits) or 'none'})")
-    theirs = ckpt.splits[cfg.split].bottleneck
+    theirs = _split_to_start_from(cfg.init_encoder_from, cfg).bottleneck
     decoder_only = ("decoder_channels", "decoder_depth", "out_relu")
     mine_enc = {k: v for k, v in asdict(bottleneck.config).items() if k not in decoder_only}
     their_enc = {k: v for k, v in asdict(theirs.config).items() if k not in decoder_only}
