@@ -302,8 +302,11 @@ def test_overload_answers_resource_exhausted_and_loses_nothing(tiny_checkpoint, 
     for t in hammers:
         t.join()
     srv.kill()
-    assert len(results) == 60
-    assert {r.fallback for r in results} <= {"", "rpc:RESOURCE_EXHAUSTED", "server_busy", "late"}
+    assert len(results) == 60 and all(len(r.scores) == 10 for r in results)
+    # Every way of backing off is allowed (a slow CI box makes late answers, and misses in a row open the
+    # action's breaker); an unexpected RPC failure is not.
+    assert {r.fallback for r in results} <= {"", "rpc:RESOURCE_EXHAUSTED", "server_busy", "late", "deadline",
+                                             "breaker"}
 
 
 def test_tls_mutual_tls_and_token(tiny_checkpoint, tmp_path: Path) -> None:
