@@ -23,26 +23,26 @@ SCENARIO=(--device-class "$DEVICE_CLASS" --device-speed "$DEVICE_SPEED" --server
 $S --threads 1 profile --data ../shared/data/cifar10/val.npz --limit 2000 "${SCENARIO[@]}" --json policies/assets/profile.json
 $S --threads 1 profile --data ../shared/data/cifar10/train.npz --limit 2000 "${SCENARIO[@]}" \
   --timings-from policies/assets/profile.json --json policies/assets/profile_train.json
-# PPO: three seeds, the one with the best mean reward on the training traces kept (scripts/select_policy.py; the
+# PPO: six seeds, the one with the best mean reward on the training traces kept (scripts/select_policy.py; the
 # evaluation traces are not looked at). DQN: one run, seed 0. Every run saves the network that scored best on the
 # training traces along the way (every 50k steps, first 2,000 frames of each; the imitation start included).
-# The three PPO runs at once on 2 cores (about 45 min), then DQN (about 10 min).
+# Three PPO runs at a time on 2 cores (about 45 min each batch), then DQN (about 10 min).
 mkdir -p runs/ppo_seeds
 KEEP_BEST=(--keep-best-every 50000 --keep-best-frames 2000)
 train_ppo() {
   $S --threads 1 train policy --profile policies/assets/profile_train.json --traces train --algo ppo --steps 1000000 \
     --seed "$1" "${KEEP_BEST[@]}" --out "runs/ppo_seeds/ppo_seed$1.zip"
 }
-train_ppo 0 &
-train_ppo 1 &
-train_ppo 2 &
-wait
+for batch in "0 1 2" "3 4 5"; do
+  for seed in $batch; do train_ppo "$seed" & done
+  wait
+done
 $S --threads 1 train policy --profile policies/assets/profile_train.json --traces train --algo dqn --steps 600000 \
   --seed 0 "${KEEP_BEST[@]}" --out policies/assets/dqn.zip
-$S --threads 1 simulate --traces train --deadline-ms 100 --policy runs/ppo_seeds/ppo_seed{0,1,2}.zip \
+$S --threads 1 simulate --traces train --deadline-ms 100 --policy runs/ppo_seeds/ppo_seed{0,1,2,3,4,5}.zip \
   --json runs/ppo_seeds/select.json
 .venv/bin/python scripts/select_policy.py --report runs/ppo_seeds/select.json \
-  --candidates runs/ppo_seeds/ppo_seed{0,1,2}.zip --out policies/assets/ppo.zip
+  --candidates runs/ppo_seeds/ppo_seed{0,1,2,3,4,5}.zip --out policies/assets/ppo.zip
 $S --threads 1 simulate --traces eval --deadline-ms 100 --policy local edge greedy robust_mpc oracle static_best ppo dqn \
   --json reports/simulate_eval.json
 $S --threads 1 simulate --traces train --deadline-ms 100 --policy oracle --json reports/simulate_train_oracle.json
