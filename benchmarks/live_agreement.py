@@ -20,7 +20,10 @@ profile was calibrated with (``benchmarks.rpc_path``) as the machine's load chan
 ``--calibration-frames`` frames of two actions through a constant ``splitnet link`` measure the RPC path's
 per-call ms (``benchmarks.rpc_path.measure_action``), and each pair's live runs give the server's mean speed
 (its queue + decode + tail per offloaded frame against the profile's measured ``server_ms``, over all runs of the
-pair); ``splitnet simulate --server-speed --request-overhead-ms`` simulates that deployment. The policies keep
+pair); ``splitnet simulate --server-speed --request-overhead-ms`` simulates that deployment, with its per-call
+spread (``--deployment-spread``: each live offloaded frame's server time over the mean, each calibration call's
+RPC path ms; the simulator draws one of each per call, where it would otherwise give every call the same
+figures, so answers that cluster just under the deadline cross it as often as live). The policies keep
 the shipped profile's figures in both (a live client's policy knows only the profile). The report also keeps
 the simulation with the profile's own figures (``sim_profile_figures``), and the verdict is on the deployment.
 
@@ -136,11 +139,19 @@ def server_speed(reports: list[dict], profile: Profile) -> float | None:
     return live / measured if measured > 0 else None
 
 
+def server_time_factors(reports: list[dict], profile: Profile, speed: float) -> list[float]:
+    """Each offloaded frame's live server ms (queue + decode + tail) over the profile's measured ms of its
+    action at ``speed``: the spread about the deployment's server speed (their mean is about 1)."""
+    return [round((f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"])
+                  / (profile.actions[profile.index(f["action"])].server_ms * speed), 4)
+            for report in reports for f in report["frames_detail"] if f["ran_on"] == "server"]
+
+
 def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path,
-             request_overhead_ms: float | None) -> dict:
+             request_overhead_ms: float | None, request_overhead_samples_ms: list[float] | None = None) -> dict:
     """``args.repeats`` live runs (each through a fresh link) and the matching simulations (of the deployment
-    measured live, and with the profile's figures); the live figures are the mean over the runs (each run is in
-    ``live_runs``); returns them, the simulations and their agreement."""
+    measured live, its per-call spread included, and with the profile's figures); the live figures are the mean
+    over the runs (each run is in ``live_runs``); returns them, the simulations and their agreement."""
     link = Channel(load_trace(trace), ChannelConfig(scale=profile.scenario.trace_scale))
     runs, live_reports = [], []
     for i in range(args.repeats):
@@ -157,6 +168,16 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
     # the simulation starts where the live runs met the trace: its warm-up probes, then the first frame
     start_s = max(0.0, statistics.fmean(r["trace_s_at_first_frame"] for r in runs) - WARMUP_LEAD_S)
     deployment = {"server_speed": server_speed(live_reports, profile), "request_overhead_ms": request_overhead_ms}
+    # the deployment's per-call spread: the live frames' server times, the calibration's single calls
+    spread: dict[str, list[float]] = {}
+    if deployment["server_speed"] is not None:
+        spread["server_time_factors"] = server_time_factors(live_reports, profile, deployment["server_speed"])
+    if request_overhead_samples_ms:
+        spread["request_overhead_samples_ms"] = request_overhead_samples_ms
+    spread_json = work / f"spread-{policy}-{trace.name}.json"
+    spread_json.write_text(json.dumps(spread))
+    deployment["spread"] = {k: {"count": len(v), **{f"p{q}": float(np.percentile(v, q)) for q in (5, 50, 95)}}
+                            for k, v in spread.items()}
     sims, sim_obs = {}, {}
     for key, figures in (("sim", deployment), ("sim_profile_figures", {})):
         sim_json = work / f"{key}-{policy}-{trace.name}.json"
@@ -164,8 +185,9 @@ def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work
         run_splitnet("simulate", "--policy", policy, "--traces", str(trace), "--fps", str(args.fps),
                      "--start-s", f"{start_s:.3f}", "--deadline-ms", str(args.deadline_ms),
                      "--frames", str(args.frames), "--json", str(sim_json), "--obs-log", str(sim_obs[key]),
-                     *(a for k, v in figures.items() if v is not None
+                     *(a for k, v in figures.items() if isinstance(v, float)
                        for a in (f"--{k.replace('_', '-')}", f"{v:.4f}")),
+                     *(["--deployment-spread", str(spread_json)] if key == "sim" and spread else []),
                      "--plots", str(work / "plots" / key), threads=args.threads, timeout_s=600)
         sims[key] = json.loads(sim_json.read_text())["policies"][policy]
     sim = sims["sim"]
@@ -205,7 +227,8 @@ def calibrate_request_overhead(server: str, profile: Profile, args, work: Path) 
     rows = {action: measure_action(server, profile, action, ("link",), args.calibration_frames, args, work, trace)
             for action in args.calibration_actions}
     return {"actions": rows, "mbps": args.mbps, "rtt_ms": args.rtt_ms, "frames": args.calibration_frames,
-            "request_overhead_ms": statistics.fmean(r["link"]["excess_ms"]["mean"] for r in rows.values())}
+            "request_overhead_ms": statistics.fmean(r["link"]["excess_ms"]["mean"] for r in rows.values()),
+            "request_overhead_samples_ms": [v for r in rows.values() for v in r["link"]["excess_ms_values"]]}
 
 
 def main() -> None:
@@ -237,9 +260,10 @@ def main() -> None:
                 print(f"RPC path per call through the link now: {calibration['request_overhead_ms']:.2f} ms "
                       f"(the profile's: {profile.scenario.request_overhead_ms:.2f} ms)", flush=True)
             overhead = calibration["request_overhead_ms"] if calibration else None
+            samples = calibration["request_overhead_samples_ms"] if calibration else None
             for trace in traces:
                 for policy in args.policies:
-                    pairs.append(run_pair(trace, policy, server.address, profile, args, work, overhead))
+                    pairs.append(run_pair(trace, policy, server.address, profile, args, work, overhead, samples))
     ok = all(p["agree"] for p in pairs)
     print(f"live within {TOLERANCE:.0%} of the simulator on every trace and policy: {'yes' if ok else 'NO'}")
     write_json("live_agreement", {"profile": {"checkpoint_sha256": profile.checkpoint_sha256,
@@ -254,7 +278,9 @@ def main() -> None:
                                   "miss_floor": args.miss_floor, "calibration": calibration, "pairs": pairs,
                                   "ok": ok,
                                   "notes": ["sim simulates the deployment measured here (server speed from each "
-                                            "pair's live runs, RPC path from the calibration); "
+                                            "pair's live runs, RPC path from the calibration, each with its "
+                                            "per-call spread: a live frame's server-time factor and a "
+                                            "calibration call's RPC path ms drawn per call); "
                                             "sim_profile_figures uses the profile's figures; the policies use the "
                                             "profile's in both",
                                             "the simulation starts at the trace time of the live runs' first "

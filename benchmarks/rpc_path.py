@@ -98,7 +98,8 @@ def measure_action(server: str, profile: Profile, action: str, modes: tuple[str,
                      for f in report["frames_detail"] if f["ran_on"] == "server"]
         if not values:
             raise RuntimeError(f"no frame of {action} was answered by the server ({mode})")
-        row[mode] = {"excess_ms": summary(values), "server_ms": summary(server_ms),
+        row[mode] = {"excess_ms": summary(values), "excess_ms_values": [round(v, 3) for v in values],
+                     "server_ms": summary(server_ms),
                      "client_queue_ms_mean": report.get("stage_ms_mean", {}).get("client_queue_ms"),
                      "frames_answered": report["frames_answered"], "frames": report["frames"]}
         print(f"{action:>14} {mode:>6}: network beyond the link model: mean "

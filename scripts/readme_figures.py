@@ -288,6 +288,26 @@ def detection_loop_block() -> str:
     return "\n".join(lines + ["", _sources(runs)])
 
 
+def _q(values: list[float], twentieth: int) -> float:
+    """The ``twentieth``/20 quantile of ``values`` (1: 5th percentile, 19: 95th)."""
+    return statistics.quantiles(values, n=20, method="inclusive")[twentieth - 1]
+
+
+def _spread_sentence(report: dict) -> str:
+    """How the deployment's per-call spread was simulated, when the report's simulations drew one."""
+    spreads = [p["deployment"].get("spread") for p in report["pairs"]]
+    if not all(spreads):
+        return ""
+    rpc = report["calibration"]["request_overhead_samples_ms"] if report.get("calibration") else []
+    rpc_text = (f" and the RPC path of one of the calibration's {len(rpc)} calls "
+                f"(5th–95th percentile {_q(rpc, 1):.1f}–{_q(rpc, 19):.1f} ms)") if rpc else ""
+    factors = [s["server_time_factors"] for s in spreads if "server_time_factors" in s]
+    low, high = min(f["p5"] for f in factors), max(f["p95"] for f in factors)
+    return (f", each with its spread: every simulated call draws the server time of one of the pair's live "
+            f"frames (over their mean: 5th–95th percentile {low:.2f}–{high:.2f}× across pairs){rpc_text}, where "
+            "the simulator otherwise gives every call the same figures")
+
+
 def live_agreement_block() -> str:
     """Live client through ``splitnet link`` against ``splitnet simulate``, per trace and policy."""
     report = _load("live_agreement.json")
@@ -305,9 +325,9 @@ def live_agreement_block() -> str:
                   f"server's queue + decode + tail over the profile's measured server ms; the profile says "
                   f"{report['profile']['server_speed']:.2f}) and the RPC path's per-call time, "
                   f"{calibration['request_overhead_ms']:.2f} ms through a constant link just before (the profile "
-                  f"says {report['profile']['request_overhead_ms']:.2f} ms). The policies use the profile's "
-                  f"figures, live and simulated. The column \"sim with the profile's figures\" is the simulation "
-                  f"without the deployment's figures.", ""]
+                  f"says {report['profile']['request_overhead_ms']:.2f} ms)" + _spread_sentence(report)
+                  + ". The policies use the profile's figures, live and simulated. The column \"sim with the "
+                  "profile's figures\" is the simulation without the deployment's figures.", ""]
     with_estimate = all("estimate_over_link" in p.get("sim_observed", {}) for p in report["pairs"])
     lines += ["| trace | policy | miss rate live / sim | mean latency ms live / sim | live: answered by the server, "
               "fallbacks, dropped by the camera (per run) | agree | server speed | sim with the profile's figures: "

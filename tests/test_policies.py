@@ -363,3 +363,31 @@ def test_results_come_out_in_frame_order_and_each_call_pays_the_rpc_path() -> No
         sim = OffloadSimulator(profile, trace, fps=10, deadline_ms=0)
         runs.append([sim.step(2).latency_ms for _ in range(5)])
     assert all(b - a == pytest.approx(30.0) for a, b in zip(*runs))  # the RTT's jitter is drawn alike
+
+
+def test_a_deployment_s_per_call_spread_is_drawn_per_call() -> None:
+    """``Scenario.server_time_factors`` and ``request_overhead_samples_ms`` (a measured deployment's spread): one
+    of each is drawn per call. A single value is the same world as the constant figure, frame for frame; two
+    values spread each frame's latency by what was drawn, about the same mean, and the link's own draws (its
+    jitter) stay those of the run without the spread."""
+    base = toy_profile()
+    trace = Trace("slow", np.arange(0, 60.0), np.full(60, 0.05))
+
+    def latencies(profile: Profile) -> list[float]:
+        sim = OffloadSimulator(profile, trace, fps=2, deadline_ms=0)  # a frame every 500 ms: no queueing
+        return [sim.step(2).latency_ms for _ in range(60)]
+
+    constant = latencies(base.with_deployment(server_speed=3.0, request_overhead_ms=4.0))
+    single = latencies(base.with_deployment(server_speed=1.5, request_overhead_ms=0.0, server_time_factors=[2.0],
+                                            request_overhead_samples_ms=[4.0]))
+    assert single == pytest.approx(constant)
+    spread = latencies(base.with_deployment(server_speed=3.0, request_overhead_ms=0.0,
+                                            server_time_factors=[0.5, 1.5], request_overhead_samples_ms=[0.0, 8.0]))
+    server_ms = base.server_ms(2) * 3.0
+    drawn = sorted({round(b - a, 6) for a, b in zip(constant, spread)})
+    # per frame: the server's ms times 0.5 or 1.5, and 0 or 8 ms of RPC path, against 1x and 4 ms
+    assert drawn == sorted({round(f * server_ms + o, 6) for f in (-0.5, 0.5) for o in (-4.0, 4.0)}), drawn
+    assert abs(float(np.mean(spread)) - float(np.mean(constant))) < 2.0
+    with pytest.raises(ValueError, match="finite number"):
+        base.with_deployment(server_time_factors=[1.0, float("nan")])
+    assert "server_time_factors" not in base.to_dict()["scenario"]  # profiles carry no spread

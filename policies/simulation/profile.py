@@ -8,6 +8,8 @@ and a power model for energy per frame.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -52,10 +54,23 @@ class Scenario:
     # serialization and RTT and the server's decode + tail (ms): gRPC and protobuf on both ends, the servicer,
     # the link emulator's forwarding; measured by benchmarks.rpc_path (0: not modelled, older profiles)
     request_overhead_ms: float = 0.0
+    # a measured deployment's per-call spread (empty: every call takes the figures above): factors on an
+    # offloaded frame's server ms (their mean about 1), and the RPC path's ms of single calls; the simulator
+    # draws one of each per call
+    server_time_factors: tuple[float, ...] = ()
+    request_overhead_samples_ms: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("server_time_factors", "request_overhead_samples_ms"):
+            values = tuple(float(v) for v in getattr(self, name))
+            if any(not math.isfinite(v) or v < 0 for v in values):
+                raise ValueError(f"Scenario.{name}: every value must be a finite number >= 0")
+            object.__setattr__(self, name, values)
 
 
 COMPUTE_FIELDS = ("device_macs", "server_macs", "device_share")
 SPREAD_FIELDS = ("device_ms_spread", "server_ms_spread")
+DEPLOYMENT_SPREAD_FIELDS = ("server_time_factors", "request_overhead_samples_ms")
 
 
 @dataclass
@@ -138,12 +153,18 @@ class Profile:
     def with_scenario(self, scenario: Scenario) -> Profile:
         return Profile(self.model, self.actions, scenario, self.checkpoint_sha256, self.source)
 
-    def with_deployment(self, server_speed: float | None = None, request_overhead_ms: float | None = None) -> Profile:
+    def with_deployment(self, server_speed: float | None = None, request_overhead_ms: float | None = None,
+                        server_time_factors: Sequence[float] | None = None,
+                        request_overhead_samples_ms: Sequence[float] | None = None) -> Profile:
         """This profile simulating a given deployment: its server's speed (ms = measured ms x ``server_speed``)
-        and its RPC path's per-call ms; ``None`` keeps the scenario's figure, and with nothing changed the
-        profile itself is returned."""
-        given = {"server_speed": server_speed, "request_overhead_ms": request_overhead_ms}
-        changes = {k: float(v) for k, v in given.items() if v is not None and float(v) != getattr(self.scenario, k)}
+        and its RPC path's per-call ms, optionally with their measured per-call spread (see :class:`Scenario`);
+        ``None`` keeps the scenario's figure, and with nothing changed the profile itself is returned."""
+        given = {"server_speed": server_speed, "request_overhead_ms": request_overhead_ms,
+                 "server_time_factors": server_time_factors,
+                 "request_overhead_samples_ms": request_overhead_samples_ms}
+        changes = {k: (float(v) if isinstance(v, (int, float)) else tuple(float(x) for x in v))
+                   for k, v in given.items() if v is not None}
+        changes = {k: v for k, v in changes.items() if v != getattr(self.scenario, k)}
         return self.with_scenario(replace(self.scenario, **changes)) if changes else self
 
     def with_measured_times(self, device_ms: dict[str, float], server_ms: dict[str, float] | None = None,
@@ -160,8 +181,12 @@ class Profile:
         scenario = replace(self.scenario, device_class=device_class, device_speed=1.0, server_speed=1.0)
         return Profile(self.model, actions, scenario, self.checkpoint_sha256, self.source)
 
+    def _scenario_dict(self) -> dict:
+        """The scenario as JSON, without an empty per-call spread (profiles have none)."""
+        return {k: v for k, v in asdict(self.scenario).items() if not (k in DEPLOYMENT_SPREAD_FIELDS and not v)}
+
     def to_dict(self) -> dict:
-        return {"model": self.model, "checkpoint_sha256": self.checkpoint_sha256, "scenario": asdict(self.scenario),
+        return {"model": self.model, "checkpoint_sha256": self.checkpoint_sha256, "scenario": self._scenario_dict(),
                 "actions": [{"name": a.name, "kind": a.kind, "device_ms": a.device_ms, "server_ms": a.server_ms,
                              "top1": a.top1, "bytes_mean": a.bytes_mean, "bytes": a.bytes.tolist(),
                              "correct": a.correct.astype(int).tolist(),

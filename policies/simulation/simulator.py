@@ -108,6 +108,7 @@ class OffloadSimulator:
 
     def reset(self, start_s: float = 0.0, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
+        self._spread_rng = np.random.default_rng([seed, 1])  # the deployment's per-call spread; apart from the rest
         self.channel = Channel(self.trace, self.channel_config, seed=int(self.rng.integers(2**31)))
         self.start_s = start_s
         self.frame = 0
@@ -209,7 +210,7 @@ class OffloadSimulator:
         wire = size + PROBE_CALL_OVERHEAD_BYTES
         tx_start = max(t, self.link_free)
         ser_ms = self.channel.serialization_ms(wire, tx_start)
-        net_ms = self.channel.transfer_ms(wire, tx_start) + sc.request_overhead_ms
+        net_ms = self.channel.transfer_ms(wire, tx_start) + self._request_overhead_ms()
         self.link_free = tx_start + ser_ms / 1e3
         done = tx_start + net_ms / 1e3
         self._record(done, size, (done - t) * 1e3)
@@ -285,10 +286,12 @@ class OffloadSimulator:
             wire_bytes = nbytes + int(self.overhead_bytes[action])
             ser_ms = self.channel.serialization_ms(wire_bytes, tx_start)
             if dry:
-                net_ms = ser_ms + self.channel_config.rtt_ms + self.server_ms[action]
+                server_ms = self.server_ms[action]
+                net_ms = ser_ms + self.channel_config.rtt_ms + server_ms + self.profile.scenario.request_overhead_ms
             else:
-                net_ms = self.channel.transfer_ms(wire_bytes, tx_start) + self.server_ms[action]
-            net_ms += self.profile.scenario.request_overhead_ms  # the RPC path's own time (gRPC, servicer, ...)
+                server_ms = self._server_ms(action)
+                # the RPC path's own time (gRPC, servicer, ...) besides the link and the server
+                net_ms = self.channel.transfer_ms(wire_bytes, tx_start) + server_ms + self._request_overhead_ms()
             done = tx_start + net_ms / 1e3
             energy = (self.device_ms[action] * pw.compute_w + ser_ms * pw.radio_tx_w
                       + (net_ms - ser_ms) * pw.idle_w) / 1e3
@@ -296,7 +299,7 @@ class OffloadSimulator:
             # what the client measures: handed over when the device is done, answered at ``done``; its bytes
             # beyond an empty call's (the base RTT's own)
             sample = (done, link_sample_bytes(nbytes, int(self.overhead_bytes[action])),
-                      (done - dev_done) * 1e3 - self.server_ms[action])
+                      (done - dev_done) * 1e3 - server_ms)
             wait_ms = answer_wait_ms(local_ms, self.deadline_ms)
             if self.deadline_ms > 0 and (done - arrival) * 1e3 > wait_ms:
                 # As the device client does: stop waiting when only a local run's time is left of the
@@ -336,6 +339,20 @@ class OffloadSimulator:
             self.dropped = dropped
             self.next_image = int(self.rng.integers(self.profile.n_images))
         return out
+
+    def _server_ms(self, action: int) -> float:
+        """One offloaded frame's server ms: the action's, times a factor drawn from the deployment's spread."""
+        factors = self.profile.scenario.server_time_factors
+        if not factors:
+            return float(self.server_ms[action])
+        return float(self.server_ms[action]) * factors[int(self._spread_rng.integers(len(factors)))]
+
+    def _request_overhead_ms(self) -> float:
+        """One call's RPC path ms: the scenario's, or one drawn from the deployment's measured calls."""
+        samples = self.profile.scenario.request_overhead_samples_ms
+        if not samples:
+            return self.profile.scenario.request_overhead_ms
+        return samples[int(self._spread_rng.integers(len(samples)))]
 
     def _predicted_miss(self, action: int, start: float, arrival: float) -> bool:
         """The client's check before it offloads: the wait so far plus the action's device time, the

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from splitnet.errors import DataError
 from splitnet_cli.argtypes import nonnegative_float, positive_float, positive_int
 from splitnet_cli.options import add_scenario_arguments, load_traces
 from splitnet_cli.reports import write_json
@@ -27,6 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sm.add_argument("--request-overhead-ms", type=nonnegative_float, default=None,
                     help="the simulated deployment's RPC path, ms per call beyond link and server (default: the "
                          "profile's; benchmarks.rpc_path measures it); the policies keep the profile's")
+    sm.add_argument("--deployment-spread", default=None, metavar="JSON",
+                    help="the simulated deployment's per-call spread, measured: a JSON file with "
+                         "server_time_factors (factors on each offloaded frame's server ms, mean about 1) and/or "
+                         "request_overhead_samples_ms (single calls' RPC path ms); one of each is drawn per call "
+                         "(default: every call takes the same figures)")
     sm.add_argument("--obs-log", default=None,
                     help="write what each policy saw and chose per frame (JSON lines; with several policies, "
                          "one file each: <stem>-<policy><suffix>)")
@@ -46,6 +53,29 @@ def _policies(names: Sequence[str], profile) -> dict:
     return out
 
 
+def _deployment_spread(path: str | None) -> dict[str, list[float]]:
+    """``--deployment-spread``'s lists by name (none given: empty)."""
+    if path is None:
+        return {}
+    from policies.simulation.profile import DEPLOYMENT_SPREAD_FIELDS
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--deployment-spread {path}: {exc}") from exc
+    unknown = sorted(set(data) - set(DEPLOYMENT_SPREAD_FIELDS)) if isinstance(data, dict) else None
+    if unknown is None or unknown:
+        fields = " and/or ".join(DEPLOYMENT_SPREAD_FIELDS)
+        raise DataError(f"--deployment-spread {path}: expected an object with {fields}"
+                        + (f", not {', '.join(unknown)}" if unknown else ""))
+    out = {}
+    for k, v in data.items():
+        if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and x >= 0 for x in v):
+            raise DataError(f"--deployment-spread {path}: {k} must be a non-empty list of numbers >= 0")
+        out[k] = [float(x) for x in v]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from policies.simulation.profile import Profile
     from policies.simulation.simulate import format_report, plot_runs, simulate
@@ -53,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     profile = Profile.load(args.profile)
     traces = load_traces(args.traces)
     policies = _policies(args.policy, profile)
-    world = profile.with_deployment(server_speed=args.server_speed, request_overhead_ms=args.request_overhead_ms)
+    spread = _deployment_spread(args.deployment_spread)
+    world = profile.with_deployment(server_speed=args.server_speed, request_overhead_ms=args.request_overhead_ms,
+                                    **spread)
     if args.obs_log:
         from policies.agents.recording import RecordingPolicy
 
@@ -69,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     report["profile"] = profile.source
     report["deployment"] = {"server_speed": world.scenario.server_speed,
                             "request_overhead_ms": world.scenario.request_overhead_ms,
+                            **{f"{k}_count": len(getattr(world.scenario, k)) for k in spread},
                             "differs_from_profile": world is not profile}
     print(format_report(report))
     write_json(report, args.json)
