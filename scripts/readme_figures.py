@@ -215,7 +215,9 @@ def control_loop_block() -> str:
 
     def met(key: str) -> str:
         ok = [c[key] for c in checks]
-        return ("met" if all(ok) else "NOT met") + (f" in {sum(ok)} of {n} runs" if n > 1 else "")
+        if n == 1:
+            return "met" if all(ok) else "NOT met"
+        return f"met in {sum(ok)} of {n} runs" + ("" if all(ok) else ", so NOT met")
 
     claims = []
     for name in ("slow_greedy", "slow_fixed"):

@@ -128,6 +128,21 @@ def test_simulate_takes_the_deployment_s_server_speed_and_rpc_path(tmp_path: Pat
         report = json.loads(out.read_text())
         latency[key] = report["policies"]["fixed:layer2:0.5"]["latency_ms_mean"]
     assert report["deployment"] == {"server_speed": 41.0, "request_overhead_ms": 5.0, "differs_from_profile": True}
+    spread = tmp_path / "spread.json"
+    spread.write_text(json.dumps({"server_time_factors": [0.5, 1.5], "request_overhead_samples_ms": [1.0, 9.0]}))
+    out = tmp_path / "sim-spread.json"
+    assert main(["simulate", "--profile", str(profile_path), "--traces", str(trace), "--frames", "100",
+                 "--policy", "fixed:layer2:0.5", "--json", str(out), "--server-speed", "41",
+                 "--deployment-spread", str(spread)]) == 0
+    spread_report = json.loads(out.read_text())
+    assert spread_report["deployment"]["server_time_factors_count"] == 2
+    # the same mean figures (factors about 1, RPC path 5 ms on average), drawn per call: the mean latency moves
+    # by the draws' luck only (100 frames: a few ms at most)
+    assert spread_report["policies"]["fixed:layer2:0.5"]["latency_ms_mean"] == pytest.approx(
+        latency["deployment"], abs=3.0)
+    spread.write_text(json.dumps({"server_time_factor": [1.0]}))  # a typo: refused, naming the fields
+    assert main(["simulate", "--profile", str(profile_path), "--traces", str(trace), "--policy", "local",
+                 "--deployment-spread", str(spread)]) == 2
     # layer2/w0.5's server ms is 0.5 at speed 1: 20.5 ms at 41, plus 5 ms per call
     assert latency["deployment"] - latency["profile"] == pytest.approx(20.0 + 5.0, abs=0.5)
     assert profile.with_deployment() is profile and profile.with_deployment(server_speed=1.0) is profile
