@@ -175,9 +175,9 @@ def test_shipped_policies_load_and_fit_the_shipped_profile() -> None:
 def test_shipped_policies_beat_greedy_and_robust_mpc_on_the_evaluation_traces() -> None:
     """The README's policy claims: PPO and DQN earn a better mean reward than both heuristics on the evaluation
     traces (first 1,500 frames of each here, against the whole traces in ``reports/simulate_eval.json``, where
-    the smallest gap is 0.106 in reward: DQN against robust_mpc; 0.18 on this subset), and their mean latency is
-    within 1.10x the oracle's (the report: PPO 1.032x, DQN 1.096x; this subset: SUBSET_FIGURES, asserted within
-    1.10x). Not asserted, as the README says NOT met: misses at most half of static_best's, which the oracle
+    the smallest gap is 0.106 in reward: DQN against robust_mpc; 0.22 on this subset), and their mean latency is
+    within 1.10x the oracle's (the report: PPO 1.032x, DQN 1.096x; this subset: PPO 1.00x, DQN 1.02x, asserted
+    within 1.10x). Not asserted, as the README says NOT met: misses at most half of static_best's, which the oracle
     itself does not reach in this regime."""
     from policies.agents.factory import make_policy
     from policies.network.trace_sets import load_split
