@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import benchmark_arguments, run_splitnet, serving, write_json
-from benchmarks.rpc_path import constant_trace, measure_action, path_arguments
+from benchmarks.rpc_path import constant_trace, frame_server_ms, measure_action, path_arguments
 from examples import detection_loop as example
 from policies.agents.recording import read_log
 from policies.network.channel_models import Channel, ChannelConfig
@@ -134,7 +134,7 @@ def server_speed(reports: list[dict], profile: Profile) -> float | None:
     for report in reports:
         for f in report["frames_detail"]:
             if f["ran_on"] == "server":
-                live += f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"]
+                live += frame_server_ms(f)
                 measured += profile.actions[profile.index(f["action"])].server_ms
     return live / measured if measured > 0 else None
 
@@ -142,8 +142,7 @@ def server_speed(reports: list[dict], profile: Profile) -> float | None:
 def server_time_factors(reports: list[dict], profile: Profile, speed: float) -> list[float]:
     """Each offloaded frame's live server ms (queue + decode + tail) over the profile's measured ms of its
     action at ``speed``: the spread about the deployment's server speed (their mean is about 1)."""
-    return [round((f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"])
-                  / (profile.actions[profile.index(f["action"])].server_ms * speed), 4)
+    return [round(frame_server_ms(f) / (profile.actions[profile.index(f["action"])].server_ms * speed), 4)
             for report in reports for f in report["frames_detail"] if f["ran_on"] == "server"]
 
 

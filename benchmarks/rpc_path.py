@@ -50,6 +50,12 @@ def _client(address: str, action: str, args, frames: int, out_json: Path) -> dic
     return json.loads(out_json.read_text())
 
 
+def frame_server_ms(frame: dict) -> float:
+    """One offloaded frame's server time as the client's report gives it: queue + decode + tail (ms)."""
+    stages = frame["stages_ms"]
+    return stages["queue"] + stages["decode"] + stages["tail"]
+
+
 def link_model_ms(wire_bytes: int, mbps: float, rtt_ms: float) -> float:
     """The simulator's time for a request of ``wire_bytes`` on a constant link: serialization (with packet
     headers) plus the RTT (ms)."""
@@ -94,8 +100,7 @@ def measure_action(server: str, profile: Profile, action: str, modes: tuple[str,
             if link is not None:
                 link.terminate()
         values = excess(report, a.overhead_bytes, args.mbps if mode == "link" else None, args.rtt_ms)
-        server_ms = [f["stages_ms"]["queue"] + f["stages_ms"]["decode"] + f["stages_ms"]["tail"]
-                     for f in report["frames_detail"] if f["ran_on"] == "server"]
+        server_ms = [frame_server_ms(f) for f in report["frames_detail"] if f["ran_on"] == "server"]
         if not values:
             raise RuntimeError(f"no frame of {action} was answered by the server ({mode})")
         row[mode] = {"excess_ms": summary(values), "excess_ms_values": [round(v, 3) for v in values],
