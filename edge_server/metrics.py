@@ -2,7 +2,7 @@
 
 Exposed (read from :class:`~edge_server.stats.ServerStats`, the same figures as ``GetStats``):
 
-- ``splitnet_stage_seconds{stage}``: histogram of each stage's time per frame (queue, decode, tail, total);
+- ``splitnet_stage_seconds{stage}``: histogram of each stage's time per frame (queue, decode, tail, own, total);
 - ``splitnet_stage_recent_ms{stage, quantile}``: p50/p95/p99 over the recent window (as ``GetStats``);
 - ``splitnet_events_total{event}``: every counter (frames_ok, batches, streams, status_*, ...);
 - ``splitnet_<gauge>``: gauges such as ``splitnet_queue_depth`` and ``splitnet_streams_open``;

@@ -275,8 +275,9 @@ class SplitInferenceReplica:
         except (SplitnetError, Exception) as exc:  # noqa: BLE001 - every failure becomes a status code
             self._fail(grpc_context, exc)
             return pb.InferResponse(seq=request.seq)
-        self.stats.observe("total", (time.monotonic() - t0) * 1e3)
-        return convert.response(request.seq, answer.prediction, answer.timing)
+        response = convert.response(request.seq, answer.prediction, answer.timing)
+        self.stats.record_answer(t0, answer.timing)
+        return response
 
     async def InferStream(self, request_stream, grpc_context=None):
         """Answers UNIMPLEMENTED: on Ray Serve, clients send frames as concurrent unary ``Infer`` calls.

@@ -147,8 +147,9 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status code
             failure = self._fail(exc)
         else:
-            self.stats.observe("total", (time.monotonic() - t0) * 1e3)
-            return convert.response(request.seq, prediction, timing)
+            response = convert.response(request.seq, prediction, timing)
+            self.stats.record_answer(t0, timing)
+            return response
         finally:
             self.unary_in_flight -= 1
         await context.abort(*failure)
@@ -225,8 +226,9 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
                     except Exception as exc:  # noqa: BLE001
                         outcome = exc
                     else:
-                        self.stats.observe("total", (time.monotonic() - t0) * 1e3)
-                        yield convert.response(seq, prediction, timing)
+                        response = convert.response(seq, prediction, timing)
+                        self.stats.record_answer(t0, timing)
+                        yield response
                         last_activity = loop.time()
                         continue
                 code, message = self._fail(outcome)

@@ -13,18 +13,27 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-STAGES = ("queue", "decode", "tail", "total")
+STAGES = ("queue", "decode", "tail", "own", "total")
 # Histogram buckets of the stage timings, seconds (0.1 ms ... 5 s).
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0)
 _BOUNDS_S = np.asarray(STAGE_BUCKETS_S)
 _FOLD_EVERY = 4096  # samples of one stage kept before they are folded into its histogram
+
+
+class _FrameTiming(Protocol):
+    """A frame's server times (ms), as ``splitnet.rpc.convert.ServerTiming`` carries them."""
+
+    queue_ms: float
+    decode_ms: float
+    tail_ms: float
 
 
 class ServerStats:
@@ -63,6 +72,13 @@ class ServerStats:
                 self._counters[name] += 1
             for stage, ms in stage_ms.items():
                 self._add(stage, ms)
+
+    def record_answer(self, t0: float, timing: _FrameTiming) -> None:
+        """An answered frame: ``total`` (receipt to response, ms; ``t0`` is time.monotonic() at receipt) and ``own``,
+        the part that is neither queue, decode nor tail (payload checks, top-k, hand-offs, the response)."""
+        total_ms = (time.monotonic() - t0) * 1e3
+        own_ms = max(0.0, total_ms - timing.queue_ms - timing.decode_ms - timing.tail_ms)
+        self.record(total=total_ms, own=own_ms)
 
     def _new_stage(self, stage: str) -> deque[float]:
         self._unfolded[stage] = []
@@ -139,7 +155,9 @@ class StageHistogramCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily("splitnet_stage_seconds", "Time per frame in each server stage (queue: "
-                                       "waiting for a batch slot; decode; tail; total: request to answer)",
+                                       "waiting for a batch slot; decode; tail; own: the rest of the "
+                                       "server's time, i.e. payload checks, top-k, hand-offs and the response; "
+                                       "total: request to answer)",
                                        labels=["stage"])
         bounds = [*(repr(b) for b in STAGE_BUCKETS_S), "+Inf"]
         for stage, (cumulative, sum_s) in self.stats.histograms().items():

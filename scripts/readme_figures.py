@@ -413,6 +413,11 @@ def grpc_overhead_block() -> str:
         lines.append(f"| {label.get(n, n)} | {s[f'{n}_rtt_ms']['median']:.3f} | {s[f'{n}_compute_ms']['median']:.3f} | "
                      f"{o['median']:.3f} | {o['min']:.3f}–{o['max']:.3f} | "
                      f"{'met' if report['target_met'][n] else 'NOT met'} |")
+    for n, b in report.get("breakdown_ms", {}).items():
+        lines += ["", f"Where the {label.get(n, n)} overhead goes: the server's own time per frame (its `own` stage: "
+                      f"payload checks, top-k, hand-offs, building the response; median over the run's frames) "
+                      f"{b['server_own_p50']:.3f} ms, the transport beyond the bare echo (grpc.aio, protobuf, "
+                      f"the client's conversions) the remaining {b['transport_beyond_echo']:.3f} ms."]
     if "ray_minus_direct_ms" in s:
         d = s["ray_minus_direct_ms"]
         lines += ["", f"The Ray Serve path costs {d['median']:.3f} ms more per frame than the embedded server "

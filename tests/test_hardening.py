@@ -223,10 +223,13 @@ def test_prometheus_endpoint(server, tiny_checkpoint, metrics_port) -> None:
     assert events["frames_ok"] >= 5 and events["streams"] >= 1
     assert events["frames_ok"] <= stats["frames_ok"]  # the same counters as GetStats (read a moment earlier)
     stages = {s.labels["stage"] for s in families["splitnet_stage_seconds"].samples}
-    assert {"queue", "decode", "tail", "total"} <= stages
+    assert {"queue", "decode", "tail", "own", "total"} <= stages
     count = {s.labels["stage"]: s.value for s in families["splitnet_stage_seconds"].samples
              if s.name == "splitnet_stage_seconds_count"}
     assert count["tail"] >= 5
+    assert count["own"] == count["total"] >= 5  # every answered frame has both
+    recent = {st.stage: st for st in _stats(server.address).stages}
+    assert 0 < recent["own"].p50_ms < recent["total"].p50_ms
     assert "splitnet_queue_depth" in families and "splitnet_streams_open" in families
     assert {s.labels["quantile"] for s in families["splitnet_stage_recent_ms"].samples} == {"50", "95", "99"}
 
@@ -355,3 +358,19 @@ def test_stage_histograms_fold_in_bulk_with_prometheus_bucket_rules() -> None:
     assert samples[("splitnet_stage_seconds_bucket", "tail", "+Inf")] == 2
     assert samples[("splitnet_stage_seconds_count", "tail", None)] == 2
     assert samples[("splitnet_stage_seconds_bucket", "decode", "0.0001")] == 1
+
+
+def test_a_frames_own_server_time_is_what_queue_decode_and_tail_leave_of_its_total() -> None:
+    from edge_server import stats as stats_module
+
+    stats = stats_module.ServerStats()
+    t0 = time.monotonic()
+    time.sleep(0.02)
+    stats.record_answer(t0, convert.ServerTiming(queue_ms=3.0, decode_ms=4.0, tail_ms=5.0))
+    elapsed_ms = (time.monotonic() - t0) * 1e3
+    stages = stats.stages()
+    total, own = stages["total"]["mean_ms"], stages["own"]["mean_ms"]
+    assert 20.0 <= total <= elapsed_ms
+    assert own == pytest.approx(total - 12.0)
+    stats.record_answer(time.monotonic(), convert.ServerTiming(queue_ms=50.0))  # clock steps: never negative
+    assert stats.stages()["own"]["count"] == 2 and min(stats._samples["own"]) == 0.0
