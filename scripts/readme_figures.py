@@ -413,11 +413,14 @@ def grpc_overhead_block() -> str:
         lines.append(f"| {label.get(n, n)} | {s[f'{n}_rtt_ms']['median']:.3f} | {s[f'{n}_compute_ms']['median']:.3f} | "
                      f"{o['median']:.3f} | {o['min']:.3f}–{o['max']:.3f} | "
                      f"{'met' if report['target_met'][n] else 'NOT met'} |")
-    for n, b in report.get("breakdown_ms", {}).items():
-        lines += ["", f"Where the {label.get(n, n)} overhead goes: the server's own time per frame (its `own` stage: "
-                      f"payload checks, top-k, hand-offs, building the response; median over the run's frames) "
-                      f"{b['server_own_p50']:.3f} ms, the transport beyond the bare echo (grpc.aio, protobuf, "
-                      f"the client's conversions) the remaining {b['transport_beyond_echo']:.3f} ms."]
+    transport = {"direct": "grpc.aio against a bare grpcio server, protobuf, the client's conversions",
+                 "ray": "Ray Serve's gRPC proxy and its hop to the replica, protobuf, the client's conversions"}
+    parts = [f"{label.get(n, n)}: {b['server_own_p50']:.3f} ms in the server's `own` stage (payload checks, top-k, "
+             f"hand-offs, building the response; median over the run's frames) and {b['transport_beyond_echo']:.3f} ms "
+             f"of transport beyond the echo ({transport.get(n, 'the rest')})"
+             for n, b in report.get("breakdown_ms", {}).items()]
+    if parts:
+        lines += ["", "Where the overhead goes — " + "; ".join(parts) + "."]
     if "ray_minus_direct_ms" in s:
         d = s["ray_minus_direct_ms"]
         lines += ["", f"The Ray Serve path costs {d['median']:.3f} ms more per frame than the embedded server "
