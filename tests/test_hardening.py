@@ -372,5 +372,5 @@ def test_a_frames_own_server_time_is_what_queue_decode_and_tail_leave_of_its_tot
     total, own = stages["total"]["mean_ms"], stages["own"]["mean_ms"]
     assert 20.0 <= total <= elapsed_ms
     assert own == pytest.approx(total - 12.0)
-    stats.record_answer(time.monotonic(), convert.ServerTiming(queue_ms=50.0))  # clock steps: never negative
+    stats.record_answer(time.monotonic(), convert.ServerTiming(queue_ms=50.0))  # parts beyond the total: own is 0
     assert stats.stages()["own"]["count"] == 2 and min(stats._samples["own"]) == 0.0
