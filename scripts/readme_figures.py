@@ -139,7 +139,8 @@ def device_time_block() -> str:
     local = report["local_ms"]
     lines = [f"Local model: {local['median']:.2f} ms per frame at batch 1 "
              f"(rounds {local['min']:.2f}–{local['max']:.2f}).",
-             "", "| action | device ms (head + encode) | rounds min–max | of local time | device share of MACs |",
+             "", "| action | device ms (head + encode) | rounds min–max | "
+             "of local time (median of the rounds' ratios) | device share of MACs |",
              "|---|---:|---:|---:|---:|"]
     for a in report["actions"]:
         d = a["device_ms"]
