@@ -126,24 +126,26 @@ def _live_run(trace: Path, policy: str, server: str, profile: Profile, args, out
     return report, time.perf_counter() - t_link
 
 
+def server_times(reports: list[dict], profile: Profile) -> list[tuple[float, float]]:
+    """(live queue + decode + tail ms, the profile's measured ``server_ms`` of its action) of every offloaded
+    frame of ``reports``."""
+    return [(frame_server_ms(f), profile.actions[profile.index(f["action"])].server_ms)
+            for report in reports for f in report["frames_detail"] if f["ran_on"] == "server"]
+
+
 def server_speed(reports: list[dict], profile: Profile) -> float | None:
     """The live server's speed in the profile's terms: its queue + decode + tail summed over every offloaded
     frame of ``reports`` over the profile's measured ``server_ms`` of the same frames' actions (None: no
     frame was offloaded)."""
-    live = measured = 0.0
-    for report in reports:
-        for f in report["frames_detail"]:
-            if f["ran_on"] == "server":
-                live += frame_server_ms(f)
-                measured += profile.actions[profile.index(f["action"])].server_ms
-    return live / measured if measured > 0 else None
+    times = server_times(reports, profile)
+    measured = sum(m for _, m in times)
+    return sum(live for live, _ in times) / measured if measured > 0 else None
 
 
 def server_time_factors(reports: list[dict], profile: Profile, speed: float) -> list[float]:
     """Each offloaded frame's live server ms (queue + decode + tail) over the profile's measured ms of its
     action at ``speed``: the spread about the deployment's server speed (their mean is about 1)."""
-    return [round(frame_server_ms(f) / (profile.actions[profile.index(f["action"])].server_ms * speed), 4)
-            for report in reports for f in report["frames_detail"] if f["ran_on"] == "server"]
+    return [round(live / (measured * speed), 4) for live, measured in server_times(reports, profile)]
 
 
 def run_pair(trace: Path, policy: str, server: str, profile: Profile, args, work: Path,

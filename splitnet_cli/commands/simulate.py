@@ -68,12 +68,10 @@ def _deployment_spread(path: str | None) -> dict[str, list[float]]:
         fields = " and/or ".join(DEPLOYMENT_SPREAD_FIELDS)
         raise DataError(f"--deployment-spread {path}: expected an object with {fields}"
                         + (f", not {', '.join(unknown)}" if unknown else ""))
-    out = {}
-    for k, v in data.items():
-        if not isinstance(v, list) or not v or not all(isinstance(x, (int, float)) and x >= 0 for x in v):
+    for k, v in data.items():  # the values themselves are checked by Scenario (finite, >= 0)
+        if not isinstance(v, list) or not v:
             raise DataError(f"--deployment-spread {path}: {k} must be a non-empty list of numbers >= 0")
-        out[k] = [float(x) for x in v]
-    return out
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
     traces = load_traces(args.traces)
     policies = _policies(args.policy, profile)
     spread = _deployment_spread(args.deployment_spread)
-    world = profile.with_deployment(server_speed=args.server_speed, request_overhead_ms=args.request_overhead_ms,
-                                    **spread)
+    try:
+        world = profile.with_deployment(server_speed=args.server_speed, request_overhead_ms=args.request_overhead_ms,
+                                        **spread)
+    except (TypeError, ValueError) as exc:  # a spread value that is not a finite number >= 0
+        raise DataError(f"--deployment-spread {args.deployment_spread}: {exc}") from exc
     if args.obs_log:
         from policies.agents.recording import RecordingPolicy
 
