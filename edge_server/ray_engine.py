@@ -246,13 +246,8 @@ class SplitInferenceReplica:
         """This replica's counters and stage timings; ``replica_pid`` says which replica answered."""
         if not self._authorized(grpc_context):
             return pb.GetStatsResponse()
-        counters = self.stats.counters()
-        counters["replica_pid"] = os.getpid()
-        resp = pb.GetStatsResponse(counters=counters, uptime_s=self.stats.uptime_s)
-        for stage, s in self.stats.stages().items():
-            resp.stages.add(stage=stage, count=s["count"], mean_ms=s["mean_ms"], p50_ms=s["p50_ms"],
-                            p95_ms=s["p95_ms"], p99_ms=s["p99_ms"])
-        return resp
+        counters = {**self.stats.counters(), "replica_pid": os.getpid()}
+        return convert.stats_response(counters, self.stats.uptime_s, self.stats.stages())
 
     async def Probe(self, request: pb.ProbeRequest, grpc_context=None) -> pb.ProbeResponse:
         if not self._authorized(grpc_context):

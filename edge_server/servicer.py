@@ -88,11 +88,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
     def stats_response(self) -> pb.GetStatsResponse:
         counters = self.stats.counters()
         counters.update({k: int(v) for k, v in self.stats.gauges().items()})
-        resp = pb.GetStatsResponse(counters=counters, uptime_s=self.stats.uptime_s)
-        for stage, s in self.stats.stages().items():
-            resp.stages.add(stage=stage, count=s["count"], mean_ms=s["mean_ms"], p50_ms=s["p50_ms"],
-                            p95_ms=s["p95_ms"], p99_ms=s["p99_ms"])
-        return resp
+        return convert.stats_response(counters, self.stats.uptime_s, self.stats.stages())
 
     async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
         return self.stats_response()

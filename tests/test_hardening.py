@@ -374,3 +374,20 @@ def test_a_frames_own_server_time_is_what_queue_decode_and_tail_leave_of_its_tot
     assert own == pytest.approx(total - 12.0)
     stats.record_answer(time.monotonic(), convert.ServerTiming(queue_ms=50.0))  # parts beyond the total: own is 0
     assert stats.stages()["own"]["count"] == 2 and min(stats._samples["own"]) == 0.0
+
+
+def test_get_stats_message_carries_counters_uptime_and_every_stage() -> None:
+    from edge_server import stats as stats_module
+
+    stats = stats_module.ServerStats()
+    for ms in (1.0, 2.0, 3.0, 4.0):
+        stats.record(("frames_ok",), decode=ms, tail=2 * ms)
+    uptime_s = stats.uptime_s
+    msg = convert.stats_response({**stats.counters(), "replica_pid": 4242}, uptime_s, stats.stages())
+    back = pb.GetStatsResponse.FromString(msg.SerializeToString())
+    assert dict(back.counters) == {"frames_ok": 4, "replica_pid": 4242}
+    assert back.uptime_s == pytest.approx(uptime_s)
+    by_stage = {s.stage: s for s in back.stages}
+    assert set(by_stage) == {"decode", "tail"}
+    assert by_stage["decode"].count == 4 and by_stage["decode"].p50_ms == pytest.approx(2.5)
+    assert by_stage["tail"].mean_ms == pytest.approx(5.0) and by_stage["tail"].p99_ms == pytest.approx(7.94)

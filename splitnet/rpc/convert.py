@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -178,3 +179,14 @@ def prediction_from_response(msg: pb.InferResponse) -> Prediction:
 def timing_from_response(msg: pb.InferResponse) -> ServerTiming:
     t = msg.timings
     return ServerTiming(t.queue_ms, t.decode_ms, t.tail_ms, t.batch_size)
+
+
+def stats_response(counters: Mapping[str, int], uptime_s: float,
+                   stages: Mapping[str, Mapping[str, float]]) -> pb.GetStatsResponse:
+    """A server's ``GetStats`` answer: its counters, uptime (s) and per-stage timings (``count`` and
+    ``mean_ms`` / ``p50_ms`` / ``p95_ms`` / ``p99_ms`` per stage, as ``ServerStats.stages`` gives them)."""
+    resp = pb.GetStatsResponse(counters=counters, uptime_s=uptime_s)
+    for stage, s in stages.items():
+        resp.stages.add(stage=stage, count=int(s["count"]), mean_ms=s["mean_ms"], p50_ms=s["p50_ms"],
+                        p95_ms=s["p95_ms"], p99_ms=s["p99_ms"])
+    return resp
