@@ -289,7 +289,7 @@ class SlimmableBottleneck(CompressionModel):
         """Make ``width`` active on every layer and entropy model (no reload, no allocation)."""
         index = self.width_index(width)
         for m in self._switchables:
-            m.active = index
+            m._set_index(index)
 
     def latent_shape(self, feature_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """(C, H, W) of the latent at the active width for features of shape (C, H, W)."""

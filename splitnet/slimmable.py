@@ -37,7 +37,8 @@ class _Switchable(nn.Module):
     active: int
 
     def _set_index(self, index: int) -> None:
-        self.active = index
+        # a plain int: object's own setattr skips nn.Module's checks (a frame's width switch sets ~20 layers)
+        object.__setattr__(self, "active", index)
 
 
 class SlimmableConv2d(nn.Conv2d, _Switchable):
@@ -132,12 +133,36 @@ class SlimmableGDN(_Switchable):
         self.gdn = GDN(max(channels), inverse=inverse)
         self.channels = tuple(channels)
         self.active = len(channels) - 1
+        # (parameter versions and storage, {channels: (beta, gamma)}), replaced as one object
+        self._frozen: tuple[tuple, dict[int, tuple[torch.Tensor, torch.Tensor]]] = ((), {})
+
+    def _parameters_at(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``beta`` [c] and ``gamma`` [c, c, 1, 1] of the first ``c`` channels after the reparametrization.
+
+        Outside autograd (inference) they are kept per width until a parameter changes: its
+        version counter moves with every in-place update (optimizer steps, ``load_state_dict``)
+        and its storage with ``.to()``, so a frame pays neither the reparametrization nor the
+        copy of ``gamma``'s slice.
+        """
+        beta, gamma = self.gdn.beta, self.gdn.gamma
+        if torch.is_grad_enabled():
+            return (self.gdn.beta_reparam(beta)[:c],
+                    self.gdn.gamma_reparam(gamma)[:c, :c].reshape(c, c, 1, 1))
+        key = (beta._version, gamma._version, beta.data_ptr(), gamma.data_ptr())
+        kept_key, kept = self._frozen
+        if kept_key != key:
+            kept = {}
+            self._frozen = (key, kept)
+        found = kept.get(c)
+        if found is None:
+            found = kept[c] = (self.gdn.beta_reparam(beta)[:c].contiguous(),
+                               self.gdn.gamma_reparam(gamma)[:c, :c].reshape(c, c, 1, 1).contiguous())
+        return found
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.channels[self.active]
         if x.ndim != 4 or x.shape[1] != c:
             raise ShapeError(f"SlimmableGDN expects [N, {c}, H, W] at this width, got {tuple(x.shape)}")
-        beta = self.gdn.beta_reparam(self.gdn.beta)[:c]
-        gamma = self.gdn.gamma_reparam(self.gdn.gamma)[:c, :c].reshape(c, c, 1, 1)
+        beta, gamma = self._parameters_at(c)
         norm = F.conv2d(x * x, gamma, beta)
         return x * (torch.sqrt(norm) if self.gdn.inverse else torch.rsqrt(norm))

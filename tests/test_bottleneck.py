@@ -241,6 +241,36 @@ def test_slimmable_gdn_at_full_width_is_compressai_gdn() -> None:
         layer(x)
 
 
+
+def test_slimmable_gdn_keeps_inference_parameters_only_until_they_change() -> None:
+    from compressai.layers import GDN
+
+    from splitnet.slimmable import SlimmableGDN
+
+    layer = SlimmableGDN((4, 8))
+    x = torch.randn(2, 8, 5, 5)
+
+    def reference() -> torch.Tensor:
+        ref = GDN(8)
+        ref.load_state_dict(layer.gdn.state_dict())
+        return ref(x)
+
+    with torch.no_grad():
+        first = layer(x)  # computed and kept
+        assert torch.equal(layer(x), first)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    (layer(x) ** 2).mean().backward()  # with autograd: gradients reach beta and gamma
+    assert layer.gdn.beta.grad is not None and layer.gdn.gamma.grad is not None
+    optimizer.step()  # an in-place update
+    with torch.no_grad():
+        stepped = layer(x)
+        assert not torch.allclose(stepped, first) and torch.allclose(stepped, reference(), atol=1e-6)
+    other = SlimmableGDN((4, 8))
+    with torch.no_grad():
+        other.gdn.gamma.add_(0.3 * torch.rand_like(other.gdn.gamma))
+        layer.load_state_dict(other.state_dict())  # copies in place
+        assert torch.allclose(layer(x), reference(), atol=1e-6) and not torch.allclose(layer(x), stepped)
+
 @pytest.mark.parametrize("change", [dict(encoder="tiny"), dict(encoder="light", downsample=0), dict(upsample=0),
                                     dict(downsample=1, upsample=2), dict(out_channels=-1),
                                     dict(encoder="light", decoder_depth=0), dict(encoder_depth=1),
