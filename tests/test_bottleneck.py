@@ -241,7 +241,6 @@ def test_slimmable_gdn_at_full_width_is_compressai_gdn() -> None:
         layer(x)
 
 
-
 def test_slimmable_gdn_keeps_inference_parameters_only_until_they_change() -> None:
     from compressai.layers import GDN
 
@@ -270,6 +269,7 @@ def test_slimmable_gdn_keeps_inference_parameters_only_until_they_change() -> No
         other.gdn.gamma.add_(0.3 * torch.rand_like(other.gdn.gamma))
         layer.load_state_dict(other.state_dict())  # copies in place
         assert torch.allclose(layer(x), reference(), atol=1e-6) and not torch.allclose(layer(x), stepped)
+
 
 @pytest.mark.parametrize("change", [dict(encoder="tiny"), dict(encoder="light", downsample=0), dict(upsample=0),
                                     dict(downsample=1, upsample=2), dict(out_channels=-1),
