@@ -6,9 +6,10 @@ here they run in one process, which is also the reference the runtime must match
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -92,6 +93,20 @@ class Timing:
 
 def _ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
+
+
+def _without_grad(fn: Callable) -> Callable:
+    """Runs ``fn`` with autograd off; enters ``torch.no_grad`` only when it is on (the server's
+    batcher already runs under ``torch.inference_mode``, where a second context is pure cost)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class DeviceSide:
@@ -294,7 +309,7 @@ class ServerSide:
         split, family = self.validate(p)
         return (split, family, p.width, p.codec)
 
-    @torch.no_grad()
+    @_without_grad
     def decode(self, payloads: Sequence[Payload], timing: Timing | None = None,
                key: tuple[str, str, float, str] | None = None) -> torch.Tensor:
         """Decode payloads that share one batch key into the tail's input batch (``key``: their
@@ -315,7 +330,7 @@ class ServerSide:
         timing.decode_ms += _ms_since(t0)
         return x
 
-    @torch.no_grad()
+    @_without_grad
     def run_tail(self, key: tuple[str, str, float, str], x: torch.Tensor,
                  timing: Timing | None = None) -> torch.Tensor:
         """The tail (or the whole model, for images) on a decoded batch; returns logits."""

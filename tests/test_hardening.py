@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from device_client import InsecureTokenError, ServerConfigError, SplitClient
 from device_client.client import _Backoff
 from device_client.connection import target_for
-from edge_server.server import ServerOptions, check_options
+from edge_server.server import ServerOptions, check_options, new_event_loop
 from splitnet.checkpoint import SplitCheckpoint, SplitPoint
 from splitnet.errors import SplitnetError
 from splitnet.models import create_model
@@ -391,3 +391,33 @@ def test_get_stats_message_carries_counters_uptime_and_every_stage() -> None:
     assert set(by_stage) == {"decode", "tail"}
     assert by_stage["decode"].count == 4 and by_stage["decode"].p50_ms == pytest.approx(2.5)
     assert by_stage["tail"].mean_ms == pytest.approx(5.0) and by_stage["tail"].p99_ms == pytest.approx(7.94)
+
+
+def test_event_loop_choice() -> None:
+    uvloop = pytest.importorskip("uvloop")  # a dependency on Linux and macOS; CI runs on Linux
+    for kind, cls in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)):
+        loop = new_event_loop(kind)
+        try:
+            assert isinstance(loop, cls), kind
+            assert kind != "asyncio" or not isinstance(loop, uvloop.Loop)
+        finally:
+            loop.close()
+    with pytest.raises(SplitnetError, match="unknown event loop 'trio'"):
+        new_event_loop("trio")
+
+
+def test_server_on_either_event_loop_gives_the_same_answers(tiny_checkpoint, tmp_path) -> None:
+    requests = [_request(tiny_checkpoint, seq) for seq in range(4)]
+    answers = {}
+    for kind in ("asyncio", "uvloop"):
+        srv = start_server(tmp_path / kind, tiny_checkpoint.path, "--event-loop", kind)
+        try:
+            with grpc.insecure_channel(srv.address) as channel:
+                stub = pb_grpc.SplitInferenceStub(channel)
+                replies = [stub.Infer(r, timeout=60) for r in requests]
+                with_stream = list(stub.InferStream(iter(requests), timeout=60))
+            assert all(r.status_code == 0 for r in replies + with_stream)
+            answers[kind] = [list(r.classification.class_ids) for r in replies + with_stream]
+        finally:
+            assert srv.terminate() == 0
+    assert answers["asyncio"] == answers["uvloop"]

@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--metrics-port", type=nonnegative_int, default=None,
                    help="serve Prometheus metrics on http://HOST:PORT/metrics (0 or absent: off)")
     s.add_argument("--metrics-address", default=None, help="host for the metrics endpoint (default: --address's)")
+    s.add_argument("--event-loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                   help="the embedded server's event loop (auto: uvloop where installed, else asyncio's own)")
     s.add_argument("--engine", choices=("embedded", "ray"), default="embedded",
                    help="embedded: this process serves; ray: deploy on Ray Serve (pip install 'splitnet[ray]')")
     _add_ray_arguments(s)
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                          max_connection_age_s=args.max_connection_age_s,
                          max_connection_age_grace_s=args.max_connection_age_grace_s,
                          min_client_ping_interval_s=args.min_client_ping_interval_s,
-                         metrics_port=args.metrics_port, metrics_address=args.metrics_address)
+                         metrics_port=args.metrics_port, metrics_address=args.metrics_address,
+                         event_loop=args.event_loop)
     return serve(opts, port_file=args.port_file, on_ready=lambda msg: print(msg, flush=True))
 
 
