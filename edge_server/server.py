@@ -73,12 +73,16 @@ class ServerOptions:
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
-def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
-    """The server's event loop: uvloop (libuv; less time per call than asyncio's own loop, see the
-    CHANGELOG's measurement) or asyncio's. ``auto``: uvloop where it is installed (a dependency of the
-    package on Linux and macOS; Windows has none)."""
+def _check_event_loop(kind: str) -> None:
     if kind not in EVENT_LOOPS:
         raise SplitnetError(f"unknown event loop {kind!r}; choose one of {', '.join(EVENT_LOOPS)}")
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """The server's event loop: uvloop (libuv; less time per call than asyncio's own loop, measured by
+    ``python -m benchmarks.grpc_overhead --compare-event-loops``) or asyncio's. ``auto``: uvloop where it is
+    installed (a dependency of the package on Linux and macOS; Windows has none)."""
+    _check_event_loop(kind)
     if kind == "uvloop" or (kind == "auto" and importlib.util.find_spec("uvloop") is not None):
         try:
             import uvloop
@@ -172,6 +176,7 @@ def check_options(opts: ServerOptions) -> None:
         raise SplitnetError("--default-budget-s must be > 0")
     if opts.max_streams_per_connection < 1:
         raise SplitnetError("--max-streams-per-connection must be >= 1")
+    _check_event_loop(opts.event_loop)  # before the checkpoint loads and the batcher's thread starts
 
 
 async def _start(opts: ServerOptions, servicer: SplitInferenceServicer,

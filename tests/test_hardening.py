@@ -394,7 +394,8 @@ def test_get_stats_message_carries_counters_uptime_and_every_stage() -> None:
 
 
 def test_event_loop_choice() -> None:
-    uvloop = pytest.importorskip("uvloop")  # a dependency on Linux and macOS; CI runs on Linux
+    import uvloop  # a dependency on Linux and macOS (CI runs on Linux)
+
     for kind, cls in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)):
         loop = new_event_loop(kind)
         try:
@@ -404,6 +405,8 @@ def test_event_loop_choice() -> None:
             loop.close()
     with pytest.raises(SplitnetError, match="unknown event loop 'trio'"):
         new_event_loop("trio")
+    with pytest.raises(SplitnetError, match="unknown event loop 'trio'"):
+        check_options(ServerOptions(event_loop="trio"))
 
 
 def test_server_on_either_event_loop_gives_the_same_answers(tiny_checkpoint, tmp_path) -> None:
