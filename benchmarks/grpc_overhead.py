@@ -1,6 +1,6 @@
 """splitnet's own overhead per unary frame, against a bare ``grpcio`` echo of the same bytes.
 
-One run, three servers, each a separate process with one torch thread, on loopback:
+One run, two to four servers, each a separate process with one torch thread, on loopback:
 
 * a bare ``grpcio`` server (``benchmarks/echo_server.py``, started by this script) whose one method returns
   the request bytes it got: no protobuf parsing, no splitnet code;

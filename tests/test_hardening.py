@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from device_client import InsecureTokenError, ServerConfigError, SplitClient
 from device_client.client import _Backoff
 from device_client.connection import target_for
-from edge_server.server import ServerOptions, check_options, new_event_loop
+from edge_server.server import EVENT_LOOPS, ServerOptions, check_options, new_event_loop
 from splitnet.checkpoint import SplitCheckpoint, SplitPoint
 from splitnet.errors import SplitnetError
 from splitnet.models import create_model
@@ -34,6 +34,7 @@ from splitnet.pipeline import Action, DeviceSide
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
+from splitnet_cli.main import build_parser
 from tests.conftest import make_bottleneck
 from tests.servers import ROOT, start_server
 
@@ -407,6 +408,9 @@ def test_event_loop_choice() -> None:
         new_event_loop("trio")
     with pytest.raises(SplitnetError, match="unknown event loop 'trio'"):
         check_options(ServerOptions(event_loop="trio"))
+    # the CLI names the loops itself (it parses before importing the server): it takes each of the server's
+    for kind in EVENT_LOOPS:
+        assert build_parser().parse_args(["serve", "--event-loop", kind]).event_loop == kind
 
 
 def test_server_on_either_event_loop_gives_the_same_answers(tiny_checkpoint, tmp_path) -> None:
