@@ -39,8 +39,6 @@ import os
 import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,7 +46,7 @@ from pathlib import Path
 import grpc
 
 from benchmarks.common import benchmark_arguments, setup, summary, write_json
-from benchmarks.echo_server import ECHO_METHOD
+from benchmarks.echo_server import ECHO_METHOD, spawn_port_file_server
 from edge_server.process import ServerProcess, spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA
 from splitnet.data import load_npz
@@ -59,20 +57,6 @@ from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 0.3
-
-
-# ------------------------------------------------------------------ echo server
-def _spawn_echo(workdir: Path) -> tuple[subprocess.Popen, int]:
-    port_file = workdir / "echo-port"
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.echo_server", str(port_file)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    end = time.monotonic() + 600
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > end:
-            proc.kill()
-            raise RuntimeError("echo server did not start")
-        time.sleep(0.05)
-    return proc, int(port_file.read_text())
 
 
 def _free_port() -> int:
@@ -165,7 +149,7 @@ def main() -> None:
     payload = DeviceSide(ckpt).encode(frame, Action.parse(args.policy))[0]
     extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
     workdir = Path(tempfile.mkdtemp(prefix="splitnet-overhead-"))
-    echo_proc, echo_port = _spawn_echo(workdir)
+    echo_proc, echo_port = spawn_port_file_server("benchmarks.echo_server", workdir)
     servers: list[ServerProcess] = []
     targets: list[_Target] = []
     try:

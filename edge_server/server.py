@@ -14,6 +14,7 @@ import asyncio
 import importlib.util
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,8 +180,9 @@ def check_options(opts: ServerOptions) -> None:
     _check_event_loop(opts.event_loop)  # before the checkpoint loads and the batcher's thread starts
 
 
-async def _start(opts: ServerOptions, servicer: SplitInferenceServicer,
-                 creds: grpc.ServerCredentials | None) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+async def _start(opts: ServerOptions, servicer: SplitInferenceServicer, creds: grpc.ServerCredentials | None,
+                 extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
+                 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     interceptors = [TokenAuthInterceptor(opts.token)] if opts.token else []
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -188,6 +190,8 @@ async def _start(opts: ServerOptions, servicer: SplitInferenceServicer,
         compression=grpc.Compression.NoCompression,  # payloads are entropy-coded already
     )
     pb_grpc.add_SplitInferenceServicer_to_server(servicer, server)
+    if extra_handlers:
+        server.add_generic_rpc_handlers(tuple(extra_handlers))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -204,8 +208,12 @@ def _host(address: str) -> str:
     return address.rsplit(":", 1)[0]
 
 
-def build_server(opts: ServerOptions, checkpoint: SplitCheckpoint | None = None) -> RunningServer:
-    """Load the checkpoint (every split and width resident), bind, start; returns at once."""
+def build_server(opts: ServerOptions, checkpoint: SplitCheckpoint | None = None,
+                 extra_handlers: Sequence[grpc.GenericRpcHandler] = ()) -> RunningServer:
+    """Load the checkpoint (every split and width resident), bind, start; returns at once.
+
+    ``extra_handlers``: grpc.aio generic handlers served beside ``SplitInference`` on the same server (the
+    reference methods of ``benchmarks.overhead_ladder``)."""
     check_options(opts)
     creds = _credentials(opts)
     if opts.torch_threads:
@@ -221,7 +229,8 @@ def build_server(opts: ServerOptions, checkpoint: SplitCheckpoint | None = None)
     thread = threading.Thread(target=loop.run_forever, name="splitnet-aio", daemon=True)
     thread.start()
     try:
-        server, port, health_servicer = asyncio.run_coroutine_threadsafe(_start(opts, servicer, creds), loop).result()
+        server, port, health_servicer = asyncio.run_coroutine_threadsafe(
+            _start(opts, servicer, creds, extra_handlers), loop).result()
     except BaseException:
         batcher.close(1.0)
         loop.call_soon_threadsafe(loop.stop)
