@@ -18,9 +18,11 @@ Infer      the real method: deadline, the inline path's checks, stats
 
 Each step (a rung minus the one before it, paired call by call) is what that work adds. The calls of one
 iteration go in a shuffled order (a call right after a compute-heavy one meets colder caches), per round the
-median of each series, then the median and spread over rounds. The rungs share code, so a call is warmer here
-than when ``Infer`` alone alternates with the echo: "Infer minus echo" of this mix is not ``grpc_overhead``'s
-figure (it comes out lower); the steps are what this benchmark is for.
+median of each series, then the median and spread over rounds. Beside it, the same splitnet code per frame
+(parse, payload checks, top-k, the response) timed in this process in a hot loop, with no compute between.
+
+The rungs share code, so a call is warmer here than when ``Infer`` alone alternates with the echo: "Infer minus
+echo" of this mix is not ``grpc_overhead``'s figure (it comes out lower); the steps are what this is for.
 
     python -m benchmarks.overhead_ladder [--rounds 15] [--calls 200] [--json reports/overhead_ladder.json]
 """
@@ -36,14 +38,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import torch
 
-from benchmarks.common import benchmark_arguments, setup, summary, write_json
+from benchmarks.common import benchmark_arguments, setup, summary, time_ms, write_json
 from benchmarks.echo_server import ECHO_METHOD, spawn_port_file_server
 from benchmarks.ladder_server import LADDER_SERVICE, RUNGS
 from edge_server.process import wait_serving
 from splitnet.checkpoint import DEMO_DATA
 from splitnet.data import load_npz
-from splitnet.pipeline import Action, DeviceSide
+from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
@@ -53,7 +56,7 @@ SERIES = ("echo", *RUNGS, "Infer")
 WHAT = {
     "Bytes": "grpc.aio in the splitnet server's process against the bare grpcio server",
     "Proto": "protobuf on both ends and the client's conversions",
-    "Tail": "code after 3 ms of the model's compute (colder caches), no splitnet code added",
+    "Tail": "the model's tail run first: what follows it meets colder caches; no splitnet code added",
     "DecodeTail": "payload checks and decoding beyond the decode's own ms",
     "Answer": "top-k and building the response",
     "Infer": "the servicer: deadline, the inline path's checks, stats",
@@ -85,6 +88,24 @@ def _callers(echo_channel: grpc.Channel, channel: grpc.Channel, payload) -> dict
     for r, method in rungs.items():
         calls[r] = (lambda m: lambda: _timed(lambda: m(convert.request(payload), timeout=30)))(method)
     return calls
+
+
+def warm_code_ms(ckpt, payload, repeats: int = 2000) -> dict:
+    """splitnet's per-frame code of a unary frame without the compute, in this process, in a hot loop (ms):
+    parse the request, check the payload, its batch key, top-k of logits, build and serialize the response."""
+    side = ServerSide(ckpt)
+    request_bytes = convert.request(payload).SerializeToString()
+    key = side.batch_key(payload)
+    with torch.inference_mode():
+        logits = side.run_tail(key, side.decode([payload], Timing(), key))
+
+    def frame() -> bytes:
+        req = pb.InferRequest.FromString(request_bytes)
+        side.batch_key(convert.request_payload(req))
+        prediction = convert.predictions_from_output(side.model_name, logits, req.top_k)[0]
+        return convert.response(req.seq, prediction, convert.ServerTiming(0.0, 1.0, 1.0, 1)).SerializeToString()
+
+    return summary(time_ms(frame, repeats, warmup=100))
 
 
 def measure(calls: dict[str, Callable[[], tuple]], rounds: int, per_round: int, seed: int = 0) -> dict:
@@ -137,6 +158,7 @@ def main() -> None:
         for proc in (ladder_proc, echo_proc):
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
+    warm = warm_code_ms(ckpt, payload)
     series = {k: summary(v) for k, v in measured["series"].items()}
     steps = {k: summary(v) for k, v in measured["steps"].items()}
     result = {
@@ -145,6 +167,7 @@ def main() -> None:
         "steps_ms": steps,  # each rung minus the one before it, paired call by call
         "what_each_step_adds": {f"{b}_minus_{a}": WHAT[b] for a, b in zip(SERIES, SERIES[1:])},
         "compute_ms": {k: summary(v) for k, v in measured["compute"].items()},
+        "warm_code_ms": warm,  # splitnet's per-frame code in a hot loop, no compute between (see warm_code_ms)
         "infer_minus_echo_ms": series["Infer"]["median"] - series["echo"]["median"],  # in this mix; see above
         "per_round_ms": measured,
     }
@@ -154,6 +177,7 @@ def main() -> None:
         print(f"{b:>10}  {series[b]['median']:6.3f}  " + (f"{step['median']:+.3f}  {WHAT[b]}" if step else ""))
     print(f"Infer minus echo in this mix: {result['infer_minus_echo_ms']:.3f} ms (warmer than grpc_overhead's "
           "alternation of Infer and echo alone; not its figure)")
+    print(f"the same splitnet code in a hot loop, no compute between: {warm['median']:.4f} ms per frame")
     write_json("overhead_ladder", result, args.json)
 
 

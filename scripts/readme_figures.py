@@ -414,11 +414,12 @@ def grpc_overhead_block() -> str:
         lines.append(f"| {label.get(n, n)} | {s[f'{n}_rtt_ms']['median']:.3f} | {s[f'{n}_compute_ms']['median']:.3f} | "
                      f"{o['median']:.3f} | {o['min']:.3f}–{o['max']:.3f} | "
                      f"{'met' if report['target_met'][n] else 'NOT met'} |")
-    transport = {"direct": "grpc.aio against a bare grpcio server, protobuf, the client's conversions",
+    transport = {"direct": "grpc.aio, protobuf, the client's conversions, and everything's slower start after the "
+                           "model's compute: the ladder below",
                  "ray": "Ray Serve's gRPC proxy and its hop to the replica, protobuf, the client's conversions"}
     parts = [f"{label.get(n, n)}: {b['server_own_p50']:.3f} ms in the server's `own` stage (payload checks, top-k, "
              f"hand-offs, building the response; median over the run's frames) and {b['transport_beyond_echo']:.3f} ms "
-             f"of transport beyond the echo ({transport.get(n, 'the rest')})"
+             f"beyond the echo outside it ({transport.get(n, 'the rest')})"
              for n, b in report.get("breakdown_ms", {}).items()]
     if parts:
         lines += ["", "Where the overhead goes — " + "; ".join(parts) + "."]
@@ -426,6 +427,30 @@ def grpc_overhead_block() -> str:
         d = s["ray_minus_direct_ms"]
         lines += ["", f"The Ray Serve path costs {d['median']:.3f} ms more per frame than the embedded server "
                       f"(compute removed; rounds {d['min']:.3f}–{d['max']:.3f})."]
+    return "\n".join(lines + ["", _provenance(report)])
+
+
+LADDER_CODE_STEPS = ("DecodeTail_minus_Tail", "Answer_minus_DecodeTail", "Infer_minus_Answer")
+
+
+def overhead_ladder_block() -> str:
+    report = _load("overhead_ladder.json")
+    s, steps, what = report["series_ms"], report["steps_ms"], report["what_each_step_adds"]
+    names = list(s)
+    lines = [f"Same `InferRequest` (`{report['policy']}`), {report['rounds']} rounds of {report['calls_per_round']} "
+             "calls per method in a shuffled order; each call's round trip minus the compute the server reports:", "",
+             "| method | round trip minus compute, ms | step over the row above, ms (rounds min–max) | "
+             "what the step adds |", "|---|---:|---:|---|"]
+    for prev, n in zip([None, *names], names):
+        step = steps.get(f"{n}_minus_{prev}")
+        lines.append(f"| `{n}` | {s[n]['median']:.3f} | "
+                     + (f"{step['median']:+.3f} ({step['min']:+.3f}–{step['max']:+.3f}) | {what[f'{n}_minus_{prev}']} |"
+                        if step else "— | the bare `grpcio` echo (another process) |"))
+    code = sum(steps[k]["median"] for k in LADDER_CODE_STEPS)
+    warm = report["warm_code_ms"]["median"]
+    lines += ["", f"The steps that add splitnet's code ({', '.join(f'`{k.split(chr(95))[0]}`' for k in LADDER_CODE_STEPS)})"
+                  f" sum to {code:.3f} ms; the same code in a hot loop, in process with no model between (parse, "
+                  f"payload checks, top-k, the response), takes {warm:.4f} ms per frame: {code / warm:.0f}×."]
     return "\n".join(lines + ["", _provenance(report)])
 
 
@@ -589,6 +614,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "policies": policies_block,
     "control-loop": control_loop_block,
     "grpc-overhead": grpc_overhead_block,
+    "overhead-ladder": overhead_ladder_block,
     "detection-loop": detection_loop_block,
     "live-agreement": live_agreement_block,
     "rpc-path": rpc_path_block,
