@@ -448,9 +448,10 @@ def overhead_ladder_block() -> str:
                         if step else "— | the bare `grpcio` echo (another process) |"))
     code = sum(steps[k]["median"] for k in LADDER_CODE_STEPS)
     warm = report["warm_code_ms"]["median"]
-    lines += ["", f"The steps that add splitnet's code ({', '.join(f'`{k.split(chr(95))[0]}`' for k in LADDER_CODE_STEPS)})"
-                  f" sum to {code:.3f} ms; the same code in a hot loop, in process with no model between (parse, "
-                  f"payload checks, top-k, the response), takes {warm:.4f} ms per frame: {code / warm:.0f}×."]
+    names = ", ".join(f"`{k.split('_minus_')[0]}`" for k in LADDER_CODE_STEPS)
+    lines += ["", f"The steps that add splitnet's code ({names}) sum to {code:.3f} ms; the same code in a hot loop, "
+                  "in process with no model between (parse, payload checks, top-k, the response), takes "
+                  f"{warm:.4f} ms per frame: {code / warm:.0f}×."]
     return "\n".join(lines + ["", _provenance(report)])
 
 
