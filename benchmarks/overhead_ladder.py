@@ -19,7 +19,7 @@ Infer      the real method: deadline, the inline path's checks, stats
 Each step (a rung minus the one before it, paired call by call) is what that work adds. The calls of one
 iteration go in a shuffled order (a call right after a compute-heavy one meets colder caches), per round the
 median of each series, then the median and spread over rounds. Beside it, the same splitnet code per frame
-(parse, payload checks, top-k, the response) timed in this process in a hot loop, with no compute between.
+(parse, payload checks, top-k, the response, stats) timed in this process in a hot loop, with no compute between.
 
 The rungs share code, so a call is warmer here than when ``Infer`` alone alternates with the echo: "Infer minus
 echo" of this mix is not ``grpc_overhead``'s figure (it comes out lower); the steps are what this is for.
@@ -44,6 +44,7 @@ from benchmarks.common import benchmark_arguments, setup, summary, time_ms, writ
 from benchmarks.echo_server import ECHO_METHOD, spawn_port_file_server
 from benchmarks.ladder_server import LADDER_SERVICE, RUNGS
 from edge_server.process import wait_serving
+from edge_server.stats import ServerStats
 from splitnet.checkpoint import DEMO_DATA
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
@@ -92,18 +93,24 @@ def _callers(echo_channel: grpc.Channel, channel: grpc.Channel, payload) -> dict
 
 def warm_code_ms(ckpt, payload, repeats: int = 2000) -> dict:
     """splitnet's per-frame code of a unary frame without the compute, in this process, in a hot loop (ms):
-    parse the request, check the payload, its batch key, top-k of logits, build and serialize the response."""
-    side = ServerSide(ckpt)
+    parse the request, check the payload, its batch key, top-k of logits, build and serialize the response,
+    book the frame in the server's stats."""
+    side, stats = ServerSide(ckpt), ServerStats()
     request_bytes = convert.request(payload).SerializeToString()
     key = side.batch_key(payload)
     with torch.inference_mode():
         logits = side.run_tail(key, side.decode([payload], Timing(), key))
 
     def frame() -> bytes:
+        t0 = time.monotonic()
         req = pb.InferRequest.FromString(request_bytes)
         side.batch_key(convert.request_payload(req))
         prediction = convert.predictions_from_output(side.model_name, logits, req.top_k)[0]
-        return convert.response(req.seq, prediction, convert.ServerTiming(0.0, 1.0, 1.0, 1)).SerializeToString()
+        timing = convert.ServerTiming(0.0, 1.0, 1.0, 1)
+        stats.record(("frames_ok", "batches", "frames_inline"), queue=0.0, decode=1.0, tail=1.0)
+        answer = convert.response(req.seq, prediction, timing).SerializeToString()
+        stats.record_answer(t0, timing)
+        return answer
 
     return summary(time_ms(frame, repeats, warmup=100))
 

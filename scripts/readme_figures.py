@@ -450,7 +450,7 @@ def overhead_ladder_block() -> str:
     warm = report["warm_code_ms"]["median"]
     names = ", ".join(f"`{k.split('_minus_')[0]}`" for k in LADDER_CODE_STEPS)
     lines += ["", f"The steps that add splitnet's code ({names}) sum to {code:.3f} ms; the same code in a hot loop, "
-                  "in process with no model between (parse, payload checks, top-k, the response), takes "
+                  "in process with no model between (parse, payload checks, top-k, the response, stats), takes "
                   f"{warm:.4f} ms per frame: {code / warm:.0f}×."]
     return "\n".join(lines + ["", _provenance(report)])
 
