@@ -43,3 +43,42 @@ def test_server_speed_is_the_live_server_time_over_the_profiled_time_of_the_same
                {"frames_detail": [frame("layer2/w0.5", "server", 0.0, 0.5, 1.0)]}]
     assert server_speed(reports, profile) == pytest.approx((3.0 + 1.5) / (1.0 + 0.5))
     assert server_speed([{"frames_detail": [frame("local", "device", 0, 0, 0)]}], profile) is None
+
+
+def test_the_overhead_ladders_methods_do_what_their_rungs_say(tiny_checkpoint, tmp_path: Path) -> None:
+    """benchmarks.ladder_server: the real server with the ladder's methods beside Infer (build_server's
+    extra handlers); each rung does its part, and ``Answer`` gives Infer's own answer."""
+    import grpc
+
+    from benchmarks.echo_server import spawn_port_file_server
+    from benchmarks.ladder_server import LADDER_SERVICE
+    from splitnet.pipeline import Action, DeviceSide
+    from splitnet.rpc import convert
+    from splitnet.rpc.v1 import splitnet_pb2 as pb
+    from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
+
+    frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    payload = DeviceSide(tiny_checkpoint).encode(frame, Action.parse("layer2/w1"))[0]
+    request = convert.request(payload)
+    proc, port = spawn_port_file_server("benchmarks.ladder_server", tmp_path, "--checkpoint",
+                                        str(tiny_checkpoint.path), timeout_s=300)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+            rung = {name: channel.unary_unary(f"/{LADDER_SERVICE}/{name}",
+                                              request_serializer=pb.InferRequest.SerializeToString,
+                                              response_deserializer=pb.InferResponse.FromString)
+                    for name in ("Proto", "Tail", "DecodeTail", "Answer")}
+            raw = channel.unary_unary(f"/{LADDER_SERVICE}/Bytes")
+            assert raw(request.SerializeToString(), timeout=60) == request.SerializeToString()
+            proto, tail, decode_tail = (rung[n](request, timeout=60) for n in ("Proto", "Tail", "DecodeTail"))
+            assert proto.timings.tail_ms == 0 and len(proto.classification.class_ids) == 5
+            assert tail.timings.tail_ms > 0 and tail.timings.decode_ms == 0
+            assert decode_tail.timings.tail_ms > 0 and decode_tail.timings.decode_ms > 0
+            answer = rung["Answer"](request, timeout=60)
+            infer = pb_grpc.SplitInferenceStub(channel).Infer(request, timeout=60)
+            assert list(answer.classification.class_ids) == list(infer.classification.class_ids)
+            assert list(answer.classification.scores) == pytest.approx(list(infer.classification.scores))
+    finally:
+        proc.terminate()
+        assert proc.wait(60) == 0
