@@ -26,8 +26,9 @@ the median over rounds with the rounds' spread. Target: median <= 0.3 ms (issue 
 
 Where it goes: after the run each server's ``GetStats`` gives the median of its ``own`` stage
 (a frame's time in the server that is neither queue, decode nor tail: payload checks, top-k,
-hand-offs, building the response); the rest of the overhead is the transport beyond the bare
-echo (grpc.aio against a bare grpcio server, protobuf, the client's conversions).
+hand-offs, building the response); the rest is outside that stage: grpc.aio against the bare grpcio
+server, protobuf, the client's conversions, and everything's slower start after the model's compute
+(``benchmarks.overhead_ladder`` splits the whole overhead step by step).
 
     python -m benchmarks.grpc_overhead [--rounds 15] [--calls 100] [--no-ray] [--compare-event-loops]
                                        [--json reports/grpc_overhead.json]
@@ -198,7 +199,7 @@ def main() -> None:
               f"overhead median {s['median']:.3f} ms over {s['n']} rounds (min {s['min']:.3f}, max {s['max']:.3f}, "
               f"IQR {s['iqr'][0]:.3f}-{s['iqr'][1]:.3f}); target <= {TARGET_MS} ms "
               f"{'met' if s['median'] <= TARGET_MS else 'NOT met'}; of it the server's own time (payload checks, "
-              f"top-k, hand-offs, response) {own_ms[t.name]:.3f} ms, the transport beyond the echo "
+              f"top-k, hand-offs, response) {own_ms[t.name]:.3f} ms, the rest beyond the echo "
               f"{s['median'] - own_ms[t.name]:.3f} ms")
     if len(targets) == 2:
         d = spread[f"{targets[1].name}_minus_{targets[0].name}_ms"]
