@@ -3,7 +3,8 @@
 The gRPC server is ``grpc.aio`` on an event loop of its own thread ("splitnet-aio"): an
 open stream that sends nothing is a suspended coroutine and holds no thread, so idle or
 slow clients cannot use up the server. Decoders and tails run on the micro-batcher's
-worker thread, never on the event loop. Connection-level limits come from gRPC's own
+worker thread, except a unary frame that is the server's only work, which runs on the event
+loop itself (no thread hand-offs; see the servicer). Connection-level limits come from gRPC's own
 channel arguments (streams per connection, keepalive enforcement, connection idle time
 and age); see :func:`grpc_options`.
 """
