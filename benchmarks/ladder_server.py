@@ -54,7 +54,7 @@ class Ladder:
         with torch.inference_mode():
             return self.side.run_tail(key, self.side.decode([payload], timing, key), timing), timing
 
-    async def bytes(self, req: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def bytes_back(self, req: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return req
 
     async def proto(self, req: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
@@ -84,7 +84,7 @@ class Ladder:
         proto = {"request_deserializer": pb.InferRequest.FromString,
                  "response_serializer": pb.InferResponse.SerializeToString}
         return grpc.method_handlers_generic_handler(LADDER_SERVICE, {
-            "Bytes": grpc.unary_unary_rpc_method_handler(self.bytes),
+            "Bytes": grpc.unary_unary_rpc_method_handler(self.bytes_back),
             "Proto": grpc.unary_unary_rpc_method_handler(self.proto, **proto),
             "Tail": grpc.unary_unary_rpc_method_handler(self.tail, **proto),
             "DecodeTail": grpc.unary_unary_rpc_method_handler(self.decode_tail, **proto),

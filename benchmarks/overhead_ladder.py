@@ -68,12 +68,10 @@ def _timed(call: Callable[[], pb.InferResponse | bytes]) -> tuple[float, float]:
     """(round trip ms, compute ms the server reports) of one call."""
     t0 = time.perf_counter()
     resp = call()
-    rtt = (time.perf_counter() - t0) * 1e3
     if isinstance(resp, bytes):
-        return rtt, 0.0
+        return (time.perf_counter() - t0) * 1e3, 0.0
     convert.prediction_from_response(resp)  # the client's conversion, as for Infer
-    rtt = (time.perf_counter() - t0) * 1e3
-    return rtt, resp.timings.decode_ms + resp.timings.tail_ms
+    return (time.perf_counter() - t0) * 1e3, resp.timings.decode_ms + resp.timings.tail_ms
 
 
 def _callers(echo_channel: grpc.Channel, channel: grpc.Channel, payload) -> dict[str, Callable[[], tuple]]:
