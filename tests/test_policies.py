@@ -10,6 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from policies.agents.baselines import GreedyPolicy, OraclePolicy, baseline, edge_action, fixed_action
+from policies.agents.factory import make_policy
 from policies.common.policy import Observation, observation_vector
 from policies.network.traces import Trace
 from policies.simulation.env import ENV_ID, OffloadEnv, register
@@ -391,3 +392,10 @@ def test_a_deployment_s_per_call_spread_is_drawn_per_call() -> None:
     with pytest.raises(ValueError, match="finite number"):
         base.with_deployment(server_time_factors=[1.0, float("nan")])
     assert "server_time_factors" not in base.to_dict()["scenario"]  # profiles carry no spread
+
+
+def test_a_policy_name_that_is_neither_a_policy_nor_an_action_is_refused_by_name() -> None:
+    profile = toy_profile()
+    assert make_policy("layer2/w0.5", profile).act({}) == "layer2/w0.5"
+    with pytest.raises(ValueError, match=r"unknown policy 'nosuchpolicy': .*robust_mpc.*layer2/w0\.5"):
+        make_policy("nosuchpolicy", profile)

@@ -26,4 +26,8 @@ def make_policy(spec: str, profile: Profile | None = None, live: bool = False) -
         if profile is not None:
             policy.check_actions(profile.names)
         return policy
+    if profile is not None and spec not in profile.names:
+        raise ValueError(f"unknown policy {spec!r}: name one of {', '.join(BASELINES + ('static_best',) + LEARNED)}, "
+                         "fixed:<split>:<width>, a policy file, or an action of the profile "
+                         f"({', '.join(profile.names)})")
     return FixedPolicy(spec)
