@@ -17,6 +17,7 @@ from policies.simulation.env import ENV_ID, OffloadEnv, register
 from policies.simulation.profile import ActionProfile, Profile, Scenario
 from policies.simulation.simulate import format_report, plot_runs, simulate, static_best
 from policies.simulation.simulator import OffloadSimulator
+from splitnet.errors import DataError
 
 N = 200
 
@@ -399,3 +400,10 @@ def test_a_policy_name_that_is_neither_a_policy_nor_an_action_is_refused_by_name
     assert make_policy("layer2/w0.5", profile).act({}) == "layer2/w0.5"
     with pytest.raises(ValueError, match=r"unknown policy 'nosuchpolicy': .*robust_mpc.*layer2/w0\.5"):
         make_policy("nosuchpolicy", profile)
+
+
+def test_a_profile_without_a_field_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "profile.json"
+    path.write_text('{"model": "resnet56_cifar"}')
+    with pytest.raises(DataError, match=r"malformed profile .*profile\.json: no field 'actions'"):
+        Profile.load(path)

@@ -212,7 +212,9 @@ class Profile:
                                      **{k: (float(a[k][0]), float(a[k][1])) for k in SPREAD_FIELDS
                                         if a.get(k) is not None})
                        for a in d["actions"]]
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise DataError(f"malformed profile {source}: no field {exc} (write one with splitnet profile)") from exc
+        except (TypeError, ValueError) as exc:
             raise DataError(f"malformed profile {source}: {exc}") from exc
         return cls(d.get("model", ""), actions, scenario, d.get("checkpoint_sha256", ""), source)
 
