@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_server.process import ServerProcess, spawn_server, wait_serving
+from edge_server.process import ServerProcess, spawn_server, wait_port_file, wait_serving
 from splitnet.checkpoint import SplitCheckpoint
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 from splitnet.provenance import provenance, remember_start
 
-OUT = Path(__file__).resolve().parents[1] / "out" / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "out" / "benchmarks"
 remember_start()  # a benchmark's report names the commit it started from
 
 
@@ -80,6 +81,16 @@ def summary(samples: list[float]) -> dict:
     q1, q3 = np.percentile(s, [25, 75])
     return {"median": statistics.median(s), "mean": statistics.fmean(s), "p95": s[int(0.95 * (len(s) - 1))],
             "iqr": [float(q1), float(q3)], "min": s[0], "max": s[-1], "n": len(s)}
+
+
+def spawn_port_file_server(module: str, workdir: Path, *args: str,
+                           timeout_s: float = 600.0) -> tuple[subprocess.Popen, int]:
+    """Start ``python -m module PORT_FILE *args`` (a server that writes its port to PORT_FILE once serving: the
+    echo and ladder servers) from the repository's root; returns the process and its port."""
+    port_file = workdir / f"{module.rsplit('.', 1)[-1]}-port"
+    proc = subprocess.Popen([sys.executable, "-m", module, str(port_file), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return proc, wait_port_file(proc, port_file, timeout_s)
 
 
 @contextmanager

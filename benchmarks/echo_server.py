@@ -8,33 +8,13 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
-import sys
 import threading
-import time
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 
 ECHO_METHOD = "/bench.Echo/Echo"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def spawn_port_file_server(module: str, workdir: Path, *args: str,
-                           timeout_s: float = 600.0) -> tuple[subprocess.Popen, int]:
-    """Start ``python -m module PORT_FILE *args`` (a server that writes its port to PORT_FILE once serving) from
-    the repository's root; returns the process and its port."""
-    port_file = workdir / f"{module.rsplit('.', 1)[-1]}-port"
-    proc = subprocess.Popen([sys.executable, "-m", module, str(port_file), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    end = time.monotonic() + timeout_s
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > end:
-            proc.kill()
-            raise RuntimeError(f"{module} did not start")
-        time.sleep(0.05)
-    return proc, int(port_file.read_text())
 
 
 def run_echo_server(port_file: str) -> None:

@@ -46,17 +46,17 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks.common import benchmark_arguments, setup, summary, write_json
-from benchmarks.echo_server import ECHO_METHOD, spawn_port_file_server
+from benchmarks.common import ROOT, benchmark_arguments, setup, spawn_port_file_server, summary, write_json
+from benchmarks.echo_server import ECHO_METHOD
 from edge_server.process import ServerProcess, spawn_server, wait_serving
 from splitnet.checkpoint import DEMO_DATA
+from splitnet.compute import ComputeModel
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 0.3
 
 
@@ -154,15 +154,11 @@ def main() -> None:
     servers: list[ServerProcess] = []
     targets: list[_Target] = []
     try:
-        direct = spawn_server(*extra, workdir=workdir)
-        servers.append(direct)
-        wait_serving(direct.address)
-        targets.append(_Target("direct", direct.address))
-        if args.compare_event_loops:
-            on_asyncio = spawn_server(*extra, "--event-loop", "asyncio", workdir=workdir)
-            servers.append(on_asyncio)
-            wait_serving(on_asyncio.address)
-            targets.append(_Target("asyncio", on_asyncio.address))
+        embedded = [("direct", ())] + ([("asyncio", ("--event-loop", "asyncio"))] if args.compare_event_loops else [])
+        for name, serve_args in embedded:
+            servers.append(spawn_server(*extra, *serve_args, workdir=workdir))
+            wait_serving(servers[-1].address)
+            targets.append(_Target(name, servers[-1].address))
         if not args.no_ray:
             ray_port = _free_port()
             ray_srv = spawn_server(*extra, "--engine", "ray", "--replicas", "1", "--ray-num-cpus", "2",
@@ -183,6 +179,8 @@ def main() -> None:
     result = {
         "host_load_1min": os.getloadavg()[0],
         "policy": args.policy, "request_bytes": len(convert.request(payload).SerializeToString()),
+        # the frame's action: device and server MACs, the device's share of the unsplit model's
+        "action_compute": ComputeModel(ckpt).cost(Action.parse(args.policy)).to_dict(),
         "rounds": args.rounds, "calls_per_round": args.calls, "target_ms": TARGET_MS,
         "summary_ms": spread,
         # median over the run's frames of the server's own stage, and what that leaves of the overhead's median

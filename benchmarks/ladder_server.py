@@ -47,12 +47,18 @@ class Ladder:
         self.side: ServerSide | None = None
         self._decoded: tuple[tuple, torch.Tensor] | None = None  # (batch key, decoded batch) for ``Tail``
 
-    def _decode_tail(self, req: pb.InferRequest) -> tuple[torch.Tensor, Timing]:
+    def _decode(self, req: pb.InferRequest, timing: Timing) -> tuple[tuple, torch.Tensor]:
+        """The request's payload checked and decoded: (its batch key, the tail's input)."""
         payload = convert.request_payload(req)
         key = self.side.batch_key(payload)
-        timing = Timing()
         with torch.inference_mode():
-            return self.side.run_tail(key, self.side.decode([payload], timing, key), timing), timing
+            return key, self.side.decode([payload], timing, key)
+
+    def _decode_tail(self, req: pb.InferRequest) -> tuple[torch.Tensor, Timing]:
+        timing = Timing()
+        key, x = self._decode(req, timing)
+        with torch.inference_mode():
+            return self.side.run_tail(key, x, timing), timing
 
     async def bytes_back(self, req: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return req
@@ -62,10 +68,7 @@ class Ladder:
 
     async def tail(self, req: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         if self._decoded is None:
-            payload = convert.request_payload(req)
-            key = self.side.batch_key(payload)
-            with torch.inference_mode():
-                self._decoded = key, self.side.decode([payload], Timing(), key)
+            self._decoded = self._decode(req, Timing())
         key, x = self._decoded
         timing = Timing()
         with torch.inference_mode():

@@ -40,19 +40,19 @@ from pathlib import Path
 import grpc
 import torch
 
-from benchmarks.common import benchmark_arguments, setup, summary, time_ms, write_json
-from benchmarks.echo_server import ECHO_METHOD, spawn_port_file_server
+from benchmarks.common import ROOT, benchmark_arguments, setup, spawn_port_file_server, summary, time_ms, write_json
+from benchmarks.echo_server import ECHO_METHOD
 from benchmarks.ladder_server import LADDER_SERVICE, RUNGS
 from edge_server.process import wait_serving
 from edge_server.stats import ServerStats
 from splitnet.checkpoint import DEMO_DATA
+from splitnet.compute import ComputeModel
 from splitnet.data import load_npz
 from splitnet.pipeline import Action, DeviceSide, ServerSide, Timing
 from splitnet.rpc import convert
 from splitnet.rpc.v1 import splitnet_pb2 as pb
 from splitnet.rpc.v1 import splitnet_pb2_grpc as pb_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
 SERIES = ("echo", *RUNGS, "Infer")
 WHAT = {
     "Bytes": "grpc.aio in the splitnet server's process against the bare grpcio server",
@@ -80,12 +80,13 @@ def _callers(echo_channel: grpc.Channel, channel: grpc.Channel, payload) -> dict
     raw = channel.unary_unary(f"/{LADDER_SERVICE}/Bytes")
     rungs = {r: channel.unary_unary(f"/{LADDER_SERVICE}/{r}", request_serializer=pb.InferRequest.SerializeToString,
                                     response_deserializer=pb.InferResponse.FromString) for r in RUNGS[1:]}
-    stub = pb_grpc.SplitInferenceStub(channel)
-    calls = {"echo": lambda: _timed(lambda: echo(request_bytes, timeout=30)),
-             "Bytes": lambda: _timed(lambda: raw(request_bytes, timeout=30)),
-             "Infer": lambda: _timed(lambda: stub.Infer(convert.request(payload), timeout=30))}
-    for r, method in rungs.items():
-        calls[r] = (lambda m: lambda: _timed(lambda: m(convert.request(payload), timeout=30)))(method)
+    rungs["Infer"] = pb_grpc.SplitInferenceStub(channel).Infer
+
+    def sending(method: Callable, request: Callable[[], object]) -> Callable[[], tuple[float, float]]:
+        return lambda: _timed(lambda: method(request(), timeout=30))
+
+    calls = {"echo": sending(echo, lambda: request_bytes), "Bytes": sending(raw, lambda: request_bytes)}
+    calls.update({name: sending(method, lambda: convert.request(payload)) for name, method in rungs.items()})
     return calls
 
 
@@ -168,6 +169,8 @@ def main() -> None:
     steps = {k: summary(v) for k, v in measured["steps"].items()}
     result = {
         "policy": args.policy, "rounds": args.rounds, "calls_per_round": args.calls, "seed": args.seed,
+        # the frame's action: device and server MACs, the device's share of the unsplit model's
+        "action_compute": ComputeModel(ckpt).cost(Action.parse(args.policy)).to_dict(),
         "series_ms": series,  # round trip minus the server's reported compute, per series
         "steps_ms": steps,  # each rung minus the one before it, paired call by call
         "what_each_step_adds": {f"{b}_minus_{a}": WHAT[b] for a, b in zip(SERIES, SERIES[1:])},

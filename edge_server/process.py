@@ -77,15 +77,24 @@ def spawn_server(*args: str, port: int = 0, threads: int = 1, workdir: str | Pat
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return ServerProcess(proc, wait_port_file(proc, port_file, timeout_s, log), log, tmp, host)
+
+
+def wait_port_file(proc: subprocess.Popen, port_file: Path, timeout_s: float = 300.0, log: Path | None = None) -> int:
+    """The port a child server writes to ``port_file`` once it listens; RuntimeError if it exits first,
+    TimeoutError (after killing it) if it takes longer than ``timeout_s``. ``log``: its output, quoted in both."""
+    def output() -> str:
+        return f":\n{log.read_text()}" if log is not None else ""
+
     end = time.monotonic() + timeout_s
     while not port_file.exists():
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"server exited with {proc.returncode}{output()}")
         if time.monotonic() > end:
             proc.kill()
-            raise TimeoutError(f"server did not start within {timeout_s:.0f} s:\n{log.read_text()}")
+            raise TimeoutError(f"server did not start within {timeout_s:.0f} s{output()}")
         time.sleep(0.05)
-    return ServerProcess(proc, int(port_file.read_text()), log, tmp, host)
+    return int(port_file.read_text())
 
 
 def wait_serving(address: str, timeout_s: float = 120.0, service: str = "") -> None:

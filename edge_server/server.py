@@ -12,7 +12,6 @@ and age); see :func:`grpc_options`.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import threading
 from collections.abc import Sequence
@@ -85,12 +84,14 @@ def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     ``python -m benchmarks.grpc_overhead --compare-event-loops``) or asyncio's. ``auto``: uvloop where it is
     installed (a dependency of the package on Linux and macOS; Windows has none)."""
     _check_event_loop(kind)
-    if kind == "uvloop" or (kind == "auto" and importlib.util.find_spec("uvloop") is not None):
+    if kind != "asyncio":
         try:
             import uvloop
         except ImportError as exc:
-            raise SplitnetError("--event-loop uvloop needs the uvloop package (pip install uvloop)") from exc
-        return uvloop.new_event_loop()
+            if kind == "uvloop":
+                raise SplitnetError("--event-loop uvloop needs the uvloop package (pip install uvloop)") from exc
+        else:
+            return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 

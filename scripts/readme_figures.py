@@ -437,7 +437,10 @@ def overhead_ladder_block() -> str:
     report = _load("overhead_ladder.json")
     s, steps, what = report["series_ms"], report["steps_ms"], report["what_each_step_adds"]
     names = list(s)
-    lines = [f"Same `InferRequest` (`{report['policy']}`), {report['rounds']} rounds of {report['calls_per_round']} "
+    cost = report["action_compute"]
+    lines = [f"Same `InferRequest` (`{report['policy']}`: {cost['device_macs'] / 1e6:.2f} M MACs on the device, "
+             f"{cost['device_share'] * 100:.1f} % of the model; {cost['server_macs'] / 1e6:.1f} M on the server), "
+             f"{report['rounds']} rounds of {report['calls_per_round']} "
              "calls per method in a shuffled order; each call's round trip minus the compute the server reports:", "",
              "| method | round trip minus compute, ms | step over the row above, ms (rounds min–max) | "
              "what the step adds |", "|---|---:|---:|---|"]

@@ -50,7 +50,7 @@ def test_the_overhead_ladders_methods_do_what_their_rungs_say(tiny_checkpoint, t
     extra handlers); each rung does its part, and ``Answer`` gives Infer's own answer."""
     import grpc
 
-    from benchmarks.echo_server import spawn_port_file_server
+    from benchmarks.common import spawn_port_file_server
     from benchmarks.ladder_server import LADDER_SERVICE
     from splitnet.pipeline import Action, DeviceSide
     from splitnet.rpc import convert
