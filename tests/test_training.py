@@ -119,3 +119,15 @@ def test_light_encoder_training_rebuilds_the_teachers_features(toy_data: str, to
         train_bottleneck(dataclasses.replace(deeper, hidden_channels=4), tmp_path / "wider.pt")
     with pytest.raises(CheckpointError, match="not both"):
         train_bottleneck(dataclasses.replace(deeper, init_from=str(out)), tmp_path / "both.pt")
+
+    # the layer1 encoder starts a run whose decoder rebuilds layer2 (other channels, other upsampling)
+    to_layer2 = dataclasses.replace(deeper, split="layer2", init_encoder_split="layer1")
+    train_bottleneck(to_layer2, tmp_path / "layer2.pt", command="test")
+    rebuilt = SplitCheckpoint.load(tmp_path / "layer2.pt").splits["layer2"].bottleneck
+    assert (rebuilt.config.out_channels, rebuilt.config.upsample) == (32, 1)
+    assert (source.config.out_channels, source.config.upsample) == (16, 2)
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.g_a.state_dict().values(), source.g_a.state_dict().values()))
+    with pytest.raises(CheckpointError, match="no resnet20_cifar split at 'layer3'"):
+        train_bottleneck(dataclasses.replace(to_layer2, init_encoder_split="layer3"), tmp_path / "none.pt")
+    with pytest.raises(CheckpointError, match="give init_encoder_from too"):
+        train_bottleneck(dataclasses.replace(to_layer2, init_encoder_from=""), tmp_path / "alone.pt")

@@ -94,6 +94,9 @@ class BottleneckTrainConfig:
     # a new decoder (e.g. deeper or wider: it runs on the server) and the teacher's tail; stage 1 then trains
     # the decoder on the given latent with the encoder held fixed; "" starts from scratch
     init_encoder_from: str = ""
+    # the split of ``init_encoder_from`` whose encoder starts this run ("": ``split``); a light encoder trained
+    # for one node can start a run that rebuilds another (e.g. the layer1 encoder for a layer2 decoder)
+    init_encoder_split: str = ""
 
 
 class DistillTask(Protocol):
@@ -196,6 +199,8 @@ def check_stages(cfg: BottleneckTrainConfig) -> None:
     starting points."""
     if cfg.init_from and cfg.init_encoder_from:
         raise CheckpointError("give init_from (bottleneck and tail) or init_encoder_from (encoder only), not both")
+    if cfg.init_encoder_split and not cfg.init_encoder_from:
+        raise CheckpointError("init_encoder_split names a split of init_encoder_from; give init_encoder_from too")
     if cfg.finetune_epochs > 0 and task_kind(cfg.teacher) == "features":
         raise SplitnetError(f"{cfg.teacher} has no stage-2 task (its outputs are post-processed detections, "
                             "nothing to distill on): train stage 1 only (--finetune-epochs 0)")
@@ -431,14 +436,15 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     return {"split": cfg.split, "sha256": sha, "holdout": history[-1]["holdout"] if history else []}
 
 
-def _split_to_start_from(path: str, cfg: BottleneckTrainConfig) -> SplitPoint:
-    """The split at ``cfg.split`` of the split checkpoint ``path`` (a run starts from it), which must hold
-    ``cfg.teacher``."""
+def _split_to_start_from(path: str, cfg: BottleneckTrainConfig, node: str = "") -> SplitPoint:
+    """The split at ``node`` (default ``cfg.split``) of the split checkpoint ``path`` (a run starts from it),
+    which must hold ``cfg.teacher``."""
+    node = node or cfg.split
     ckpt = SplitCheckpoint.load(path)
-    if ckpt.model_name != cfg.teacher or cfg.split not in ckpt.splits:
-        raise CheckpointError(f"{path} has no {cfg.teacher} split at {cfg.split!r} to start from "
+    if ckpt.model_name != cfg.teacher or node not in ckpt.splits:
+        raise CheckpointError(f"{path} has no {cfg.teacher} split at {node!r} to start from "
                               f"(it holds {ckpt.model_name} with splits {', '.join(ckpt.splits) or 'none'})")
-    return ckpt.splits[cfg.split]
+    return ckpt.splits[node]
 
 
 def _init_from_checkpoint(cfg: BottleneckTrainConfig, bottleneck: SlimmableBottleneck, tail: nn.Module) -> None:
@@ -457,20 +463,21 @@ ENCODER_SIDE = ("g_a.", "entropy.", "h_a.", "h_s.", "gaussian.")  # a bottleneck
 
 
 def _init_encoder_from_checkpoint(cfg: BottleneckTrainConfig, bottleneck: SlimmableBottleneck) -> None:
-    """Load the encoder and entropy models of ``cfg.init_encoder_from``'s split at ``cfg.split``; every shape
-    but the decoder's must be this run's."""
-    theirs = _split_to_start_from(cfg.init_encoder_from, cfg).bottleneck
-    decoder_only = ("decoder_channels", "decoder_depth", "out_relu")
+    """Load the encoder and entropy models of ``cfg.init_encoder_from``'s split at ``cfg.init_encoder_split``
+    (default ``cfg.split``); every shape but the decoder's must be this run's."""
+    node = cfg.init_encoder_split or cfg.split
+    theirs = _split_to_start_from(cfg.init_encoder_from, cfg, node).bottleneck
+    decoder_only = ("decoder_channels", "decoder_depth", "out_relu", "out_channels", "upsample")
     mine_enc = {k: v for k, v in asdict(bottleneck.config).items() if k not in decoder_only}
     their_enc = {k: v for k, v in asdict(theirs.config).items() if k not in decoder_only}
     if mine_enc != their_enc:
         diff = ", ".join(f"{k} {their_enc[k]} vs {mine_enc[k]}" for k in mine_enc if mine_enc[k] != their_enc.get(k))
-        raise CheckpointError(f"{cfg.init_encoder_from}'s encoder at {cfg.split} has another shape than this "
+        raise CheckpointError(f"{cfg.init_encoder_from}'s encoder at {node} has another shape than this "
                               f"run's ({diff}); only the decoder may differ")
     state = {k: v for k, v in theirs.state_dict().items() if k.startswith(ENCODER_SIDE)}
     missing, unexpected = bottleneck.load_state_dict(state, strict=False)
     if unexpected or any(k.startswith(ENCODER_SIDE) for k in missing):
-        raise CheckpointError(f"{cfg.init_encoder_from}'s encoder at {cfg.split} does not fit this run's: "
+        raise CheckpointError(f"{cfg.init_encoder_from}'s encoder at {node} does not fit this run's: "
                               f"unexpected {unexpected}, missing {[k for k in missing if k.startswith(ENCODER_SIDE)]}")
 
 
