@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from splitnet_cli.main import main
 
@@ -82,6 +83,18 @@ def test_training_a_policy_on_the_evaluation_traces_is_refused(tmp_path: Path,
     assert main(["train", "policy", "--traces", "eval", "--steps", "1", "--out", str(tmp_path / "p.zip")]) == 2
     assert "held out" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "p.zip").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a CUDA GPU")
+def test_training_on_a_gpu_the_machine_lacks_is_refused_before_the_data(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["train", "bottleneck", "--teacher", "resnet20_cifar", "--weights", str(tmp_path / "none.pt"),
+            "--split", "layer1", "--out", str(tmp_path / "out.pt")]
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "'cuda' asked for, but this machine has no CUDA GPU" in _one_line(capsys.readouterr().err)
+    assert main([*argv, "--device", "tpu"]) == 2
+    assert "unknown training device 'tpu'" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_missing_files_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

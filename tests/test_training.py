@@ -131,3 +131,27 @@ def test_light_encoder_training_rebuilds_the_teachers_features(toy_data: str, to
         train_bottleneck(dataclasses.replace(to_layer2, init_encoder_split="layer3"), tmp_path / "none.pt")
     with pytest.raises(CheckpointError, match="give init_encoder_from too"):
         train_bottleneck(dataclasses.replace(to_layer2, init_encoder_from=""), tmp_path / "alone.pt")
+
+
+def test_the_training_device_is_chosen_and_checked() -> None:
+    """``auto`` takes a CUDA GPU when torch sees one, else the CPU; a GPU the machine lacks and an unknown name
+    are refused naming them; batches (also nested targets) go where the models are."""
+    from splitnet.errors import SplitnetError
+    from splitnet.training.bottleneck import _config_dict
+    from splitnet.training.common import to_device, training_device
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert training_device("auto").type == ("cuda" if gpus else "cpu")
+    assert training_device("cpu") == torch.device("cpu")
+    with pytest.raises(SplitnetError, match=f"'cuda:{gpus}' asked for"):
+        training_device(f"cuda:{gpus}")
+    for name in ("tpu", "gpu0", ""):
+        with pytest.raises(SplitnetError, match="unknown training device"):
+            training_device(name)
+    batch = (torch.zeros(2, 3), {"heat": torch.ones(2), "boxes": [torch.zeros(1)]}, None)
+    moved = to_device(batch, torch.device("cpu"))
+    assert isinstance(moved, tuple) and moved[2] is None and torch.equal(moved[1]["boxes"][0], torch.zeros(1))
+    # the device is not a setting of the run: a run started on one device resumes on another
+    cfg = BottleneckTrainConfig(teacher="resnet20_cifar", weights="w.pt", split="layer1", device="cpu")
+    assert "device" not in _config_dict(cfg)
+    assert _config_dict(cfg) == _config_dict(dataclasses.replace(cfg, device="auto"))

@@ -49,7 +49,14 @@ from splitnet.data import ImageSet, augment, batches, load_npz, to_tensor
 from splitnet.errors import CheckpointError, DataError, SplitnetError
 from splitnet.models import ModelSpec, create_model, file_sha256, model_spec, read_checkpoint
 from splitnet.models.registry import has_output_maps, split_registered
-from splitnet.training.common import load_run_state, save_atomic, seed_everything, split_holdout
+from splitnet.training.common import (
+    load_run_state,
+    save_atomic,
+    seed_everything,
+    split_holdout,
+    to_device,
+    training_device,
+)
 
 
 @dataclass
@@ -97,6 +104,10 @@ class BottleneckTrainConfig:
     # the split of ``init_encoder_from`` whose encoder starts this run ("": ``split``); a light encoder trained
     # for one node can start a run that rebuilds another (e.g. the layer1 encoder for a layer2 decoder)
     init_encoder_split: str = ""
+    # where the training computes: "auto" (a CUDA GPU when there is one), "cpu", "cuda", "cuda:N"; the per-epoch
+    # holdout evaluation (real entropy coding) and every saved file are on the CPU. Not part of the run's settings
+    # for resuming: a run may go on on another device
+    device: str = "auto"
 
 
 class DistillTask(Protocol):
@@ -195,8 +206,9 @@ def make_task(cfg: BottleneckTrainConfig, teacher_head: nn.Module | None = None)
 
 
 def check_stages(cfg: BottleneckTrainConfig) -> None:
-    """Raise :class:`SplitnetError` when ``cfg`` asks for a stage the teacher's task does not have, or for two
-    starting points."""
+    """Raise :class:`SplitnetError` when ``cfg`` asks for a stage the teacher's task does not have, for two
+    starting points, or for a training device this machine does not have."""
+    training_device(cfg.device)
     if cfg.init_from and cfg.init_encoder_from:
         raise CheckpointError("give init_from (bottleneck and tail) or init_encoder_from (encoder only), not both")
     if cfg.init_encoder_split and not cfg.init_encoder_from:
@@ -317,6 +329,8 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
     student_model = copy.deepcopy(teacher)
     _, tail = split_registered(cfg.teacher, student_model, cfg.split)
     tail.requires_grad_(False)
+    device = training_device(cfg.device)
+    _move(device, teacher, student_model, head, teacher_tail, tail, bottleneck)
     if cfg.widths_per_step not in (0, 1):
         raise CheckpointError(f"widths_per_step is 0 (every width each step) or 1 (alternate), "
                               f"got {cfg.widths_per_step}")
@@ -377,12 +391,12 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
             for g in opt.param_groups:
                 g["lr"] = g.get("lr_scale", 1.0) * _cosine(stage_epoch * steps_per_epoch + i,
                                                            stage_epochs * steps_per_epoch, base_lr)
-            x, extra = task.batch(idx, gen)
+            x, extra = to_device(task.batch(idx, gen), device)
             with torch.no_grad():
                 feats = head(x)
                 t_logits = teacher_tail(feats) if stage == 2 else None
             enc_in = x if bcfg.is_light else feats  # what the encoder takes
-            loss = torch.zeros(())
+            loss = torch.zeros((), device=device)
             bits_total = 0.0
             step_widths = _step_widths(bcfg.widths, cfg.widths_per_step, i, gen)
             for w, scale in zip(bcfg.widths, rate_scale):
@@ -407,6 +421,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
             sums["loss"] += loss.item()
             sums["bits"] += bits_total / len(bcfg.widths)
             bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}", bits=f"{sums['bits'] / (i + 1):.0f}")
+        _move(torch.device("cpu"), head, teacher_tail, tail, bottleneck)  # real entropy coding runs on the CPU
         bottleneck.update(force=True)
         rows = task.evaluate(enc_input, bottleneck, tail)
         history.append({"epoch": epoch + 1, "stage": stage, "loss": sums["loss"] / steps_per_epoch,
@@ -417,7 +432,9 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
         save_atomic({"bottleneck": bottleneck.state_dict(), "tail": tail.state_dict(), "optimizer": opt.state_dict(),
                      "aux_optimizer": aux_opt.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1,
                      "history": history, "config": _config_dict(cfg)}, last)
+        _move(device, head, teacher_tail, tail, bottleneck)
 
+    _move(torch.device("cpu"), teacher, student_model, head, teacher_tail, tail, bottleneck)
     bottleneck.update(force=True)
     bottleneck.eval()
     if out.is_file():
@@ -434,6 +451,12 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
                                                           "history": history}
     sha = ckpt.save(out)
     return {"split": cfg.split, "sha256": sha, "holdout": history[-1]["holdout"] if history else []}
+
+
+def _move(device: torch.device, *modules: nn.Module) -> None:
+    """Every module (and so every part it shares with another) onto ``device`` (no copy where it is already)."""
+    for module in modules:
+        module.to(device)
 
 
 def _split_to_start_from(path: str, cfg: BottleneckTrainConfig, node: str = "") -> SplitPoint:
@@ -522,6 +545,7 @@ def _config_dict(cfg: BottleneckTrainConfig) -> dict:
         del d["decoder_depth"]
     if d["encoder_depth"] == 0:  # likewise
         del d["encoder_depth"]
+    del d["device"]  # where it computes is not a setting of the run: it may resume on another device
     return d
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from splitnet.data import ImageSet, batches, to_tensor
-from splitnet.errors import CheckpointError
+from splitnet.errors import CheckpointError, SplitnetError
 from splitnet.models.registry import ModelSpec
 from splitnet.models.weights import read_checkpoint
 
@@ -24,6 +25,37 @@ def seed_everything(seed: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
+
+
+def training_device(name: str = "auto") -> torch.device:
+    """The torch device a training run computes on: ``auto`` (the first CUDA GPU when there is one, else the
+    CPU), ``cpu``, ``cuda`` or ``cuda:N``. Raises :class:`SplitnetError` for another name, or for a GPU that is
+    not there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise SplitnetError(f"unknown training device {name!r}: give auto, cpu, cuda or cuda:N") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise SplitnetError(f"unknown training device {name!r}: give auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise SplitnetError(f"training device {name!r} asked for, but this machine has "
+                                f"{count or 'no'} CUDA GPU{'' if count == 1 else 's'} torch can use")
+    return device
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor in it (also inside dicts, lists and tuples) on ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 def save_atomic(obj: dict, path: str | Path) -> None:

@@ -140,6 +140,9 @@ def _add_bottleneck(train: argparse._SubParsersAction) -> None:
                    help="start from this split checkpoint's encoder and entropy models at --split (same encoder "
                         "options) with a new decoder (e.g. another --decoder-channels / --decoder-depth) and the "
                         "teacher's tail; stage 1 holds the encoder fixed while the decoder learns")
+    b.add_argument("--device", default="auto",
+                   help="where training computes: auto (a CUDA GPU when there is one), cpu, cuda or cuda:N; the "
+                        "per-epoch holdout evaluation and the saved files are on the CPU")
     b.add_argument("--init-encoder-split", default="",
                    help="the split of --init-encoder-from whose encoder starts this run (default: --split), e.g. "
                         "a light encoder trained to rebuild layer1 starting a run that rebuilds layer2")
@@ -163,7 +166,7 @@ def run_bottleneck(args: argparse.Namespace) -> int:
         kd_temperature=args.kd_temperature, ce_weight=args.ce_weight, holdout=args.holdout,
         seed=args.seed, limit=args.limit, detection_images=args.detection_images, out_relu=args.out_relu,
         init_from=args.init_from or "", init_encoder_from=args.init_encoder_from or "",
-        init_encoder_split=args.init_encoder_split)
+        init_encoder_split=args.init_encoder_split, device=args.device)
     check_stages(cfg)  # an impossible stage is refused before the data is looked for
     cfg = dataclasses.replace(cfg, data=_training_data(args.data))
     result = train_bottleneck(cfg, args.out, args.work_dir, command=command_line())
