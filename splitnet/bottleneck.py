@@ -193,7 +193,7 @@ def _light_decoder(config: BottleneckConfig, latent: tuple[int, ...]) -> list[nn
 
 def _round_ste(x: torch.Tensor, medians: torch.Tensor | None = None) -> torch.Tensor:
     """Round (around ``medians``) in the forward pass, identity gradient in the backward pass."""
-    m = medians if medians is not None else torch.zeros((), dtype=x.dtype)
+    m = medians if medians is not None else x.new_zeros(())
     return x + (torch.round(x - m) + m - x).detach()
 
 
