@@ -94,6 +94,9 @@ def test_training_on_a_gpu_the_machine_lacks_is_refused_before_the_data(tmp_path
     assert "'cuda' asked for, but this machine has no CUDA GPU" in _one_line(capsys.readouterr().err)
     assert main([*argv, "--device", "tpu"]) == 2
     assert "unknown training device 'tpu'" in _one_line(capsys.readouterr().err)
+    assert main(["train", "teacher", "--data", str(tmp_path / "none.npz"), "--device", "cuda:1",
+                 "--out", str(tmp_path / "out.pt")]) == 2
+    assert "'cuda:1' asked for" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "out.pt").exists()
 
 

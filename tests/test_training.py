@@ -40,6 +40,8 @@ def test_teacher_training_learns_and_resumes(toy_data: str, tmp_path) -> None:
     # A second call finds the finished work state and does not train again.
     again = train_teacher(cfg, out)
     assert again["history"] == first["history"]
+    # ... nor on another device: where a run computes is not one of its settings
+    assert train_teacher(dataclasses.replace(cfg, device="cpu"), out)["history"] == first["history"]
     model = create_model("resnet20_cifar", weights=out)
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     with pytest.raises(CheckpointError, match="other settings"):
@@ -155,3 +157,7 @@ def test_the_training_device_is_chosen_and_checked() -> None:
     cfg = BottleneckTrainConfig(teacher="resnet20_cifar", weights="w.pt", split="layer1", device="cpu")
     assert "device" not in _config_dict(cfg)
     assert _config_dict(cfg) == _config_dict(dataclasses.replace(cfg, device="auto"))
+    from splitnet.training.teacher import _settings
+
+    assert _settings(TeacherConfig(device="cpu")) == _settings(TeacherConfig()) and "device" not in _settings(
+        TeacherConfig())

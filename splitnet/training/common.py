@@ -96,14 +96,15 @@ def split_holdout(data: ImageSet, holdout: int, seed: int) -> tuple[ImageSet, Im
 
 @torch.no_grad()
 def top1_accuracy(model: nn.Module, data: ImageSet, spec: ModelSpec, batch_size: int = 500) -> float:
-    """Top-1 accuracy of a classifier on an image set (model put in eval mode)."""
+    """Top-1 accuracy of a classifier on an image set (model put in eval mode; the images go to its device)."""
     if len(data) == 0:
         return float("nan")
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     for s in batches(len(data), batch_size):
-        logits = model(to_tensor(data.images[s], spec))
+        logits = model(to_tensor(data.images[s], spec).to(device)).cpu()
         correct += int((logits.argmax(1).numpy() == data.labels[s]).sum())
     model.train(was_training)
     return correct / len(data)

@@ -12,7 +12,14 @@ from tqdm import tqdm
 
 from splitnet.data import augment, load_npz, to_tensor
 from splitnet.models import create_model, model_spec
-from splitnet.training.common import load_run_state, save_atomic, seed_everything, split_holdout, top1_accuracy
+from splitnet.training.common import (
+    load_run_state,
+    save_atomic,
+    seed_everything,
+    split_holdout,
+    top1_accuracy,
+    training_device,
+)
 
 
 @dataclass
@@ -32,6 +39,14 @@ class TeacherConfig:
     holdout: int = 1000  # training images kept aside to monitor progress (never the validation split)
     seed: int = 0
     limit: int | None = None  # use only the first N training images (smoke tests)
+    device: str = "auto"  # "auto" (a CUDA GPU when there is one), "cpu", "cuda", "cuda:N"; not a resume setting
+
+
+def _settings(cfg: TeacherConfig) -> dict:
+    """What a run is (stored, compared on resume): every field but where it computes."""
+    settings = asdict(cfg)
+    del settings["device"]
+    return settings
 
 
 def _lr_at(cfg: TeacherConfig, step: int, steps_per_epoch: int) -> float:
@@ -53,14 +68,15 @@ def train_teacher(cfg: TeacherConfig, out: str | Path, work_dir: str | Path | No
     work = Path(work_dir) if work_dir else out.parent / (out.stem + ".work")
     last = work / "last.pt"
     spec = model_spec(cfg.model)
+    device = training_device(cfg.device)
     gen = seed_everything(cfg.seed)
     data = load_npz(cfg.data, limit=cfg.limit)
     train, held = split_holdout(data, min(cfg.holdout, len(data) // 10), cfg.seed)
-    model = create_model(cfg.model, weights=cfg.init_weights).train()
+    model = create_model(cfg.model, weights=cfg.init_weights).train().to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=True)
     start_epoch, history = 0, []
-    state = load_run_state(last, asdict(cfg))
+    state = load_run_state(last, _settings(cfg))
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -78,8 +94,9 @@ def train_teacher(cfg: TeacherConfig, out: str | Path, work_dir: str | Path | No
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch * steps_per_epoch + i, steps_per_epoch)
-            x = augment(images[idx], gen)
-            loss = F.cross_entropy(model(x), labels[idx], label_smoothing=cfg.label_smoothing)
+            x = augment(images[idx], gen).to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), labels[idx].to(device, non_blocking=True),
+                                   label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -89,9 +106,9 @@ def train_teacher(cfg: TeacherConfig, out: str | Path, work_dir: str | Path | No
         history.append({"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "holdout_top1": acc})
         tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {total_loss / steps_per_epoch:.4f}, holdout top-1 {acc:.4f}")
         save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                     "epoch": epoch + 1, "history": history, "config": asdict(cfg)}, last)
-    model.eval()
-    summary = {"model_name": cfg.model, "config": asdict(cfg), "history": history, "command": command,
+                     "epoch": epoch + 1, "history": history, "config": _settings(cfg)}, last)
+    model.eval().cpu()
+    summary = {"model_name": cfg.model, "config": _settings(cfg), "history": history, "command": command,
                "holdout_top1": history[-1]["holdout_top1"] if history else float("nan")}
     save_atomic({**summary, "state_dict": model.state_dict()}, out)
     return summary

@@ -47,6 +47,12 @@ def _training_data(path: str | None) -> str:
                         "exists only beside a repository checkout")
 
 
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="where training computes: auto (a CUDA GPU when there is one), cpu, cuda or cuda:N; "
+                             "the holdout evaluation of each epoch and the saved files are on the CPU")
+
+
 # ----------------------------------------------------------------- teacher
 def _add_teacher(train: argparse._SubParsersAction) -> None:
     t = train.add_parser("teacher", help="train or fine-tune a CIFAR teacher on an npz training set")
@@ -64,18 +70,21 @@ def _add_teacher(train: argparse._SubParsersAction) -> None:
     t.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
     t.add_argument("--out", required=True)
     t.add_argument("--work-dir", default=None, help="resumable state (default: beside --out)")
+    _add_device(t)
     t.set_defaults(func=run_teacher)
 
 
 def run_teacher(args: argparse.Namespace) -> int:
+    from splitnet.training.common import training_device
     from splitnet.training.teacher import TeacherConfig, train_teacher
 
+    training_device(args.device)  # a GPU the machine lacks is refused before the data is looked for
     args.data = _training_data(args.data)
 
     cfg = TeacherConfig(model=args.model, data=args.data, init_weights=args.init_weights, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                        holdout=args.holdout, seed=args.seed, limit=args.limit)
+                        holdout=args.holdout, seed=args.seed, limit=args.limit, device=args.device)
     summary = train_teacher(cfg, args.out, args.work_dir, command=command_line())
     print(f"teacher written to {args.out}; holdout top-1 {summary['holdout_top1']:.4f}")
     return 0
@@ -140,9 +149,7 @@ def _add_bottleneck(train: argparse._SubParsersAction) -> None:
                    help="start from this split checkpoint's encoder and entropy models at --split (same encoder "
                         "options) with a new decoder (e.g. another --decoder-channels / --decoder-depth) and the "
                         "teacher's tail; stage 1 holds the encoder fixed while the decoder learns")
-    b.add_argument("--device", default="auto",
-                   help="where training computes: auto (a CUDA GPU when there is one), cpu, cuda or cuda:N; the "
-                        "per-epoch holdout evaluation and the saved files are on the CPU")
+    _add_device(b)
     b.add_argument("--init-encoder-split", default="",
                    help="the split of --init-encoder-from whose encoder starts this run (default: --split), e.g. "
                         "a light encoder trained to rebuild layer1 starting a run that rebuilds layer2")
