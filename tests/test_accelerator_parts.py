@@ -44,3 +44,9 @@ def test_a_missing_part_is_named(train_npz: Path, tmp_path: Path) -> None:
     joined = _parts("join", str(tmp_path / "parts"), str(tmp_path / "joined.npz"))
     assert joined.returncode != 0 and "parts [3] of 4 have not arrived" in joined.stderr
     assert not (tmp_path / "joined.npz").exists()
+
+
+def test_the_device_script_refuses_an_unknown_step() -> None:
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "accelerator" / "device.sh"), "deploy"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "unknown step 'deploy'" in proc.stderr
