@@ -141,6 +141,7 @@ def test_the_training_device_is_chosen_and_checked() -> None:
     from splitnet.errors import SplitnetError
     from splitnet.training.bottleneck import _config_dict
     from splitnet.training.common import to_device, training_device
+    from splitnet.training.teacher import _settings
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     assert training_device("auto").type == ("cuda" if gpus else "cpu")
@@ -157,7 +158,5 @@ def test_the_training_device_is_chosen_and_checked() -> None:
     cfg = BottleneckTrainConfig(teacher="resnet20_cifar", weights="w.pt", split="layer1", device="cpu")
     assert "device" not in _config_dict(cfg)
     assert _config_dict(cfg) == _config_dict(dataclasses.replace(cfg, device="auto"))
-    from splitnet.training.teacher import _settings
-
     assert _settings(TeacherConfig(device="cpu")) == _settings(TeacherConfig()) and "device" not in _settings(
         TeacherConfig())

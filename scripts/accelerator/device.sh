@@ -35,9 +35,11 @@ DETECTOR=(--teacher tinydet_synth --weights splitnet/assets/tinydet_synth_split.
 TRAIN_IMAGES=29000       # train.npz less the 1,000-image holdout
 DETECTION_IMAGES=${DETECTION_IMAGES:-12000}  # LIMIT and DETECTION_IMAGES make a small run (a check on the CPU)
 
-splitnet() { PYTHONPATH="$ACC/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m splitnet_cli.main "$@"; }
-splitnet_limited() {  # killed after LIMIT_S seconds, so that the logs still come back within the call
-  PYTHONPATH="$ACC/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" timeout "$LIMIT_S" "$PY" -m splitnet_cli.main "$@"
+SMOKE_IMAGES=5000        # classifier smoke: --limit, of which 500 are held out
+SMOKE_SCENES=2000        # detector smoke: --detection-images, of which 200 are held out
+
+splitnet() {  # killed after LIMIT_S seconds where set (so that the logs still come back within the call)
+  PYTHONPATH="$ACC/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" timeout "${LIMIT_S:-0}" "$PY" -m splitnet_cli.main "$@"
 }
 
 prepare() {
@@ -65,18 +67,18 @@ smoke() {  # one epoch of each stage on part 1, timed: seconds per training imag
   mkdir -p "$OUT"
   local t0 t1 t2
   t0=$(date +%s.%N)
-  splitnet --threads 4 train bottleneck "${CLASSIFIER[@]}" --data "$ACC/train-part1.npz" --limit 5000 \
+  splitnet --threads 4 train bottleneck "${CLASSIFIER[@]}" --data "$ACC/train-part1.npz" --limit "$SMOKE_IMAGES" \
     --epochs 1 --finetune-epochs 1 --device "$DEVICE" --out "$ACC/smoke/c.pt" > "$OUT/smoke-classifier.log" 2>&1
   t1=$(date +%s.%N)
-  splitnet --threads 4 train bottleneck "${DETECTOR[@]}" --data "$ACC/train-part1.npz" --detection-images 2000 \
-    --epochs 1 --finetune-epochs 1 --device "$DEVICE" --out "$ACC/smoke/d.pt" > "$OUT/smoke-detector.log" 2>&1
+  splitnet --threads 4 train bottleneck "${DETECTOR[@]}" --data "$ACC/train-part1.npz" \
+    --detection-images "$SMOKE_SCENES" --epochs 1 --finetune-epochs 1 --device "$DEVICE" --out "$ACC/smoke/d.pt" \
+    > "$OUT/smoke-detector.log" 2>&1
   t2=$(date +%s.%N)
-  # 2 epochs of 4,500 (5,000 less a 500 holdout) and of 1,800 scenes (2,000 less 200), start-up included
-  awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.6f %.6f\n", (b - a) / 9000, (c - b) / 3600 }' \
-    > "$ACC/seconds_per_image"
-  echo "smoke: classifier $(awk '{print $1 * 29000}' "$ACC/seconds_per_image") s/epoch," \
-       "detector $(awk '{print $2 * 10800}' "$ACC/seconds_per_image") s/epoch (full size, estimated)" \
-    | tee "$OUT/smoke.txt"
+  # 2 epochs of the images and scenes left after the holdout (a tenth), start-up included
+  awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$SMOKE_IMAGES" -v m="$SMOKE_SCENES" \
+    'BEGIN { printf "%.6f %.6f\n", (b - a) / (2 * n * 0.9), (c - b) / (2 * m * 0.9) }' > "$ACC/seconds_per_image"
+  awk -v n="$TRAIN_IMAGES" -v m="$DETECTION_IMAGES" '{ printf "smoke: classifier %.0f s/epoch, detector %.0f " \
+    "s/epoch (full size, estimated)\n", $1 * n, $2 * m * 0.9 }' "$ACC/seconds_per_image" | tee "$OUT/smoke.txt"
   tail -n 5 "$OUT"/smoke-*.log
 }
 
@@ -84,23 +86,27 @@ epochs_for() {  # epochs_for SECONDS_PER_IMAGE IMAGES MINUTES: epochs that fit, 
   awk -v s="$1" -v n="$2" -v m="$3" 'BEGIN { e = int(m * 60 / (s * n * 1.5)); print (e < 4 ? 4 : e) }'
 }
 
+stages() {  # stages EPOCHS: the options that split them, an eighth (at least one) for stage 1
+  echo "--epochs $(($1 / 8 + 1)) --finetune-epochs $(($1 - $1 / 8 - 1))"
+}
+
 train() {  # train MINUTES
   mkdir -p "$OUT"
   "$PY" scripts/accelerator/parts.py join "$ACC" "$ACC/train.npz"
   local sc sd ec ed limited=()
   read -r sc sd < "$ACC/seconds_per_image"
-  ec=$(epochs_for "$sc" "${LIMIT:-$TRAIN_IMAGES}" "$1")
-  ed=$(epochs_for "$sd" $((DETECTION_IMAGES * 9 / 10)) "$1")
+  ec=$(stages "$(epochs_for "$sc" "${LIMIT:-$TRAIN_IMAGES}" "$1")")
+  ed=$(stages "$(epochs_for "$sd" $((DETECTION_IMAGES * 9 / 10)) "$1")")
   [ -n "${LIMIT:-}" ] && limited=(--limit "$LIMIT")
-  echo "classifier: $ec epochs ($((ec / 8 + 1)) stage 1); detector: $ed epochs ($((ed / 8 + 1)) stage 1)" \
-    | tee "$OUT/plan.txt"
-  LIMIT_S=$(( $1 * 60 + 60 )) splitnet_limited --threads 6 train bottleneck "${CLASSIFIER[@]}" "${limited[@]}" \
-    --data "$ACC/train.npz" --epochs $((ec / 8 + 1)) --finetune-epochs $((ec - ec / 8 - 1)) --device "$DEVICE" \
-    --out "$ACC/run/c.pt" > "$OUT/classifier.log" 2>&1 &
+  echo "classifier: $ec; detector: $ed" | tee "$OUT/plan.txt"
+  local -x LIMIT_S=$(( $1 * 60 + 60 ))
+  # shellcheck disable=SC2086  # $ec and $ed are option lists
+  splitnet --threads 6 train bottleneck "${CLASSIFIER[@]}" "${limited[@]}" --data "$ACC/train.npz" $ec \
+    --device "$DEVICE" --out "$ACC/run/c.pt" > "$OUT/classifier.log" 2>&1 &
   local pc=$!
-  LIMIT_S=$(( $1 * 60 + 60 )) splitnet_limited --threads 6 train bottleneck "${DETECTOR[@]}" \
-    --data "$ACC/train.npz" --detection-images "$DETECTION_IMAGES" --epochs $((ed / 8 + 1)) \
-    --finetune-epochs $((ed - ed / 8 - 1)) --device "$DEVICE" --out "$ACC/run/d.pt" > "$OUT/detector.log" 2>&1 &
+  # shellcheck disable=SC2086
+  splitnet --threads 6 train bottleneck "${DETECTOR[@]}" --data "$ACC/train.npz" \
+    --detection-images "$DETECTION_IMAGES" $ed --device "$DEVICE" --out "$ACC/run/d.pt" > "$OUT/detector.log" 2>&1 &
   local pd=$!
   wait "$pc" || echo "classifier run ended with $?" | tee -a "$OUT/plan.txt"
   wait "$pd" || echo "detector run ended with $?" | tee -a "$OUT/plan.txt"

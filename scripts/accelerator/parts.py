@@ -41,8 +41,8 @@ def split(src: Path, out_dir: Path, parts: int) -> list[Path]:
 def join(part_dir: Path, dest: Path) -> int:
     """Join every part in ``part_dir`` into ``dest`` (uncompressed: it stays on the machine); the number of
     images. Raises ``SystemExit`` naming the parts that are missing."""
-    found = {int(m.group(1)): p for p in part_dir.glob("train-part*.npz")
-             if (m := re.fullmatch(r"train-part(\d+)\.npz", p.name))}
+    name = re.compile(re.escape(PART_NAME).replace(r"\{\}", r"(\d+)"))
+    found = {int(m.group(1)): p for p in part_dir.glob(PART_NAME.format("*")) if (m := name.fullmatch(p.name))}
     if not found:
         raise SystemExit(f"no {PART_NAME.format('N')} in {part_dir}")
     with np.load(found[min(found)], allow_pickle=False) as first:

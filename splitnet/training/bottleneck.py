@@ -421,7 +421,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
             sums["loss"] += loss.item()
             sums["bits"] += bits_total / len(bcfg.widths)
             bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}", bits=f"{sums['bits'] / (i + 1):.0f}")
-        _move(torch.device("cpu"), head, teacher_tail, tail, bottleneck)  # real entropy coding runs on the CPU
+        _move(torch.device("cpu"), head, tail, bottleneck)  # what the evaluation runs: entropy coding is on the CPU
         bottleneck.update(force=True)
         rows = task.evaluate(enc_input, bottleneck, tail)
         history.append({"epoch": epoch + 1, "stage": stage, "loss": sums["loss"] / steps_per_epoch,
@@ -432,7 +432,7 @@ def train_bottleneck(cfg: BottleneckTrainConfig, out: str | Path, work_dir: str 
         save_atomic({"bottleneck": bottleneck.state_dict(), "tail": tail.state_dict(), "optimizer": opt.state_dict(),
                      "aux_optimizer": aux_opt.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1,
                      "history": history, "config": _config_dict(cfg)}, last)
-        _move(device, head, teacher_tail, tail, bottleneck)
+        _move(device, head, tail, bottleneck)
 
     _move(torch.device("cpu"), teacher, student_model, head, teacher_tail, tail, bottleneck)
     bottleneck.update(force=True)
