@@ -47,18 +47,17 @@ class Ladder:
         self.side: ServerSide | None = None
         self._decoded: tuple[tuple, torch.Tensor] | None = None  # (batch key, decoded batch) for ``Tail``
 
+    # The handlers run on the server's event-loop thread, in inference mode for its life (as Infer's inline path).
     def _decode(self, req: pb.InferRequest, timing: Timing) -> tuple[tuple, torch.Tensor]:
         """The request's payload checked and decoded: (its batch key, the tail's input)."""
         payload = convert.request_payload(req)
         key = self.side.batch_key(payload)
-        with torch.inference_mode():
-            return key, self.side.decode([payload], timing, key)
+        return key, self.side.decode([payload], timing, key)
 
     def _decode_tail(self, req: pb.InferRequest) -> tuple[torch.Tensor, Timing]:
         timing = Timing()
         key, x = self._decode(req, timing)
-        with torch.inference_mode():
-            return self.side.run_tail(key, x, timing), timing
+        return self.side.run_tail(key, x, timing), timing
 
     async def bytes_back(self, req: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return req
@@ -71,8 +70,7 @@ class Ladder:
             self._decoded = self._decode(req, Timing())
         key, x = self._decoded
         timing = Timing()
-        with torch.inference_mode():
-            self.side.run_tail(key, x, timing)
+        self.side.run_tail(key, x, timing)
         return _constant(timing)
 
     async def decode_tail(self, req: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
@@ -80,7 +78,8 @@ class Ladder:
 
     async def answer(self, req: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         output, timing = self._decode_tail(req)
-        prediction = convert.predictions_from_output(self.side.model_name, output, req.top_k)[0]
+        prediction = convert.predictions_from_output(self.side.model_name, output, req.top_k,
+                                                     self.side.checkpoint.spec.is_detector)[0]
         return convert.response(req.seq, prediction, convert.ServerTiming(0.0, timing.decode_ms, timing.tail_ms, 1))
 
     def handler(self) -> grpc.GenericRpcHandler:

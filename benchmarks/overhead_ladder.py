@@ -97,6 +97,7 @@ def warm_code_ms(ckpt, payload, repeats: int = 2000) -> dict:
     side, stats = ServerSide(ckpt), ServerStats()
     request_bytes = convert.request(payload).SerializeToString()
     key = side.batch_key(payload)
+    is_detector = ckpt.spec.is_detector
     with torch.inference_mode():
         logits = side.run_tail(key, side.decode([payload], Timing(), key))
 
@@ -104,11 +105,10 @@ def warm_code_ms(ckpt, payload, repeats: int = 2000) -> dict:
         t0 = time.monotonic()
         req = pb.InferRequest.FromString(request_bytes)
         side.batch_key(convert.request_payload(req))
-        prediction = convert.predictions_from_output(side.model_name, logits, req.top_k)[0]
+        prediction = convert.predictions_from_output(side.model_name, logits, req.top_k, is_detector)[0]
         timing = convert.ServerTiming(0.0, 1.0, 1.0, 1)
-        stats.record(("frames_ok", "batches", "frames_inline"), queue=0.0, decode=1.0, tail=1.0)
         answer = convert.response(req.seq, prediction, timing).SerializeToString()
-        stats.record_answer(t0, timing)
+        stats.record_answer(t0, timing, inline=True)
         return answer
 
     return summary(time_ms(frame, repeats, warmup=100))

@@ -14,11 +14,12 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
-from edge_server.stats import ServerStats
+from edge_server.stats import INLINE_EVENTS, ServerStats
 from splitnet.errors import SplitnetError
 from splitnet.payload import Payload
 from splitnet.pipeline import ServerSide, Timing
@@ -55,6 +56,7 @@ class MicroBatcher:
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
         self.server_side = server_side
+        self._is_detector = server_side.checkpoint.spec.is_detector
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1e3
         self.stats = stats or ServerStats()
@@ -84,8 +86,8 @@ class MicroBatcher:
             raise Overloaded(f"request queue is full ({self._queue.maxsize} frames); retry later") from None
         return job.future
 
-    def run_inline_if_idle(self, payload: Payload, top_k: int = 5,
-                           budget_s: float | None = None) -> tuple[Prediction, ServerTiming] | None:
+    def run_inline_if_idle(self, payload: Payload, top_k: int = 5, budget_s: float | None = None,
+                           record: bool = True) -> tuple[Prediction, ServerTiming] | None:
         """Run one frame on the calling thread when nothing is queued or running; else None.
 
         Unary calls take this path: an idle server then answers without two thread
@@ -93,7 +95,8 @@ class MicroBatcher:
         job, future and per-job bookkeeping. A busy server returns None and the caller
         goes through :meth:`submit`, so batching is unchanged under load. Raises the
         payload's :class:`SplitnetError`, or :class:`DeadlineExpired` for a budget (s)
-        already spent.
+        already spent. ``record=False`` leaves the answered frame's counters and timings to the
+        caller (``ServerStats.record_answer(..., inline=True)``, booked after the response is sent).
         """
         if self._closed.is_set():
             raise ShuttingDown("server is shutting down")
@@ -118,8 +121,8 @@ class MicroBatcher:
                 raise
         finally:
             self._running.release()
-        self.stats.record(("frames_ok", "batches", "frames_inline"), queue=0.0, decode=timing.decode_ms,
-                          tail=timing.tail_ms)
+        if record:
+            self.stats.record(INLINE_EVENTS, queue=0.0, decode=timing.decode_ms, tail=timing.tail_ms)
         return preds[0], ServerTiming(0.0, timing.decode_ms, timing.tail_ms, 1)
 
     @property
@@ -158,6 +161,10 @@ class MicroBatcher:
         return batch
 
     def _run(self) -> None:
+        with torch.inference_mode():  # the worker only ever runs inference: autograd off for its life
+            self._serve_queue()
+
+    def _serve_queue(self) -> None:
         while True:
             if self._closed.is_set() and not self._pending and self._queue.empty():
                 return
@@ -206,10 +213,11 @@ class MicroBatcher:
                  key: tuple | None = None) -> tuple[list[Prediction], Timing]:
         """Decode + tail on payloads of one batch key (``key``: already validated), as predictions."""
         side, timing = self.server_side, Timing()
-        with torch.inference_mode():
+        # The server's threads are in inference mode for life; another caller (a test) enters it here.
+        with nullcontext() if torch.is_inference_mode_enabled() else torch.inference_mode():
             output = (side.run_tail(key, side.decode(payloads, timing, key), timing) if key is not None
                       else side.infer(payloads, timing))
-            return predictions_from_output(side.model_name, output, top_k), timing
+            return predictions_from_output(side.model_name, output, top_k, self._is_detector), timing
 
     def _infer(self, jobs: list[_Job]) -> tuple[list[Prediction], Timing, float]:
         start = time.monotonic()

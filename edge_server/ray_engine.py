@@ -192,7 +192,8 @@ class SplitInferenceReplica:
         with torch.inference_mode():
             output = self.server_side.infer([f.payload for f in frames], timing)
             preds = convert.predictions_from_output(self.server_side.model_name, output,
-                                                    max(f.top_k for f in frames))
+                                                    max(f.top_k for f in frames),
+                                                    self.server_side.checkpoint.spec.is_detector)
         n = len(frames)
         self.stats.count("frames_ok", n)
         self.stats.count("batches")

@@ -134,6 +134,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         self.unary_in_flight += 1
         try:
             answer = await self._infer_alone(request, budget_s)
+            inline = answer is not None
             if answer is None:
                 future = self._submit(request, budget_s)
                 answer = await asyncio.wait_for(asyncio.wrap_future(future), budget_s)
@@ -144,7 +145,9 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
             failure = self._fail(exc)
         else:
             response = convert.response(request.seq, prediction, timing)
-            self.stats.record_answer(t0, timing)
+            # Booked on the loop's next turn, once the response is on its way: off the frame's path (a GetStats
+            # call arriving later runs after it).
+            asyncio.get_running_loop().call_soon(self.stats.record_answer, t0, timing, time.monotonic(), inline)
             return response
         finally:
             self.unary_in_flight -= 1
@@ -163,7 +166,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         await asyncio.sleep(0)
         if self.unary_in_flight != 1 or self.open_streams:
             return None
-        return self.batcher.run_inline_if_idle(*self._payload(request), budget_s)
+        return self.batcher.run_inline_if_idle(*self._payload(request), budget_s, record=False)
 
     async def InferStream(self, request_iterator: AsyncIterator[pb.InferRequest],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.InferResponse]:

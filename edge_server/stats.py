@@ -25,6 +25,7 @@ STAGES = ("queue", "decode", "tail", "own", "total")
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0)
 _BOUNDS_S = np.asarray(STAGE_BUCKETS_S)
+INLINE_EVENTS = ("frames_ok", "batches", "frames_inline")  # counted for a frame run inline (one batch of one)
 _FOLD_EVERY = 4096  # samples of one stage kept before they are folded into its histogram
 
 
@@ -73,12 +74,20 @@ class ServerStats:
             for stage, ms in stage_ms.items():
                 self._add(stage, ms)
 
-    def record_answer(self, t0: float, timing: _FrameTiming) -> None:
-        """An answered frame: ``total`` (receipt to response, ms; ``t0`` is time.monotonic() at receipt) and ``own``,
-        the part that is neither queue, decode nor tail (payload checks, top-k, hand-offs, the response)."""
-        total_ms = (time.monotonic() - t0) * 1e3
+    def record_answer(self, t0: float, timing: _FrameTiming, answered: float | None = None,
+                      inline: bool = False) -> None:
+        """An answered frame: ``total`` (receipt to response, ms; ``t0`` and ``answered`` are time.monotonic() at
+        receipt and when the response was ready, default now) and ``own``, the part that is neither queue, decode
+        nor tail (payload checks, top-k, hand-offs, the response). ``inline``: the frame ran through
+        ``MicroBatcher.run_inline_if_idle(..., record=False)``, whose counters and queue/decode/tail timings are
+        recorded here, under the same lock."""
+        total_ms = ((time.monotonic() if answered is None else answered) - t0) * 1e3
         own_ms = max(0.0, total_ms - timing.queue_ms - timing.decode_ms - timing.tail_ms)
-        self.record(total=total_ms, own=own_ms)
+        if inline:
+            self.record(INLINE_EVENTS, queue=0.0, decode=timing.decode_ms, tail=timing.tail_ms, total=total_ms,
+                        own=own_ms)
+        else:
+            self.record(total=total_ms, own=own_ms)
 
     def _new_stage(self, stage: str) -> deque[float]:
         self._unfolded[stage] = []

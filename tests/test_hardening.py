@@ -377,6 +377,22 @@ def test_a_frames_own_server_time_is_what_queue_decode_and_tail_leave_of_its_tot
     assert stats.stages()["own"]["count"] == 2 and min(stats._samples["own"]) == 0.0
 
 
+def test_an_inline_answer_is_booked_whole_at_the_time_it_was_ready() -> None:
+    """The servicer books an inline frame after its response is sent: one call records the batch counters, the
+    queue/decode/tail timings and the total/own up to ``answered``, not up to the booking."""
+    from edge_server import stats as stats_module
+
+    stats = stats_module.ServerStats()
+    t0 = time.monotonic()
+    answered = t0 + 0.010
+    stats.record_answer(t0, convert.ServerTiming(decode_ms=2.0, tail_ms=5.0), answered, inline=True)
+    stages, counters = stats.stages(), stats.counters()
+    assert {k: counters[k] for k in stats_module.INLINE_EVENTS} == dict.fromkeys(stats_module.INLINE_EVENTS, 1)
+    assert stages["total"]["mean_ms"] == pytest.approx(10.0)
+    assert stages["own"]["mean_ms"] == pytest.approx(3.0)
+    assert (stages["queue"]["mean_ms"], stages["decode"]["mean_ms"], stages["tail"]["mean_ms"]) == (0.0, 2.0, 5.0)
+
+
 def test_get_stats_message_carries_counters_uptime_and_every_stage() -> None:
     from edge_server import stats as stats_module
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 
 import numpy as np
@@ -143,5 +145,37 @@ def test_batcher_runs_a_lone_unary_frame_inline_and_defers_when_busy(tiny_checkp
             assert batcher.run_inline_if_idle(payload) is None
         with pytest.raises(SplitnetError):
             batcher.run_inline_if_idle(dataclasses.replace(payload, width=0.3))
+        assert batcher.run_inline_if_idle(payload, record=False) is not None  # the caller books it
+        assert batcher.stats.counters()["frames_inline"] == 1
     finally:
         batcher.close(5)
+
+
+def test_the_servers_threads_run_inference_mode_for_life(tiny_checkpoint, frames) -> None:
+    """The event loop (where a lone unary frame runs) and the batcher's worker enter torch's inference mode once,
+    not per frame; a frame run by another thread enters it itself; the caller's thread is left as it was."""
+    from edge_server.server import ServerOptions, build_server
+
+    running = build_server(ServerOptions(address="127.0.0.1:0", torch_threads=0), checkpoint=tiny_checkpoint)
+    side = running.batcher.server_side
+    modes: list[bool] = []
+    real_run_tail = side.run_tail
+
+    def run_tail(*args, **kwargs):
+        modes.append(torch.is_inference_mode_enabled())
+        return real_run_tail(*args, **kwargs)
+
+    side.run_tail = run_tail
+    try:
+        async def loop_mode() -> bool:
+            return torch.is_inference_mode_enabled()
+
+        assert asyncio.run_coroutine_threadsafe(loop_mode(), running.loop).result(10)
+        payload = DeviceSide(tiny_checkpoint).encode(frames[:1], Action.parse("layer1/w0.5"))[0]
+        running.batcher.submit(payload).result(timeout=10)  # the worker thread
+        with running.batcher._running:  # the worker has let go of its batch
+            pass
+        assert running.batcher.run_inline_if_idle(payload) is not None  # this thread: entered for the frame
+        assert modes == [True, True] and not torch.is_inference_mode_enabled()
+    finally:
+        running.stop()

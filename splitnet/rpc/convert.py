@@ -24,8 +24,8 @@ def payload_from_proto(msg: pb.TensorPayload, seq: int = 0, sent_us: int = 0,
     """Validate and convert; raises :class:`PayloadError` for anything malformed."""
     if len(msg.data) > max_data_bytes:
         raise PayloadError(f"payload data of {len(msg.data)} bytes exceeds the limit of {max_data_bytes} bytes")
-    return Payload(model=msg.model, weights_sha256=msg.weights_sha256, split=msg.split, width=float(msg.width),
-                   codec=msg.codec, shape=tuple(int(d) for d in msg.shape), dtype=msg.dtype, data=msg.data,
+    return Payload(model=msg.model, weights_sha256=msg.weights_sha256, split=msg.split, width=msg.width,
+                   codec=msg.codec, shape=tuple(msg.shape), dtype=msg.dtype, data=msg.data,
                    seq=seq, sent_us=sent_us)
 
 
@@ -129,7 +129,7 @@ class Prediction:
 def predictions_from_logits(logits: torch.Tensor, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
     """Top-k of each row of a logits batch."""
     k = max(1, min(top_k or DEFAULT_TOP_K, logits.shape[1]))
-    probs = torch.softmax(logits.float(), dim=1)
+    probs = torch.softmax(logits if logits.dtype == torch.float32 else logits.float(), dim=1)
     scores, ids = probs.topk(k, dim=1)
     return [Prediction(i, s) for i, s in zip(ids.tolist(), scores.tolist())]
 
@@ -144,28 +144,45 @@ def predictions_from_detections(detections: list[dict[str, torch.Tensor]]) -> li
     return out
 
 
-def predictions_from_output(model: str, output: object, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
-    """A model's output batch (logits, or a detector's output) as one :class:`Prediction` per frame."""
-    from splitnet.models import detections_from_output, model_spec
+def predictions_from_output(model: str, output: object, top_k: int = DEFAULT_TOP_K,
+                            is_detector: bool | None = None) -> list[Prediction]:
+    """A model's output batch (logits, or a detector's output) as one :class:`Prediction` per frame.
 
-    if model_spec(model).is_detector:
+    ``is_detector``: the model's ``ModelSpec.is_detector`` where the caller has it (a server's per-frame path);
+    looked up in the model registry when None."""
+    if is_detector is None:
+        from splitnet.models import model_spec
+
+        is_detector = model_spec(model).is_detector
+    if is_detector:
+        from splitnet.models import detections_from_output
+
         return predictions_from_detections(detections_from_output(model, output))
     return predictions_from_logits(output, top_k)  # type: ignore[arg-type]
 
 
 def response(seq: int, prediction: Prediction | None, timing: ServerTiming | None = None,
              status_code: int = 0, status_message: str = "") -> pb.InferResponse:
-    msg = pb.InferResponse(seq=seq, status_code=status_code, status_message=status_message)
+    # Fields set in place, defaults left unset: the cheapest way to build it with upb (a frame's path).
+    msg = pb.InferResponse(seq=seq)
+    if status_code:
+        msg.status_code = status_code
+    if status_message:
+        msg.status_message = status_message
     if prediction is not None and prediction.is_detection:
         msg.detections.SetInParent()
         msg.detections.boxes.extend(pb.Box(x1=b.x1, y1=b.y1, x2=b.x2, y2=b.y2, score=b.score, label=b.label)
                                     for b in prediction.boxes)
     elif prediction is not None:
-        msg.classification.class_ids.extend(prediction.class_ids)
-        msg.classification.scores.extend(prediction.scores)
+        classification = msg.classification
+        classification.class_ids.extend(prediction.class_ids)
+        classification.scores.extend(prediction.scores)
     if timing is not None:
-        msg.timings.CopyFrom(pb.ServerTimings(queue_ms=timing.queue_ms, decode_ms=timing.decode_ms,
-                                              tail_ms=timing.tail_ms, batch_size=timing.batch_size))
+        timings = msg.timings
+        timings.queue_ms = timing.queue_ms
+        timings.decode_ms = timing.decode_ms
+        timings.tail_ms = timing.tail_ms
+        timings.batch_size = timing.batch_size
     return msg
 
 
