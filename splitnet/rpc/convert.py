@@ -30,8 +30,14 @@ def payload_from_proto(msg: pb.TensorPayload, seq: int = 0, sent_us: int = 0,
 
 
 def request(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 0.0) -> pb.InferRequest:
-    return pb.InferRequest(seq=p.seq, sent_us=p.sent_us, payload=payload_to_proto(p), top_k=top_k,
-                           budget_ms=budget_ms)
+    msg = pb.InferRequest(seq=p.seq, sent_us=p.sent_us, top_k=top_k, budget_ms=budget_ms)
+    # The payload's fields set in place: no TensorPayload built and then copied in (a frame's path).
+    t = msg.payload
+    t.SetInParent()  # present even when every field is a default
+    t.model, t.weights_sha256, t.split, t.width, t.codec = p.model, p.weights_sha256, p.split, p.width, p.codec
+    t.shape.extend(p.shape)
+    t.dtype, t.data = p.dtype, bytes(p.data)
+    return msg
 
 
 STREAM_FRAMING_BYTES = 9 + 5  # an HTTP/2 DATA frame's header and gRPC's length-prefix, per message on a stream
