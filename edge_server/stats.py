@@ -21,11 +21,11 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 STAGES = ("queue", "decode", "tail", "own", "total")
+INLINE_EVENTS = ("frames_ok", "batches", "frames_inline")  # counted for a frame run inline (one batch of one)
 # Histogram buckets of the stage timings, seconds (0.1 ms ... 5 s).
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0)
 _BOUNDS_S = np.asarray(STAGE_BUCKETS_S)
-INLINE_EVENTS = ("frames_ok", "batches", "frames_inline")  # counted for a frame run inline (one batch of one)
 _FOLD_EVERY = 4096  # samples of one stage kept before they are folded into its histogram
 
 

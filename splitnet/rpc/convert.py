@@ -14,9 +14,15 @@ from splitnet.rpc.v1 import splitnet_pb2 as pb
 DEFAULT_TOP_K = 5
 
 
-def payload_to_proto(p: Payload) -> pb.TensorPayload:
-    return pb.TensorPayload(model=p.model, weights_sha256=p.weights_sha256, split=p.split, width=p.width,
-                            codec=p.codec, shape=list(p.shape), dtype=p.dtype, data=bytes(p.data))
+def payload_to_proto(p: Payload, msg: pb.TensorPayload | None = None) -> pb.TensorPayload:
+    """``p`` as a ``TensorPayload``: written into ``msg`` (say, a request's ``payload`` field: no message built and
+    copied in) or a new one."""
+    msg = pb.TensorPayload() if msg is None else msg
+    msg.SetInParent()  # present even when every field is a default
+    msg.model, msg.weights_sha256, msg.split, msg.width = p.model, p.weights_sha256, p.split, p.width
+    msg.codec, msg.dtype, msg.data = p.codec, p.dtype, bytes(p.data)
+    msg.shape[:] = p.shape
+    return msg
 
 
 def payload_from_proto(msg: pb.TensorPayload, seq: int = 0, sent_us: int = 0,
@@ -31,12 +37,7 @@ def payload_from_proto(msg: pb.TensorPayload, seq: int = 0, sent_us: int = 0,
 
 def request(p: Payload, top_k: int = DEFAULT_TOP_K, budget_ms: float = 0.0) -> pb.InferRequest:
     msg = pb.InferRequest(seq=p.seq, sent_us=p.sent_us, top_k=top_k, budget_ms=budget_ms)
-    # The payload's fields set in place: no TensorPayload built and then copied in (a frame's path).
-    t = msg.payload
-    t.SetInParent()  # present even when every field is a default
-    t.model, t.weights_sha256, t.split, t.width, t.codec = p.model, p.weights_sha256, p.split, p.width, p.codec
-    t.shape.extend(p.shape)
-    t.dtype, t.data = p.dtype, bytes(p.data)
+    payload_to_proto(p, msg.payload)
     return msg
 
 
