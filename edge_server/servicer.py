@@ -226,7 +226,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
                         outcome = exc
                     else:
                         response = convert.response(seq, prediction, timing)
-                        self.stats.record_answer(t0, timing)
+                        loop.call_soon(self.stats.record_answer, t0, timing, time.monotonic())  # as in Infer
                         yield response
                         last_activity = loop.time()
                         continue
