@@ -1,10 +1,13 @@
-"""splitnet's own overhead per unary frame, against a bare ``grpcio`` echo of the same bytes.
+"""splitnet's own overhead per frame, against a bare ``grpcio`` echo of the same bytes.
 
-One run, two to four servers, each a separate process with one torch thread, on loopback:
+One run, two to five servers, each a separate process with one torch thread, on loopback:
 
 * a bare ``grpcio`` server (``benchmarks/echo_server.py``, started by this script) whose one method returns
   the request bytes it got: no protobuf parsing, no splitnet code;
-* ``splitnet serve`` (the embedded engine, its defaults);
+* ``splitnet serve`` (the embedded engine, its defaults), called with unary ``Infer``;
+* another ``splitnet serve`` sent the same frames on one open ``InferStream``, a frame at a time (each after
+  the last answer; ``--no-stream`` skips it). The bare echo stays unary: the stream's figure is what a frame on
+  a stream costs over a unary echo;
 * optionally ``splitnet serve --event-loop asyncio`` (``--compare-event-loops``: the embedded server on
   asyncio's own loop beside the default, uvloop where installed);
 * optionally ``splitnet serve --engine ray`` (Ray Serve's gRPC ingress, 1 replica; needs
@@ -30,13 +33,14 @@ hand-offs, building the response); the rest is outside that stage: grpc.aio agai
 server, protobuf, the client's conversions, and everything's slower start after the model's compute
 (``benchmarks.overhead_ladder`` splits the whole overhead step by step).
 
-    python -m benchmarks.grpc_overhead [--rounds 15] [--calls 100] [--no-ray] [--compare-event-loops]
-                                       [--json reports/grpc_overhead.json]
+    python -m benchmarks.grpc_overhead [--rounds 15] [--calls 100] [--no-ray] [--no-stream]
+                                       [--compare-event-loops] [--json reports/grpc_overhead.json]
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import statistics
@@ -89,6 +93,38 @@ class _Target:
         timing = convert.timing_from_response(resp)
         return rtt, timing.decode_ms + timing.tail_ms
 
+    def close(self) -> None:
+        self.channel.close()
+
+
+class _StreamTarget(_Target):
+    """One open ``InferStream``, a frame at a time (each sent after the last answer, as a camera slower than the
+    round trip sends them): times a frame from its request to its answer, the client's conversions included."""
+
+    def __init__(self, name: str, address: str) -> None:
+        super().__init__(name, address)
+        self._outgoing: queue.Queue = queue.Queue()
+
+        def requests():
+            while (req := self._outgoing.get()) is not None:
+                yield req
+
+        self._answers = self.stub.InferStream(requests())
+
+    def call(self, payload, top_k: int = 5) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        self._outgoing.put(convert.request(payload, top_k))
+        resp = next(self._answers)
+        convert.prediction_from_response(resp)
+        rtt = (time.perf_counter() - t0) * 1e3
+        timing = convert.timing_from_response(resp)
+        return rtt, timing.decode_ms + timing.tail_ms
+
+    def close(self) -> None:
+        self._outgoing.put(None)
+        self._answers.cancel()
+        super().close()
+
 
 def measure(echo_address: str, targets: list[_Target], payload, rounds: int, calls: int) -> dict:
     """Interleaved calls; per round the median of each series; returns per-round medians per series."""
@@ -109,8 +145,9 @@ def measure(echo_address: str, targets: list[_Target], payload, rounds: int, cal
     for t in targets:
         for key in ("rtt_ms", "compute_ms", "overhead_ms"):
             per_round[f"{t.name}_{key}"] = []
-    if len(targets) == 2:
-        per_round[f"{targets[1].name}_minus_{targets[0].name}_ms"] = []
+    # Each other target against the first (the embedded server's Infer), compute removed, call by call.
+    differences = {f"{t.name}_minus_{targets[0].name}_ms": t for t in targets[1:]}
+    per_round.update({k: [] for k in differences})
     for r in range(rounds):
         rows: dict[str, list[float]] = {k: [] for k in per_round}
         for i in range(calls):
@@ -118,16 +155,15 @@ def measure(echo_address: str, targets: list[_Target], payload, rounds: int, cal
             rows["echo_ms"].append(e)
             without_compute = {}
             # A server called right after another pays for the other's cache traffic (~0.03 ms here):
-            # the order alternates so that no target always comes second.
+            # the order alternates so that no target always comes last.
             for t in (targets if i % 2 == 0 else targets[::-1]):
                 rtt, compute = t.call(payload)
                 rows[f"{t.name}_rtt_ms"].append(rtt)
                 rows[f"{t.name}_compute_ms"].append(compute)
                 rows[f"{t.name}_overhead_ms"].append(rtt - compute - e)
                 without_compute[t.name] = rtt - compute
-            if len(targets) == 2:
-                rows[f"{targets[1].name}_minus_{targets[0].name}_ms"].append(
-                    without_compute[targets[1].name] - without_compute[targets[0].name])
+            for k, t in differences.items():
+                rows[k].append(without_compute[t.name] - without_compute[targets[0].name])
         for k, v in rows.items():
             per_round[k].append(statistics.median(v))
         print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in rows.items()),
@@ -141,6 +177,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=100, help="calls per series per round")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray Serve engine")
+    ap.add_argument("--no-stream", action="store_true",
+                    help="skip the InferStream series (a second embedded server, one open stream, a frame at a time)")
     ap.add_argument("--compare-event-loops", action="store_true",
                     help="also run the embedded server on asyncio's own loop (`--event-loop asyncio`) beside the "
                          "default (uvloop where installed); with --no-ray the report has asyncio_minus_direct_ms")
@@ -155,10 +193,12 @@ def main() -> None:
     targets: list[_Target] = []
     try:
         embedded = [("direct", ())] + ([("asyncio", ("--event-loop", "asyncio"))] if args.compare_event_loops else [])
+        if not args.no_stream:  # a server of its own: an open stream keeps a server's Infer calls off the loop
+            embedded.insert(1, ("stream", ()))
         for name, serve_args in embedded:
             servers.append(spawn_server(*extra, *serve_args, workdir=workdir))
             wait_serving(servers[-1].address)
-            targets.append(_Target(name, servers[-1].address))
+            targets.append((_StreamTarget if name == "stream" else _Target)(name, servers[-1].address))
         if not args.no_ray:
             ray_port = _free_port()
             ray_srv = spawn_server(*extra, "--engine", "ray", "--replicas", "1", "--ray-num-cpus", "2",
@@ -170,7 +210,7 @@ def main() -> None:
         own_ms = {t.name: t.own_ms_p50() for t in targets}
     finally:
         for t in targets:
-            t.channel.close()
+            t.close()
         for s in reversed(servers):
             s.terminate(120)
         echo_proc.send_signal(signal.SIGTERM)
@@ -199,9 +239,9 @@ def main() -> None:
               f"{'met' if s['median'] <= TARGET_MS else 'NOT met'}; of it the server's own time (payload checks, "
               f"top-k, hand-offs, response) {own_ms[t.name]:.3f} ms, the rest beyond the echo "
               f"{s['median'] - own_ms[t.name]:.3f} ms")
-    if len(targets) == 2:
-        d = spread[f"{targets[1].name}_minus_{targets[0].name}_ms"]
-        print(f"{targets[1].name} minus {targets[0].name} (compute removed): median {d['median']:.3f} ms "
+    for t in targets[1:]:
+        d = spread[f"{t.name}_minus_{targets[0].name}_ms"]
+        print(f"{t.name} minus {targets[0].name} (compute removed): median {d['median']:.3f} ms "
               f"(min {d['min']:.3f}, max {d['max']:.3f})")
     write_json("grpc_overhead", result, args.json)
 

@@ -87,7 +87,8 @@ class MicroBatcher:
         return job.future
 
     def run_inline_if_idle(self, payload: Payload, top_k: int = 5, budget_s: float | None = None,
-                           record: bool = True) -> tuple[Prediction, ServerTiming] | None:
+                           record: bool = True, received: float | None = None
+                           ) -> tuple[Prediction, ServerTiming] | None:
         """Run one frame on the calling thread when nothing is queued or running; else None.
 
         Unary calls take this path: an idle server then answers without two thread
@@ -95,12 +96,14 @@ class MicroBatcher:
         job, future and per-job bookkeeping. A busy server returns None and the caller
         goes through :meth:`submit`, so batching is unchanged under load. Raises the
         payload's :class:`SplitnetError`, or :class:`DeadlineExpired` for a budget (s)
-        already spent. ``record=False`` leaves the answered frame's counters and timings to the
-        caller (``ServerStats.record_answer(..., inline=True)``, booked after the response is sent).
+        already spent, counted from ``received`` (time.monotonic() when the frame came in; default
+        now), as a queued frame's is from when it was queued. ``record=False`` leaves the answered
+        frame's counters and timings to the caller (``ServerStats.record_answer(..., inline=True)``,
+        booked after the response is sent).
         """
         if self._closed.is_set():
             raise ShuttingDown("server is shutting down")
-        start = time.monotonic()
+        start = time.monotonic() if received is None else received
         key = self.server_side.batch_key(payload)
         if self._pending or not self._queue.empty() or not self._running.acquire(blocking=False):
             return None

@@ -133,7 +133,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         budget_s = self._budget_s(request, call_remaining_s(context))
         self.unary_in_flight += 1
         try:
-            answer = await self._infer_alone(request, budget_s)
+            answer = await self._infer_alone(request, budget_s, t0)
             inline = answer is not None
             if answer is None:
                 future = self._submit(request, budget_s)
@@ -153,7 +153,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
             self.unary_in_flight -= 1
         await context.abort(*failure)
 
-    async def _infer_alone(self, request: pb.InferRequest, budget_s: float) -> tuple | None:
+    async def _infer_alone(self, request: pb.InferRequest, budget_s: float, received: float) -> tuple | None:
         """Run the frame here, on the event loop, when it is the server's only work; None otherwise.
 
         Alone means: after one turn of the loop (so that calls which arrived together have started
@@ -166,7 +166,7 @@ class SplitInferenceServicer(pb_grpc.SplitInferenceServicer):
         await asyncio.sleep(0)
         if self.unary_in_flight != 1 or self.open_streams:
             return None
-        return self.batcher.run_inline_if_idle(*self._payload(request), budget_s, record=False)
+        return self.batcher.run_inline_if_idle(*self._payload(request), budget_s, record=False, received=received)
 
     async def InferStream(self, request_iterator: AsyncIterator[pb.InferRequest],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.InferResponse]:

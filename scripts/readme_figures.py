@@ -402,7 +402,8 @@ def grpc_overhead_block() -> str:
     report = _load("grpc_overhead.json")
     s = report["summary_ms"]
     names = [k[: -len("_overhead_ms")] for k in s if k.endswith("_overhead_ms")]
-    label = {"direct": "`splitnet serve` (embedded)", "ray": "`splitnet serve --engine ray` (1 replica)"}
+    label = {"direct": "`splitnet serve` (embedded)", "ray": "`splitnet serve --engine ray` (1 replica)",
+             "stream": "`splitnet serve` (embedded), one open `InferStream`"}
     lines = [f"Same `InferRequest` ({report['request_bytes']} bytes, `{report['policy']}`), "
              f"{report['rounds']} rounds of {report['calls_per_round']} interleaved calls; "
              f"bare `grpcio` echo round trip: median {s['echo_ms']['median']:.3f} ms; the machine's 1-minute load "
@@ -416,13 +417,19 @@ def grpc_overhead_block() -> str:
                      f"{'met' if report['target_met'][n] else 'NOT met'} |")
     transport = {"direct": "grpc.aio, protobuf, the client's conversions, and everything's slower start after the "
                            "model's compute: the ladder below",
-                 "ray": "Ray Serve's gRPC proxy and its hop to the replica, protobuf, the client's conversions"}
+                 "ray": "Ray Serve's gRPC proxy and its hop to the replica, protobuf, the client's conversions",
+                 "stream": "as for `Infer`, less a call's headers and trailers, plus the client's hand-off to its "
+                           "stream's sending thread"}
     parts = [f"{label.get(n, n)}: {b['server_own_p50']:.3f} ms in the server's `own` stage (payload checks, top-k, "
              f"hand-offs, building the response; median over the run's frames) and {b['transport_beyond_echo']:.3f} ms "
              f"beyond the echo outside it ({transport.get(n, 'the rest')})"
              for n, b in report.get("breakdown_ms", {}).items()]
     if parts:
         lines += ["", "Where the overhead goes — " + "; ".join(parts) + "."]
+    if "stream_minus_direct_ms" in s:
+        d = s["stream_minus_direct_ms"]
+        lines += ["", f"A frame on an open stream costs {d['median']:+.3f} ms against a unary `Infer` on the embedded "
+                      f"server (compute removed; rounds {d['min']:+.3f}–{d['max']:+.3f})."]
     if "ray_minus_direct_ms" in s:
         d = s["ray_minus_direct_ms"]
         lines += ["", f"The Ray Serve path costs {d['median']:.3f} ms more per frame than the embedded server "

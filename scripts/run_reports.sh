@@ -21,7 +21,7 @@ done
 # measured again above, not replaced.
 $PY -m benchmarks.device_time --rounds 5 --frames 50 --json reports/device_time.json
 $PY -m benchmarks.grpc_overhead --json reports/grpc_overhead.json
-$PY -m benchmarks.grpc_overhead --no-ray --compare-event-loops --rounds 9 --json reports/event_loop_overhead.json
+$PY -m benchmarks.grpc_overhead --no-ray --no-stream --compare-event-loops --rounds 9 --json reports/event_loop_overhead.json
 $PY -m benchmarks.overhead_ladder --json reports/overhead_ladder.json
 if [ -d ../shared/data/cifar10 ]; then
   $PY -m benchmarks.live_agreement --repeats 3 --json reports/live_agreement.json

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -128,7 +129,7 @@ def test_threads_sharing_a_checkpoint_never_mix_widths(tiny_checkpoint, frames) 
 
 
 def test_batcher_runs_a_lone_unary_frame_inline_and_defers_when_busy(tiny_checkpoint, frames) -> None:
-    from edge_server.batcher import MicroBatcher
+    from edge_server.batcher import DeadlineExpired, MicroBatcher
 
     server = ServerSide(tiny_checkpoint)
     payload = DeviceSide(tiny_checkpoint).encode(frames[:1], Action.parse("layer1/w0.5"))[0]
@@ -146,6 +147,9 @@ def test_batcher_runs_a_lone_unary_frame_inline_and_defers_when_busy(tiny_checkp
             batcher.run_inline_if_idle(dataclasses.replace(payload, width=0.3))
         assert batcher.run_inline_if_idle(payload, record=False) is not None  # the caller books it
         assert batcher.stats.counters()["frames_inline"] == 1
+        with pytest.raises(DeadlineExpired):  # the budget counts from the frame's receipt
+            batcher.run_inline_if_idle(payload, budget_s=0.5, received=time.monotonic() - 1.0)
+        assert batcher.run_inline_if_idle(payload, budget_s=0.5, received=time.monotonic()) is not None
     finally:
         batcher.close(5)
 
