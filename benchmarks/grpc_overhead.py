@@ -46,6 +46,7 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -86,8 +87,13 @@ class _Target:
 
     def call(self, payload, top_k: int = 5) -> tuple[float, float]:
         """(round trip ms, server decode + tail ms) of one unary Infer."""
+        return self._timed(lambda: self.stub.Infer(convert.request(payload, top_k), timeout=30))
+
+    @staticmethod
+    def _timed(answer: Callable[[], pb.InferResponse]) -> tuple[float, float]:
+        """(ms from the request's conversion to the answer's, the server's decode + tail ms) of ``answer()``."""
         t0 = time.perf_counter()
-        resp = self.stub.Infer(convert.request(payload, top_k), timeout=30)
+        resp = answer()
         convert.prediction_from_response(resp)
         rtt = (time.perf_counter() - t0) * 1e3
         timing = convert.timing_from_response(resp)
@@ -109,16 +115,14 @@ class _StreamTarget(_Target):
             while (req := self._outgoing.get()) is not None:
                 yield req
 
-        self._answers = self.stub.InferStream(requests())
+        self._answers = self.stub.InferStream(requests(), timeout=600)  # the whole run
 
     def call(self, payload, top_k: int = 5) -> tuple[float, float]:
-        t0 = time.perf_counter()
-        self._outgoing.put(convert.request(payload, top_k))
-        resp = next(self._answers)
-        convert.prediction_from_response(resp)
-        rtt = (time.perf_counter() - t0) * 1e3
-        timing = convert.timing_from_response(resp)
-        return rtt, timing.decode_ms + timing.tail_ms
+        def answer() -> pb.InferResponse:
+            self._outgoing.put(convert.request(payload, top_k))
+            return next(self._answers)
+
+        return self._timed(answer)
 
     def close(self) -> None:
         self._outgoing.put(None)

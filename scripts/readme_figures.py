@@ -398,13 +398,20 @@ def rpc_path_block() -> str:
     return "\n".join(lines + ["", _provenance(calibration)] + ([_runs_provenance(runs)] if len(runs) > 1 else []))
 
 
+def _action_cost(report: dict) -> str:
+    """The report's frame action with its device and server MACs and the device's share of the model."""
+    cost = report["action_compute"]
+    return (f"`{report['policy']}`: {cost['device_macs'] / 1e6:.2f} M MACs on the device, "
+            f"{cost['device_share'] * 100:.1f} % of the model; {cost['server_macs'] / 1e6:.1f} M on the server")
+
+
 def grpc_overhead_block() -> str:
     report = _load("grpc_overhead.json")
     s = report["summary_ms"]
     names = [k[: -len("_overhead_ms")] for k in s if k.endswith("_overhead_ms")]
     label = {"direct": "`splitnet serve` (embedded)", "ray": "`splitnet serve --engine ray` (1 replica)",
              "stream": "`splitnet serve` (embedded), one open `InferStream`"}
-    lines = [f"Same `InferRequest` ({report['request_bytes']} bytes, `{report['policy']}`), "
+    lines = [f"Same `InferRequest` ({report['request_bytes']} bytes, {_action_cost(report)}), "
              f"{report['rounds']} rounds of {report['calls_per_round']} interleaved calls; "
              f"bare `grpcio` echo round trip: median {s['echo_ms']['median']:.3f} ms; the machine's 1-minute load "
              f"average at the run: {report.get('host_load_1min', float('nan')):.2f}.", "",
@@ -444,9 +451,7 @@ def overhead_ladder_block() -> str:
     report = _load("overhead_ladder.json")
     s, steps, what = report["series_ms"], report["steps_ms"], report["what_each_step_adds"]
     names = list(s)
-    cost = report["action_compute"]
-    lines = [f"Same `InferRequest` (`{report['policy']}`: {cost['device_macs'] / 1e6:.2f} M MACs on the device, "
-             f"{cost['device_share'] * 100:.1f} % of the model; {cost['server_macs'] / 1e6:.1f} M on the server), "
+    lines = [f"Same `InferRequest` ({_action_cost(report)}), "
              f"{report['rounds']} rounds of {report['calls_per_round']} "
              "calls per method in a shuffled order; each call's round trip minus the compute the server reports:", "",
              "| method | round trip minus compute, ms | step over the row above, ms (rounds min–max) | "

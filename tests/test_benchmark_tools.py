@@ -79,6 +79,17 @@ def test_the_overhead_ladders_methods_do_what_their_rungs_say(tiny_checkpoint, t
             infer = pb_grpc.SplitInferenceStub(channel).Infer(request, timeout=60)
             assert list(answer.classification.class_ids) == list(infer.classification.class_ids)
             assert list(answer.classification.scores) == pytest.approx(list(infer.classification.scores))
+        # grpc_overhead's timed calls, unary and a frame at a time on one open stream: each times a real answer
+        # (round trip beyond the server's compute) and the stream answers frame after frame
+        from benchmarks.grpc_overhead import _StreamTarget, _Target
+
+        for target in (_Target("direct", f"127.0.0.1:{port}"), _StreamTarget("stream", f"127.0.0.1:{port}")):
+            try:
+                for _ in range(3):
+                    rtt_ms, compute_ms = target.call(payload)
+                    assert rtt_ms > compute_ms > 0, (target.name, rtt_ms, compute_ms)
+            finally:
+                target.close()
     finally:
         proc.terminate()
         assert proc.wait(60) == 0
